@@ -1,0 +1,1 @@
+"""Kubecost ETL operations: pure domain logic (no Airflow imports outside kubecost_etl.airflow)."""

@@ -1,0 +1,38 @@
+"""Fault switches that tests flip on a running simulator.
+
+One `Faults` object is shared by the Kubernetes API side and the cost-model side.
+Tests set it through the admin endpoint (`POST /_sim/faults` with a JSON object of
+the fields below; `DELETE /_sim/faults` resets) or the matching `serve` CLI flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class Faults:
+    # Kubernetes side
+    exec_cut_after_bytes: int | None = None  # close the exec WebSocket after N stdout bytes (once per arm)
+    exec_cut_times: int = 1  # how many exec streams get cut before the fault disarms itself
+    # Cost-model side
+    repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
+    repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)
+    repair_fail_step: str | None = None  # step that logs a documented failure line instead of completing
+    restart_during_step: str | None = None  # step during which the pod is restarted (rollout) mid-repair
+    repair_seconds_per_day: float = 0.0  # slow a repair down: pause between per-day progress lines
+
+    def update(self, changes: dict) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown fault switch(es): {sorted(unknown)}; known: {sorted(known)}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
