@@ -1,0 +1,43 @@
+# The two commands users need: `make demo` and `make test`. Everything installs itself.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+INSTALLED := $(VENV)/.installed
+AZURITE := .local/azurite/node_modules/.bin/azurite-blob
+
+.PHONY: install test demo bench lint lock clean
+
+install: $(INSTALLED) $(AZURITE)
+
+# The venv is rebuilt from the lock whenever the lock or the packaging changes.
+$(INSTALLED): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
+
+$(AZURITE): scripts/install-azurite.sh
+	bash scripts/install-azurite.sh
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Regenerate the lock from requirements.in (needs network access to the package index).
+lock: $(INSTALLED)
+	$(UV) pip compile requirements.in --python-version 3.11 --no-header -o requirements.txt
+
+clean:
+	rm -rf $(VENV) .local

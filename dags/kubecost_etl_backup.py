@@ -1,0 +1,101 @@
+"""kubecost_etl_backup: stream each cluster's Kubecost ETL cache to object storage, then verify it.
+
+One run backs up every configured cluster (or those named when triggering); each cluster is a
+mapped task group, so one cluster failing neither stops nor hides the others.
+Stages: find_pod -> plan -> stream -> commit -> verify, then one report over all clusters.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, task_group
+
+from kubecost_etl.airflow.notifiers import notify_failure
+from kubecost_etl.airflow.schedule import backup_schedule
+from kubecost_etl.airflow.tasks import backup as stages
+
+SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
+
+
+def _label(cluster_id: str) -> None:
+    get_current_context()["cluster_id"] = cluster_id  # shown as the map index in the UI
+
+
+def _cluster_task(**kwargs):
+    return task(map_index_template="{{ cluster_id }}", **kwargs)
+
+
+@dag(
+    dag_id="kubecost_etl_backup",
+    schedule=backup_schedule(),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # never two backups of the same cluster at once
+    tags=["kubecost", "backup"],
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": notify_failure,
+    },
+    params={
+        "clusters": Param([], type="array", items={"type": "string"},
+                          description="Cluster ids to back up; empty means every configured cluster."),
+        "full_verify": Param(False, type="boolean",
+                             description="Download and re-hash every object instead of a rotating sample."),
+    },
+)
+def kubecost_etl_backup():
+    @task
+    def select_clusters(params=None) -> list[str]:
+        return stages.select_clusters(params["clusters"])
+
+    @task_group
+    def backup_cluster(cluster_id: str):
+        @_cluster_task()
+        def find_pod(cluster_id: str) -> dict:
+            _label(cluster_id)
+            return stages.find_pod(cluster_id)
+
+        @_cluster_task()
+        def plan(cluster_id: str, target: dict) -> dict:
+            _label(cluster_id)
+            return stages.plan(cluster_id, target)
+
+        @_cluster_task(execution_timeout=timedelta(hours=3))
+        def stream(cluster_id: str, target: dict, plan: dict) -> dict:
+            _label(cluster_id)
+            return stages.stream(cluster_id, target, plan)
+
+        @_cluster_task()
+        def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
+            _label(cluster_id)
+            return stages.commit(cluster_id, target, plan, streamed)
+
+        @_cluster_task(outlets=[SNAPSHOTS])
+        def verify(cluster_id: str, snapshot_id: str, params=None, outlet_events=None) -> dict:
+            _label(cluster_id)
+            result = stages.verify(cluster_id, snapshot_id, params["full_verify"])
+            # Only a verified snapshot is announced: downstream DAGs may schedule on it.
+            outlet_events[SNAPSHOTS].add(stages.snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
+            return result
+
+        target = find_pod(cluster_id)
+        the_plan = plan(cluster_id, target)
+        streamed = stream(cluster_id, target, the_plan)
+        snapshot_id = commit(cluster_id, target, the_plan, streamed)
+        return verify(cluster_id, snapshot_id)
+
+    @task(trigger_rule="all_done")
+    def report(cluster_ids: list[str], results) -> dict:
+        return stages.report(cluster_ids, list(results))
+
+    cluster_ids = select_clusters()
+    report(cluster_ids, backup_cluster.expand(cluster_id=cluster_ids))
+
+
+kubecost_etl_backup()

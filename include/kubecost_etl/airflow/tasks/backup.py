@@ -1,0 +1,121 @@
+"""The backup pipeline's stages as task callables (cluster id and JSON values in, JSON values out)."""
+
+from __future__ import annotations
+
+import logging
+
+from kubecost_etl import backup
+from kubecost_etl.config import ConfigError, load_config
+from kubecost_etl.kube.pods import PodRef, find_cost_model_pod, pod_uid
+from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
+
+from ..hooks.kubecost_cluster import KubecostClusterHook
+from ..stores import open_repository
+
+log = logging.getLogger(__name__)
+
+
+class BackupFailed(RuntimeError):
+    pass
+
+
+def select_clusters(requested: list[str] | None) -> list[str]:
+    """Validate the configuration and the requested ids before anything touches a pod or bucket."""
+    config = load_config()
+    clusters = config.select(requested or None)
+    for cluster in clusters:
+        if cluster.backup is None:
+            raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing")
+    return [c.id for c in clusters]
+
+
+def _cluster(cluster_id: str):
+    cluster = load_config().cluster(cluster_id)
+    return cluster, KubecostClusterHook(cluster).core_v1
+
+
+def find_pod(cluster_id: str) -> dict:
+    cluster, core = _cluster(cluster_id)
+    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    target = resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    log.info("cluster %s: pod %s, exec in %s, ETL root %s", cluster_id, pod.name, target.container, target.etl_root)
+    return target.as_dict()
+
+
+def _live_target(cluster, core, target: dict) -> ExecTarget:
+    """The target found earlier, or a fresh one if the pod was replaced in between (a restart)."""
+    pod = PodRef(**target["pod"])
+    if pod_uid(core, pod.namespace, pod.name) == pod.uid:
+        return ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
+    log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
+    new_pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    return resolve_exec_target(core, new_pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+
+
+def plan(cluster_id: str, target: dict, snapshot_id: str | None = None) -> dict:
+    cluster, core = _cluster(cluster_id)
+    live = _live_target(cluster, core, target)
+    return backup.plan_backup(core, live, open_repository(cluster), cluster.backup, snapshot_id).as_dict()
+
+
+def stream(cluster_id: str, target: dict, plan: dict) -> dict:
+    cluster, core = _cluster(cluster_id)
+    live = _live_target(cluster, core, target)
+    return backup.stream_files(core, live, open_repository(cluster), plan["transfer"], cluster.backup)
+
+
+def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
+    cluster, _ = _cluster(cluster_id)
+    source = {"namespace": cluster.namespace, "pod": target["pod"]["name"], "container": cluster.container,
+              "etl_path": cluster.etl_path, "via_debug_container": target["via_debug_container"]}
+    manifest = backup.commit_snapshot(open_repository(cluster), backup.Plan.from_dict(plan), streamed, source,
+                                      cluster.hourly_hours)
+    return manifest.snapshot_id
+
+
+def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
+    cluster, _ = _cluster(cluster_id)
+    repo = open_repository(cluster)
+    report = backup.verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full)
+    for store, cov in report["coverage"].items():
+        log.info("coverage %s: %d files, %s h, windows %s, gaps %s %s", store, cov["files"], cov["covered_hours"],
+                 cov["windows"], cov["gaps"], "; ".join(cov["warnings"]))
+    if not report["ok"]:
+        raise BackupFailed(f"verification of snapshot {snapshot_id} of {cluster_id} failed: "
+                           + "; ".join(report["problems"][:10]))
+    log.info("snapshot %s of %s verified: %d objects present, %d re-hashed", snapshot_id, cluster_id,
+             report["objects_present"], report["rehashed"])
+    return {"cluster_id": cluster_id, "snapshot_id": snapshot_id, "repository": repo.description,
+            "objects": report["objects"], "rehashed": report["rehashed"], "coverage": report["coverage"]}
+
+
+def run_backup(cluster_id: str, full_verify: bool = False) -> dict:
+    """The whole pipeline in one call (for the repair and restore pipelines' safety backups)."""
+    target = find_pod(cluster_id)
+    the_plan = plan(cluster_id, target)
+    streamed = stream(cluster_id, target, the_plan)
+    snapshot_id = commit(cluster_id, target, the_plan, streamed)
+    return verify(cluster_id, snapshot_id, full_verify)
+
+
+def snapshot_asset(cluster_id: str):
+    from airflow.sdk import Asset
+
+    return Asset(f"kubecost-etl://{cluster_id}/snapshots", name=f"kubecost_etl_snapshots_{cluster_id}")
+
+
+def report(cluster_ids: list[str], results: list[dict]) -> dict:
+    """One line per cluster: the verified snapshot, or that it failed (its own tasks say why)."""
+    done = {r["cluster_id"]: r for r in results if r}
+    lines, failed = [], []
+    for cid in cluster_ids:
+        if cid in done:
+            r = done[cid]
+            lines.append(f"{cid}: snapshot {r['snapshot_id']} verified ({r['objects']} objects, "
+                         f"{r['rehashed']} re-hashed) in {r['repository']}")
+        else:
+            failed.append(cid)
+            lines.append(f"{cid}: FAILED (see its tasks in this run)")
+    for line in lines:
+        log.info("%s", line)
+    return {"succeeded": sorted(done), "failed": failed, "lines": lines}

@@ -1,0 +1,75 @@
+"""Where commands that touch the ETL files run: the cost-model container, or a debug container.
+
+Current Kubecost images have no ``tar``. Kubecost's own scripts then add an ephemeral debug
+container (busybox) targeting ``cost-model`` and reach the files through ``/proc/1/root``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from .exec import CommandNotFound, ExecError, PodExec
+from .pods import PodRef
+
+DEBUG_CONTAINER_PREFIX = "kubecost-etl-"
+DEBUG_CONTAINER_LIFETIME_S = 4 * 3600  # the container's sleep: it ends by itself after the work
+
+
+@dataclass(frozen=True)
+class ExecTarget:
+    """A container to exec in, and the ETL root as that container sees it."""
+
+    pod: PodRef
+    container: str
+    etl_root: str
+    via_debug_container: bool = False
+
+    def exec(self, core_api, command: list[str], stdin: bool = False, read_timeout: float = 300.0) -> PodExec:
+        return PodExec(core_api, self.pod.namespace, self.pod.name, self.container, command,
+                       stdin=stdin, read_timeout=read_timeout)
+
+    def as_dict(self) -> dict:
+        return {"pod": self.pod.as_dict(), "container": self.container, "etl_root": self.etl_root,
+                "via_debug_container": self.via_debug_container}
+
+
+def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bool:
+    try:
+        PodExec(core_api, pod.namespace, pod.name, container, command).run()
+        return True
+    except CommandNotFound:
+        return False
+
+
+def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto",
+                        debug_image: str = "busybox:1.36", wait_seconds: float = 120.0) -> ExecTarget:
+    """Pick where to run tar: directly in ``cost-model`` if it has tar (mode auto), else a debug container."""
+    if mode == "never" or (mode == "auto" and has_command(core_api, pod, pod.container, ["tar", "--help"])):
+        return ExecTarget(pod, pod.container, etl_path)
+    if mode == "never":
+        raise ExecError(f"container {pod.container!r} has no tar and debug containers are disabled")
+    name = add_debug_container(core_api, pod, debug_image, wait_seconds)
+    return ExecTarget(pod, name, "/proc/1/root" + etl_path, via_debug_container=True)
+
+
+def add_debug_container(core_api, pod: PodRef, image: str, wait_seconds: float) -> str:
+    """Add an ephemeral container sharing cost-model's process namespace; return its name once running."""
+    name = DEBUG_CONTAINER_PREFIX + secrets.token_hex(3)  # names must be unique per pod
+    body = {"spec": {"ephemeralContainers": [{
+        "name": name, "image": image, "targetContainerName": pod.container,
+        "command": ["sleep", str(DEBUG_CONTAINER_LIFETIME_S)], "stdin": False, "tty": False,
+    }]}}
+    core_api.patch_namespaced_pod_ephemeralcontainers(pod.name, pod.namespace, body)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        status = core_api.read_namespaced_pod(pod.name, pod.namespace).status
+        for cs in status.ephemeral_container_statuses or []:
+            if cs.name == name and cs.state and cs.state.running:
+                return name
+            if cs.name == name and cs.state and cs.state.terminated:
+                raise ExecError(f"debug container {name} in {pod.name} terminated: {cs.state.terminated.reason}")
+        if time.monotonic() > deadline:
+            raise ExecError(f"debug container {name} in {pod.name} not running after {wait_seconds:.0f} s")
+        time.sleep(1.0)  # polling the API for the container to start; not test timing

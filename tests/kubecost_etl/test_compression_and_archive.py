@@ -1,0 +1,34 @@
+import io
+import os
+import tarfile
+
+import pytest
+
+from kubecost_etl.archive import ChunkReader
+from kubecost_etl.compression import compress, decompress
+
+
+@pytest.mark.parametrize("kind", ["zstd", "gzip"])
+def test_round_trip_and_truncation(kind):
+    data = os.urandom(1000) * 3000
+    packed = b"".join(compress((data[i:i + 65536] for i in range(0, len(data), 65536)), kind, 3))
+    assert len(packed) < len(data) / 10
+    assert b"".join(decompress([packed[i:i + 4096] for i in range(0, len(packed), 4096)], kind)) == data
+    with pytest.raises(Exception, match="truncated|incomplete|end"):
+        b"".join(decompress([packed[: len(packed) // 2]], kind))
+
+
+def test_chunk_reader_feeds_tarfile_and_drains():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, size in [("bingen/a", 5000), ("bingen/b", 0)]:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"x" * size))
+    raw = buffer.getvalue()
+    reader = ChunkReader(iter([raw[i:i + 777] for i in range(0, len(raw), 777)]))
+    with tarfile.open(fileobj=reader, mode="r|") as tar:
+        names = [(m.name, len(tar.extractfile(m).read())) for m in tar]
+    reader.drain()
+    assert names == [("bingen/a", 5000), ("bingen/b", 0)]
+    assert reader.bytes_read == len(raw)

@@ -1,0 +1,86 @@
+import pytest
+import yaml
+
+from kubecost_etl.config import ConfigError, load_config, parse_config
+
+GOOD = {
+    "backup_schedule": "0 2 * * *",
+    "defaults": {"namespace": "kubecost", "backup": {"object_store": {"conn_id": "aws_backups", "bucket": "b"}}},
+    "clusters": [
+        {"id": "prod-east", "kubeconfig": "kube/prod.yaml", "context": "prod"},
+        {"id": "dev", "kubernetes_conn_id": "k8s_dev", "backup": {"compression": "gzip"}},
+    ],
+}
+
+
+def test_good_config_merges_defaults_and_resolves_relative_paths(tmp_path):
+    path = tmp_path / "kubecost-etl.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    config = load_config(path)
+    assert config.cluster_ids() == ["prod-east", "dev"]
+    prod = config.cluster("prod-east")
+    assert prod.kubeconfig == str(tmp_path / "kube/prod.yaml")
+    assert prod.backup.object_store.bucket == "b"
+    assert prod.backup.compression == "zstd" and prod.backup.compression_level == 3
+    dev = config.cluster("dev")
+    assert dev.backup.compression == "gzip" and dev.backup.compression_level == 6
+    assert config.backup_schedule == "0 2 * * *"
+
+
+def test_config_file_reference_must_be_readable(tmp_path):
+    store = tmp_path / "object-store.yaml"
+    store.write_text("type: FILESYSTEM\nconfig: {directory: /tmp/x}\n")
+    raw = {"clusters": [{"id": "a", "backup": {"object_store": {"config_file": "object-store.yaml"}}}]}
+    assert load_config_from(tmp_path, raw).cluster("a").backup.object_store.config_file == str(store)
+    raw["clusters"][0]["backup"]["object_store"]["config_file"] = "missing.yaml"
+    with pytest.raises(ConfigError, match=r"cluster 'a': backup.object_store: config_file: .*missing.yaml"):
+        load_config_from(tmp_path, raw)
+
+
+def load_config_from(directory, raw):
+    path = directory / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["clusters"].append({"id": "dev"}), r"cluster 'dev': id: duplicate"),
+    (lambda c: c["clusters"][0].update(colour="red"), r"cluster 'prod-east': unknown key\(s\) \['colour'\]"),
+    (lambda c: c["clusters"][0].update(id="Prod East"), r"clusters\[0\]: id: 'Prod East' is not a valid"),
+    (lambda c: c["clusters"][1].update(backup={"compression": "lz4"}), r"cluster 'dev': backup.compression"),
+    (lambda c: c["defaults"]["backup"]["object_store"].pop("bucket"), r"cluster 'prod-east': backup.object_store: bucket: missing"),
+    (lambda c: c["clusters"][1].update(kubeconfig="x"), r"cluster 'dev': kubernetes_conn_id and kubeconfig"),
+    (lambda c: c["clusters"][0].update(etl_path="var/db"), r"cluster 'prod-east': etl_path: must be an absolute"),
+    (lambda c: c.update(clusters=[]), r"clusters: expected a non-empty list"),
+    (lambda c: c.update(extra=1), r"unknown key\(s\) \['extra'\]"),
+    (lambda c: c["clusters"][0].update(hourly_hours=0), r"cluster 'prod-east': hourly_hours: expected a positive"),
+    (lambda c: c["defaults"].pop("backup"), r"cluster 'dev': backup.object_store: missing"),
+])
+def test_every_mistake_names_the_cluster_and_field(mutate, message):
+    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    mutate(raw)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_unreadable_and_invalid_files(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clusters: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    monkeypatch.delenv("KUBECOST_ETL_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="KUBECOST_ETL_CONFIG is not set"):
+        load_config()
+
+
+def test_cluster_lookup():
+    config = parse_config(GOOD)
+    with pytest.raises(ConfigError, match=r"unknown cluster 'nope'; configured: \['prod-east', 'dev'\]"):
+        config.cluster("nope")
+    with pytest.raises(ConfigError, match="name a cluster"):
+        config.cluster(None)
+    single = parse_config({"clusters": [{"id": "only"}]})
+    assert single.cluster(None).id == "only"
+    assert [c.id for c in config.select(["dev"])] == ["dev"]
