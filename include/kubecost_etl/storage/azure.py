@@ -1,0 +1,156 @@
+"""Azure Blob Storage through an azure-storage-blob `ContainerClient`.
+
+Large objects are staged as blocks and made visible by one commit of the block list;
+uncommitted blocks are never visible and Azure discards them after a week, so an aborted
+upload needs no clean-up request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobProperties, ContainerClient, ContentSettings
+
+from kubecost_etl.storage._shared import (
+    DEFAULT_LIST_PAGE_SIZE,
+    DEFAULT_PART_SIZE,
+    PartUpload,
+    StoreBase,
+    batched,
+    ranged_chunks,
+)
+from kubecost_etl.storage.base import ObjectInfo, StorageError
+
+DELETE_BATCH_SIZE = 256  # Blob Batch limit
+DELETE_OK_STATUSES = {202, 404}  # a missing blob is fine
+
+
+class AzureStore(StoreBase):
+    def __init__(
+        self,
+        container: ContainerClient,
+        prefix: str = "",
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> None:
+        super().__init__(
+            f"azure://{container.account_name}/{container.container_name}", prefix, part_size, list_page_size
+        )
+        self.container = container
+
+    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+        response = self.container.get_blob_client(name).upload_blob(
+            data, overwrite=True, content_settings=_content_settings(content_type)
+        )
+        return ObjectInfo(self._key(name), len(data), _etag(response["etag"]), response.get("last_modified"))
+
+    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
+        return _AzureBlockUpload(self, name, content_type)
+
+    def open_read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        blob = self.container.get_blob_client(self._name(key))
+        with self._errors("download", key):
+            properties = blob.get_blob_properties()
+
+        # Pin every range to the version we saw: a concurrent overwrite fails the read
+        # instead of splicing two versions together.
+        def fetch_range(start: int, length: int) -> bytes:
+            return blob.download_blob(
+                offset=start,
+                length=length,
+                etag=properties.etag,
+                match_condition=MatchConditions.IfNotModified,
+            ).readall()
+
+        chunks = ranged_chunks(fetch_range, properties.size, self.part_size, chunk_size, self.location(key))
+        return self._guarded_stream(chunks, key)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        with self._errors("stat", key):
+            try:
+                properties = self.container.get_blob_client(self._name(key)).get_blob_properties()
+            except ResourceNotFoundError:
+                return None
+        return _info(key, properties)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        with self._errors("list", prefix):
+            blobs = self.container.list_blobs(
+                name_starts_with=self._list_name_prefix(prefix), results_per_page=self.list_page_size
+            )
+            for properties in blobs:
+                yield _info(self._key(properties.name), properties)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for batch in batched((self._name(key) for key in keys), DELETE_BATCH_SIZE):
+            with self._errors("delete", self._key(batch[0])):
+                responses = list(self.container.delete_blobs(*batch, raise_on_any_failure=False))
+            failed = [
+                f"{self._key(name)} (HTTP {response.status_code})"
+                for name, response in zip(batch, responses, strict=True)
+                if response.status_code not in DELETE_OK_STATUSES
+            ]
+            if failed:
+                raise StorageError(
+                    f"delete failed for {len(failed)} object(s) in {self.description}: {', '.join(failed[:5])}"
+                )
+
+    def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
+        if isinstance(exc, ResourceNotFoundError) and operation == "download":
+            return self._not_found(key)
+        if isinstance(exc, HttpResponseError):
+            code = (
+                getattr(exc.error_code, "value", exc.error_code) or "error"
+            )  # may be a StorageErrorCode enum
+            first_line = exc.message.splitlines()[0] if exc.message else ""
+            return self._failure(operation, key, f"{code} (HTTP {exc.status_code}): {first_line}")
+        if isinstance(exc, AzureError):
+            return self._failure(operation, key, f"{type(exc).__name__}: {exc.message}")
+        return None
+
+
+class _AzureBlockUpload(PartUpload):
+    def __init__(self, store: AzureStore, name: str, content_type: str | None) -> None:
+        self.store = store
+        self.name = name
+        self.content_type = content_type
+        self.blob = store.container.get_blob_client(name)
+        # A per-upload token keeps our block ids apart from blocks a failed earlier attempt left behind.
+        self.token = uuid.uuid4().hex
+        self.block_ids: list[str] = []
+        self.size = 0
+
+    def add(self, part: bytes) -> None:
+        block_id = f"{self.token}-{len(self.block_ids):06d}"  # all ids of a blob must have one length
+        self.blob.stage_block(block_id, part, length=len(part))
+        self.block_ids.append(block_id)
+        self.size += len(part)
+
+    def finish(self, last_part: bytes) -> ObjectInfo:
+        self.add(last_part)
+        response = self.blob.commit_block_list(
+            [BlobBlock(block_id=block_id) for block_id in self.block_ids],
+            content_settings=_content_settings(self.content_type),
+        )
+        return ObjectInfo(
+            self.store._key(self.name), self.size, _etag(response["etag"]), response.get("last_modified")
+        )
+
+    def abort(self) -> None:
+        """Nothing to do: uncommitted blocks are invisible and expire on their own."""
+
+
+def _content_settings(content_type: str | None) -> ContentSettings:
+    return ContentSettings(content_type=content_type or "application/octet-stream")
+
+
+def _info(key: str, properties: BlobProperties) -> ObjectInfo:
+    return ObjectInfo(key, properties.size, _etag(properties.etag), properties.last_modified)
+
+
+def _etag(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else None

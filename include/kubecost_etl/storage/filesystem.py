@@ -1,0 +1,131 @@
+"""A local (or mounted) directory used as an object store, Thanos' FILESYSTEM type.
+
+Objects are written to a hidden temporary file in the target directory, fsynced, then
+renamed over the key with `os.replace`, so readers see the old object or the whole new
+one, never a half-written file. Keys map to paths; unlike a bucket, a key cannot be both
+an object and the "directory" of other keys.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from stat import S_ISREG
+
+from kubecost_etl.storage._shared import DEFAULT_LIST_PAGE_SIZE, PartUpload, StoreBase
+from kubecost_etl.storage.base import ObjectInfo, StorageError
+
+TEMP_SUFFIX = ".kubecost-etl-partial"  # in-flight uploads; never listed
+DEFAULT_WRITE_SIZE = 4 * 1024 * 1024
+
+
+class FilesystemStore(StoreBase):
+    def __init__(
+        self, root: str | os.PathLike[str], prefix: str = "", *, part_size: int = DEFAULT_WRITE_SIZE
+    ) -> None:
+        self.root = Path(root).resolve()
+        super().__init__(f"file://{self.root}", prefix, part_size, DEFAULT_LIST_PAGE_SIZE)
+
+    def _path(self, name: str) -> Path:
+        return self.root.joinpath(*name.split("/"))
+
+    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+        return self._begin_upload(name, content_type).finish(data)
+
+    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
+        return _AtomicFileUpload(self, name)
+
+    def open_read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with self._errors("download", key):
+            file = open(self._path(self._name(key)), "rb")  # closed by the stream when it ends
+        return self._guarded_stream(iter(lambda: file.read(chunk_size), b""), key, close=file.close)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        with self._errors("stat", key):
+            try:
+                status = self._path(self._name(key)).stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        return _info(key, status) if S_ISREG(status.st_mode) else None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        name_prefix = self._list_name_prefix(prefix)
+        directory = self._path(name_prefix.rpartition("/")[0]) if "/" in name_prefix else self.root
+        found: list[tuple[str, os.stat_result]] = []
+        with self._errors("list", prefix):
+            for dirpath, _dirnames, filenames in os.walk(directory):
+                relative_dir = Path(dirpath).relative_to(self.root).as_posix()
+                for filename in filenames:
+                    name = filename if relative_dir == "." else f"{relative_dir}/{filename}"
+                    if not name.startswith(name_prefix) or filename.endswith(TEMP_SUFFIX):
+                        continue
+                    try:
+                        found.append((name, os.stat(os.path.join(dirpath, filename))))
+                    except FileNotFoundError:
+                        pass  # deleted while we walked: a bucket listing would not show it either
+        # os.walk's order is per directory; buckets list in global key order.
+        for name, status in sorted(found, key=lambda item: item[0]):
+            yield _info(self._key(name), status)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            with self._errors("delete", key):
+                self._path(self._name(key)).unlink(missing_ok=True)
+
+    def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
+        if (
+            isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError)
+            and operation == "download"
+        ):
+            return self._not_found(key)
+        if isinstance(exc, OSError):
+            return self._failure(operation, key, f"{type(exc).__name__}: {exc.strerror or exc}")
+        return None
+
+
+class _AtomicFileUpload(PartUpload):
+    def __init__(self, store: FilesystemStore, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.path = store._path(name)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX
+        )
+        self.temp_path = Path(temp_name)
+        self.file = os.fdopen(fd, "wb")
+
+    def add(self, part: bytes) -> None:
+        self.file.write(part)
+
+    def finish(self, last_part: bytes) -> ObjectInfo:
+        try:
+            self.file.write(last_part)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.temp_path, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        _fsync_directory(self.path.parent)  # make the rename itself durable
+        return _info(self.store._key(self.name), self.path.stat())
+
+    def abort(self) -> None:
+        self.file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _info(key: str, status: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, status.st_size, None, datetime.fromtimestamp(status.st_mtime, UTC))

@@ -1,0 +1,143 @@
+"""Google Cloud Storage through a google-cloud-storage `Client`.
+
+Large objects go up as one resumable upload sent in `part_size` chunks (a multiple of
+256 KiB, as GCS demands); an aborted upload is cancelled, so no object appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import requests
+from google.api_core.exceptions import GoogleAPICallError, NotFound
+from google.auth.exceptions import GoogleAuthError
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+
+from kubecost_etl.storage._shared import (
+    DEFAULT_LIST_PAGE_SIZE,
+    DEFAULT_PART_SIZE,
+    PartUpload,
+    StoreBase,
+    batched,
+    ranged_chunks,
+)
+from kubecost_etl.storage.base import ObjectInfo, StorageError
+
+CHUNK_ALIGNMENT = 256 * 1024  # resumable upload chunks must be multiples of this
+DELETE_BATCH_SIZE = 100  # the JSON API's recommended batch size
+SDK_ERRORS = (GoogleAPICallError, GoogleAuthError, InvalidResponse, DataCorruption, requests.RequestException)
+
+
+class GCSStore(StoreBase):
+    def __init__(
+        self,
+        client: storage.Client,
+        bucket: str,
+        prefix: str = "",
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> None:
+        if part_size % CHUNK_ALIGNMENT:
+            raise ValueError(f"GCS part_size must be a multiple of {CHUNK_ALIGNMENT} bytes, got {part_size}")
+        super().__init__(f"gs://{bucket}", prefix, part_size, list_page_size)
+        self.client = client
+        self.bucket = client.bucket(bucket)
+
+    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+        blob = self.bucket.blob(name)
+        blob.upload_from_string(data, content_type=content_type or "application/octet-stream")
+        return _info(self._key(name), blob)
+
+    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
+        blob = self.bucket.blob(name)
+        writer = blob.open(
+            "wb",
+            chunk_size=self.part_size,
+            content_type=content_type or "application/octet-stream",
+            ignore_flush=True,
+        )
+        return _GCSResumableUpload(self, blob, writer)
+
+    def open_read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with self._errors("download", key):
+            blob = self.bucket.get_blob(self._name(key))
+        if blob is None:
+            raise self._not_found(key)
+
+        # `blob` carries its generation, so every range reads the same version of the object.
+        def fetch_range(start: int, length: int) -> bytes:
+            return blob.download_as_bytes(start=start, end=start + length - 1, checksum=None)
+
+        chunks = ranged_chunks(fetch_range, blob.size, self.part_size, chunk_size, self.location(key))
+        return self._guarded_stream(chunks, key)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        with self._errors("stat", key):
+            blob = self.bucket.get_blob(self._name(key))
+        return None if blob is None else _info(key, blob)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        with self._errors("list", prefix):
+            blobs = self.client.list_blobs(
+                self.bucket, prefix=self._list_name_prefix(prefix), page_size=self.list_page_size
+            )
+            for blob in blobs:
+                yield _info(self._key(blob.name), blob)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for batch in batched((self._name(key) for key in keys), DELETE_BATCH_SIZE):
+            with self._errors("delete", self._key(batch[0])):
+                try:
+                    with self.client.batch():
+                        for name in batch:
+                            self.bucket.delete_blob(name)
+                except NotFound:
+                    # A batch raises for its last failed call only; redo this batch one by one
+                    # so a missing key is skipped and any other failure still surfaces.
+                    for name in batch:
+                        try:
+                            self.bucket.delete_blob(name)
+                        except NotFound:
+                            pass
+
+    def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
+        if isinstance(exc, NotFound) and operation == "download":
+            return self._not_found(key)
+        if isinstance(exc, GoogleAPICallError):
+            return self._failure(operation, key, f"HTTP {exc.code}: {exc.message}")
+        if isinstance(exc, SDK_ERRORS):
+            return self._failure(operation, key, f"{type(exc).__name__}: {exc}")
+        return None
+
+
+class _GCSResumableUpload(PartUpload):
+    def __init__(self, store: GCSStore, blob: storage.Blob, writer: Any) -> None:
+        self.store = store
+        self.blob = blob
+        self.writer = writer
+        self.size = 0
+
+    def add(self, part: bytes) -> None:
+        self.writer.write(part)  # sends every complete chunk at once
+        self.size += len(part)
+
+    def finish(self, last_part: bytes) -> ObjectInfo:
+        self.add(last_part)
+        self.writer.close()  # the final chunk states the total size and commits the object
+        self.blob.reload()
+        if self.blob.size != self.size:
+            raise StorageError(
+                f"upload of {self.store.location(self.store._key(self.blob.name))} stored "
+                f"{self.blob.size} bytes, {self.size} were sent"
+            )
+        return _info(self.store._key(self.blob.name), self.blob)
+
+    def abort(self) -> None:
+        self.writer.terminate()  # DELETE on the resumable session URL
+
+
+def _info(key: str, blob: storage.Blob) -> ObjectInfo:
+    return ObjectInfo(key, blob.size or 0, blob.etag, blob.updated)

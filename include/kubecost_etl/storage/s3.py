@@ -1,0 +1,206 @@
+"""Amazon S3 and S3-compatible stores (MinIO, Ceph, Storj...) through a boto3 client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from kubecost_etl.storage._shared import (
+    DEFAULT_LIST_PAGE_SIZE,
+    DEFAULT_PART_SIZE,
+    PartUpload,
+    StoreBase,
+    batched,
+)
+from kubecost_etl.storage.base import ObjectInfo, StorageError
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3 rejects smaller non-final parts
+MAX_PARTS = 10_000
+DELETE_BATCH_SIZE = 1000  # DeleteObjects limit
+NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def make_s3_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    session_token: str | None = None,
+    max_attempts: int = 5,
+    s3_compatible: bool = False,
+    addressing_style: str = "auto",
+    signature_version: str | None = None,
+    verify: bool | str | None = None,
+) -> Any:
+    """A boto3 S3 client with standard-mode retries (5xx, throttling); `max_attempts` counts the first try.
+
+    `s3_compatible` switches checksums to "when_required": several S3-compatible servers
+    reject the CRC checksums newer botocore sends by default.
+    """
+    config_options: dict[str, Any] = {
+        "retries": {"mode": "standard", "total_max_attempts": max_attempts},
+        "s3": {"addressing_style": addressing_style},
+    }
+    if s3_compatible:
+        config_options["request_checksum_calculation"] = "when_required"
+        config_options["response_checksum_validation"] = "when_required"
+    if signature_version:
+        config_options["signature_version"] = signature_version
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=session_token,
+        verify=verify,
+        config=Config(**config_options),
+    )
+
+
+class S3Store(StoreBase):
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "",
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        put_extra_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`put_extra_args` go to PutObject/CreateMultipartUpload (SSE, storage class, metadata)."""
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"S3 part_size must be at least {MIN_PART_SIZE} bytes, got {part_size}")
+        super().__init__(f"s3://{bucket}", prefix, part_size, list_page_size)
+        self.client = client
+        self.bucket = bucket
+        self.put_extra_args = dict(put_extra_args or {})
+
+    def _object_args(self, content_type: str | None) -> dict[str, Any]:
+        args = dict(self.put_extra_args)
+        if content_type:
+            args["ContentType"] = content_type
+        return args
+
+    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+        response = self.client.put_object(
+            Bucket=self.bucket, Key=name, Body=data, **self._object_args(content_type)
+        )
+        return ObjectInfo(self._key(name), len(data), _etag(response))
+
+    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
+        response = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=name, **self._object_args(content_type)
+        )
+        return _S3MultipartUpload(self, name, response["UploadId"])
+
+    def open_read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with self._errors("download", key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"]
+        return self._guarded_stream(body.iter_chunks(chunk_size), key, close=body.close)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        with self._errors("stat", key):
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+        return ObjectInfo(key, head["ContentLength"], _etag(head), head.get("LastModified"))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket,
+            Prefix=self._list_name_prefix(prefix),
+            PaginationConfig={"PageSize": self.list_page_size},
+        )
+        with self._errors("list", prefix):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        self._key(item["Key"]), item["Size"], _etag(item), item.get("LastModified")
+                    )
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for batch in batched((self._name(key) for key in keys), DELETE_BATCH_SIZE):
+            with self._errors("delete", self._key(batch[0])):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": name} for name in batch], "Quiet": True},
+                )
+            # S3 reports a missing key as deleted, so any error here is real.
+            errors = response.get("Errors", [])
+            if errors:
+                sample = ", ".join(f"{self._key(e['Key'])} ({e.get('Code')})" for e in errors[:5])
+                raise StorageError(
+                    f"delete failed for {len(errors)} object(s) in {self.description}: {sample}"
+                )
+
+    def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
+        if isinstance(exc, ClientError):
+            if _is_not_found(exc) and operation in ("download", "stat"):
+                return self._not_found(key)
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            reason = f"{error.get('Code', 'error')} (HTTP {status}): {error.get('Message', '')}".rstrip(": ")
+            return self._failure(operation, key, reason)
+        if isinstance(exc, BotoCoreError):
+            return self._failure(operation, key, str(exc))
+        return None
+
+
+class _S3MultipartUpload(PartUpload):
+    def __init__(self, store: S3Store, name: str, upload_id: str) -> None:
+        self.store = store
+        self.name = name
+        self.upload_id = upload_id
+        self.parts: list[dict[str, Any]] = []
+        self.size = 0
+
+    def add(self, part: bytes) -> None:
+        part_number = len(self.parts) + 1
+        if part_number > MAX_PARTS:
+            raise StorageError(
+                f"upload of {self.store.location(self.store._key(self.name))} needs more than {MAX_PARTS} "
+                f"parts of {self.store.part_size} bytes: raise part_size"
+            )
+        response = self.store.client.upload_part(
+            Bucket=self.store.bucket,
+            Key=self.name,
+            UploadId=self.upload_id,
+            PartNumber=part_number,
+            Body=part,
+        )
+        self.parts.append({"PartNumber": part_number, "ETag": response["ETag"]})
+        self.size += len(part)
+
+    def finish(self, last_part: bytes) -> ObjectInfo:
+        self.add(last_part)
+        response = self.store.client.complete_multipart_upload(
+            Bucket=self.store.bucket,
+            Key=self.name,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+        return ObjectInfo(self.store._key(self.name), self.size, _etag(response))
+
+    def abort(self) -> None:
+        self.store.client.abort_multipart_upload(
+            Bucket=self.store.bucket, Key=self.name, UploadId=self.upload_id
+        )
+
+
+def _is_not_found(exc: BaseException | None) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES
+
+
+def _etag(response: Mapping[str, Any]) -> str | None:
+    etag = response.get("ETag")
+    return etag.strip('"') if etag else None
