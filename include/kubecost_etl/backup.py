@@ -11,7 +11,7 @@ import logging
 import random
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -120,7 +120,7 @@ class _Progress:
 
 
 def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[dict],
-                 settings: BackupSettings, stat_source: Callable | None = None) -> dict:
+                 settings: BackupSettings) -> dict:
     """Move the planned files pod -> store, one tar exec per batch; return entries and stats.
 
     A file whose bytes no longer match the planned hash is re-hashed and read again (it changed
@@ -144,7 +144,7 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
                 pending.pop(entry.path)
         missing = [p for p in pending if p not in changed]
         if missing or changed:
-            current = {f.path: f for f in (stat_source or list_files)(core_api, target)[0]}
+            current = {f.path: f for f in list_files(core_api, target)[0]}
             for path in missing:
                 if path not in current:  # deleted since the plan (Kubecost's retention): not an error
                     dropped.append(path)
@@ -241,7 +241,8 @@ def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,
     stats = dict(streamed["stats"])
     stats.update(reused_files=len(plan.reuse), total_files=len(entries),
                  total_bytes=sum(e.size for e in entries), transferred_bytes=stats.pop("bytes"),
-                 transferred_files=stats.pop("files"))
+                 transferred_files=stats.pop("files"), uploaded_bytes=stats.pop("stored_bytes"),
+                 stored_bytes=sum({e.object: e.stored_size for e in entries}.values()))
     manifest = Manifest(
         snapshot_id=plan.snapshot_id, cluster_id=plan.cluster_id,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), files=entries, source=source,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from kubecost_etl import backup
-from kubecost_etl.config import ConfigError, load_config
+from kubecost_etl.config import load_config
 from kubecost_etl.kube.pods import PodRef, find_cost_model_pod, pod_uid
 from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
 
 from ..hooks.kubecost_cluster import KubecostClusterHook
-from ..stores import open_repository
+from ..stores import check_store_ref, open_repository
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ def select_clusters(requested: list[str] | None) -> list[str]:
     config = load_config()
     clusters = config.select(requested or None)
     for cluster in clusters:
-        if cluster.backup is None:
-            raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing")
+        check_store_ref(cluster)
     return [c.id for c in clusters]
 
 

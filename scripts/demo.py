@@ -1,0 +1,173 @@
+"""`make demo`: the backup pipeline end to end on local, embedded parts.
+
+Starts the Kubecost cluster simulator with a generated ETL tree, a local S3 server (moto), and
+`airflow standalone` with this project's DAGs; runs the backup once; prints where to look.
+Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+import boto3
+import yaml
+
+from kubecost_sim.etlgen import generate
+from kubecost_sim.testing import SimulatorProcess
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+BUCKET = "kubecost-etl-demo"
+DAG_ID = "kubecost_etl_backup"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"{what}: the process exited with {process.returncode}")
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start(stack: ExitStack, args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    handle = open(log, "ab")
+    process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def stop():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        handle.close()
+
+    stack.callback(stop)
+    return process
+
+
+def airflow(env: dict, *args: str) -> str:
+    return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default=str(REPO / ".local" / "demo"))
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--file-kb", type=int, default=256)
+    parser.add_argument("--port", type=int, default=8080, help="Airflow UI/API port")
+    parser.add_argument("--exit-after-run", action="store_true", help="stop once the backup run ends")
+    opts = parser.parse_args()
+
+    work = Path(opts.workdir)
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "logs").mkdir(parents=True)
+    etl_dir = work / "pvc" / "etl"
+    files = generate(etl_dir, days=opts.days, hourly_hours=49, file_bytes=opts.file_kb * 1024, seed=7)
+    print(f"generated {len(files)} ETL files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) in {etl_dir}")
+
+    with ExitStack() as stack:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        sim = stack.enter_context(SimulatorProcess(etl_dir=etl_dir, workdir=work / "simulator"))
+        print(f"cluster simulator: {sim.api_url} (kubeconfig {sim.kubeconfig})")
+
+        s3_port = free_port()
+        moto = start(stack, [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+                     work / "logs" / "s3.log")
+        s3_url = f"http://127.0.0.1:{s3_port}"
+        s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="demo", aws_secret_access_key="demo",
+                          region_name="us-east-1")
+        wait_for("the local S3 server", lambda: s3.list_buckets() is not None, 60, moto)
+        s3.create_bucket(Bucket=BUCKET)
+        print(f"local S3 server: {s3_url} bucket {BUCKET}")
+
+        object_store = work / "object-store.yaml"  # the Thanos format users already give Kubecost
+        object_store.write_text(yaml.safe_dump({"type": "S3", "config": {
+            "bucket": BUCKET, "endpoint": f"127.0.0.1:{s3_port}", "insecure": True, "region": "us-east-1",
+            "access_key": "demo", "secret_key": "demo"}, "prefix": "demo"}))
+        config = work / "kubecost-etl.yaml"
+        config.write_text(yaml.safe_dump({"clusters": [{
+            "id": "demo-cluster", "kubeconfig": str(sim.kubeconfig),
+            "backup": {"object_store": {"config_file": str(object_store)}}}]}))
+
+        home = work / "airflow"
+        env = {**os.environ,
+               "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone's children need it
+               "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+               "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__API__PORT": str(opts.port), "KUBECOST_ETL_CONFIG": str(config),
+               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
+        print("starting airflow standalone (about a minute)...")
+        standalone = start(stack, [str(VENV_BIN / "airflow"), "standalone"], work / "logs" / "airflow.log", env)
+        ui = f"http://127.0.0.1:{opts.port}"
+        wait_for("the Airflow API server", lambda: urllib.request.urlopen(f"{ui}/api/v2/monitor/health", timeout=5),
+                 240, standalone)
+        wait_for(f"the DAG {DAG_ID} to be parsed", lambda: DAG_ID in airflow(env, "dags", "list", "-o", "plain"),
+                 180, standalone)
+        airflow(env, "dags", "unpause", DAG_ID)
+        run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+        airflow(env, "dags", "trigger", DAG_ID, "--run-id", run_id)
+        print(f"triggered {DAG_ID} run {run_id}; waiting for it to finish...")
+
+        def run_state():
+            runs = json.loads(airflow(env, "dags", "list-runs", DAG_ID, "-o", "json"))
+            state = next((r["state"] for r in runs if r["run_id"] == run_id), None)
+            return state if state in ("success", "failed") else None
+
+        state = wait_for("the backup run", run_state, 900, standalone)
+        password_file = home / "simple_auth_manager_passwords.json.generated"
+        login = json.loads(password_file.read_text()) if password_file.exists() else {}
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+                for o in page.get("Contents", [])]
+        manifests = [k for k in keys if k.endswith("manifest.json")]
+        print("\n" + "=" * 72)
+        print(f"backup run {run_id}: {state.upper()}")
+        print(f"Airflow UI:   {ui}   login: {', '.join(f'{u} / {p}' for u, p in login.items())}")
+        print(f"bucket:       s3://{BUCKET} at {s3_url}: {len(keys)} objects, snapshots: {manifests}")
+        if manifests:
+            manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[-1])["Body"].read())
+            print(f"snapshot:     {manifest['snapshot_id']}: {len(manifest['files'])} files, "
+                  f"{manifest['stats']['total_bytes'] / 1e6:.1f} MB -> {manifest['stats']['stored_bytes'] / 1e6:.1f} MB stored")
+        print(f"logs:         {work / 'logs'}; Airflow task logs under {home / 'logs'}")
+        print(f"try:          KUBECONFIG={sim.kubeconfig} kubectl get pods -n kubecost")
+        print("=" * 72)
+        if opts.exit_after_run:
+            return 0 if state == "success" else 1
+        print("Everything keeps running; press Ctrl-C to stop it all.")
+        try:
+            while standalone.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("\nstopping...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
