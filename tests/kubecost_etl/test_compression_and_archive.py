@@ -3,7 +3,6 @@ import os
 import tarfile
 
 import pytest
-
 from kubecost_etl.archive import ChunkReader
 from kubecost_etl.compression import compress, decompress
 

@@ -1,6 +1,5 @@
 import pytest
 import yaml
-
 from kubecost_etl.config import ConfigError, load_config, parse_config
 
 GOOD = {

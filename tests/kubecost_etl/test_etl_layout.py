@@ -1,5 +1,4 @@
 import pytest
-
 from kubecost_etl.etl_layout import UnsafePathError, check_relative_path, coverage, parse_set_file
 
 DAY, HOUR = 86400, 3600

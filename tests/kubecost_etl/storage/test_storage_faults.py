@@ -10,7 +10,7 @@ from kubecost_etl.storage.s3 import S3Store
 
 from tests.servers import AZURE_INTERNAL_ERROR, MOTO_SECRET_KEY, S3_INTERNAL_ERROR, FaultProxy
 
-from .conftest import TEST_PART_SIZE
+from ..stores_under_test import TEST_PART_SIZE
 from .payloads import MiB, payload, payload_chunks
 
 S3_MAX_ATTEMPTS = 3

@@ -8,7 +8,7 @@ import pytest
 from kubecost_etl.storage._shared import iter_parts
 from kubecost_etl.storage.base import ObjectNotFound, validate_key
 
-from .conftest import STORE_PREFIX, TEST_PART_SIZE
+from ..stores_under_test import STORE_PREFIX, TEST_PART_SIZE
 from .payloads import MiB, failing_after, payload, payload_chunks, sha256_of
 
 

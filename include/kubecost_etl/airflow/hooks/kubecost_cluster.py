@@ -24,10 +24,17 @@ class KubecostClusterHook:
         from kubernetes.client import Configuration
 
         if self.cluster.kubernetes_conn_id:
-            return KubernetesHook(conn_id=self.cluster.kubernetes_conn_id, client_configuration=Configuration())
+            return KubernetesHook(
+                conn_id=self.cluster.kubernetes_conn_id, client_configuration=Configuration()
+            )
         if self.cluster.kubeconfig:
-            return KubernetesHook(conn_id=None, kubernetes_conn_id=None, config_file=self.cluster.kubeconfig,
-                                  cluster_context=self.cluster.context, client_configuration=Configuration())
+            return KubernetesHook(
+                conn_id=None,
+                kubernetes_conn_id=None,
+                config_file=self.cluster.kubeconfig,
+                cluster_context=self.cluster.context,
+                client_configuration=Configuration(),
+            )
         # Neither given: the provider's default connection (in-cluster credentials when absent).
         return KubernetesHook(client_configuration=Configuration())
 

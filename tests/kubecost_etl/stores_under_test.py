@@ -1,4 +1,7 @@
-"""`store`: one fresh, empty store per test, parametrized over s3, gcs, azure and filesystem.
+"""Stores under test, each paired with independent raw-SDK views of the same bucket.
+
+The `store` fixture (tests/kubecost_etl/conftest.py) gives one fresh, empty store per test,
+parametrized over s3, gcs, azure and filesystem.
 
 Each comes as a `StoreUnderTest` carrying, besides the store, independent raw-SDK views of the
 same bucket so tests never verify a store with itself.
@@ -10,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from kubecost_etl.storage.base import ObjectStore
 
 STORE_KINDS = ["s3", "gcs", "azure", "filesystem"]
@@ -99,19 +101,3 @@ def make_filesystem(root: Path) -> StoreUnderTest:
         # Every file, temporary ones included: a leftover partial file counts as visible debris.
         raw_names=lambda: sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()),
     )
-
-
-@pytest.fixture(params=STORE_KINDS)
-def store_kind(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def store(request, store_kind, unique_bucket_name, tmp_path) -> StoreUnderTest:
-    if store_kind == "s3":
-        return make_s3(request.getfixturevalue("moto_s3_server"), unique_bucket_name)
-    if store_kind == "gcs":
-        return make_gcs(request.getfixturevalue("gcs_emulator_server"), unique_bucket_name)
-    if store_kind == "azure":
-        return make_azure(request.getfixturevalue("azurite_server"), unique_bucket_name)
-    return make_filesystem(tmp_path / "store-root")
