@@ -54,7 +54,7 @@ class PodExec:
         self._client = stream(
             core_api.connect_get_namespaced_pod_exec, pod, namespace, container=container,
             command=command, stdin=stdin, stdout=True, stderr=True, tty=False,
-            _preload_content=False, binary=True, capture_all=False,
+            _preload_content=False, binary=True,
         )
         self._sock = self._client.sock
         self._sock.settimeout(read_timeout)
