@@ -91,11 +91,14 @@ def kubecost_etl_backup():
         return verify(cluster_id, snapshot_id)
 
     @task(trigger_rule="all_done")
-    def report(cluster_ids: list[str], results) -> dict:
-        return stages.report(cluster_ids, list(results))
+    def report(cluster_ids: list[str], ti=None) -> dict:
+        # Pulled by explicit map index: one entry per cluster, None where that cluster failed.
+        results = ti.xcom_pull(task_ids="backup_cluster.verify", map_indexes=range(len(cluster_ids)))
+        return stages.report(cluster_ids, results)
 
     cluster_ids = select_clusters()
-    report(cluster_ids, backup_cluster.expand(cluster_id=cluster_ids))
+    backups = backup_cluster.expand(cluster_id=cluster_ids)
+    backups >> report(cluster_ids)
 
 
 kubecost_etl_backup()

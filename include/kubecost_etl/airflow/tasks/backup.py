@@ -100,12 +100,14 @@ def run_backup(cluster_id: str, full_verify: bool = False) -> dict:
 def snapshot_asset(cluster_id: str):
     from airflow.sdk import Asset
 
-    return Asset(f"kubecost-etl://{cluster_id}/snapshots", name=f"kubecost_etl_snapshots_{cluster_id}")
+    return Asset(uri=f"kubecost-etl://{cluster_id}/snapshots", name=f"kubecost_etl_snapshots_{cluster_id}")
 
 
 def report(cluster_ids: list[str], results: list[dict]) -> dict:
-    """One line per cluster: the verified snapshot, or that it failed (its own tasks say why)."""
-    done = {r["cluster_id"]: r for r in results if r}
+    """One line per cluster: the verified snapshot, or that it failed (its own tasks say why).
+
+    ``results`` holds one entry per cluster, in order, None where the cluster failed."""
+    done = {r["cluster_id"]: r for r in results if r}  # None: that cluster's verify never succeeded
     lines, failed = [], []
     for cid in cluster_ids:
         if cid in done:
@@ -117,4 +119,7 @@ def report(cluster_ids: list[str], results: list[dict]) -> dict:
             lines.append(f"{cid}: FAILED (see its tasks in this run)")
     for line in lines:
         log.info("%s", line)
-    return {"succeeded": sorted(done), "failed": failed, "lines": lines}
+    if failed:
+        # The run's leaf task: failing here keeps a partly failed run from showing green.
+        raise BackupFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not backed up: {', '.join(failed)}")
+    return {"succeeded": sorted(done), "lines": lines}

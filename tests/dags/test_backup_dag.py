@@ -1,0 +1,95 @@
+"""The backup DAG end to end in a real Airflow (SQLite, dag.test()) against the simulator and moto S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+BUCKET = "dag-backups"
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id]
+    for task in dag.tasks:
+        task.retries = 0  # dag.test() would otherwise wait out the real retry delays
+    return dag
+
+
+def task_states(run) -> dict[tuple[str, int], str]:
+    return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+
+
+@pytest.fixture
+def s3(moto_s3_server):
+    client = moto_s3_server.client()
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    client.delete_bucket(Bucket=BUCKET)
+
+
+def write_config(tmp_path, moto_s3_server, clusters) -> Path:
+    store = tmp_path / "object-store.yaml"
+    store.write_text(yaml.safe_dump({"type": "S3", "config": {
+        "bucket": BUCKET, "endpoint": moto_s3_server.url.split("://", 1)[1], "insecure": True,
+        "region": "us-east-1", "access_key": "testing", "secret_key": "testing"}}))
+    config = tmp_path / "kubecost-etl.yaml"
+    config.write_text(yaml.safe_dump({
+        "defaults": {"backup": {"object_store": {"config_file": str(store)}}}, "clusters": clusters}))
+    return config
+
+
+def keys(s3) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+@pytest.mark.slow
+def test_one_cluster_failing_does_not_stop_the_other(airflow_db, tmp_path, monkeypatch, simulator, s3,
+                                                     moto_s3_server):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    sim = simulator()
+    config = write_config(tmp_path, moto_s3_server, [
+        {"id": "healthy", "kubeconfig": str(sim.kubeconfig)},
+        {"id": "no-kubecost", "kubeconfig": str(sim.kubeconfig), "selector": "app=not-installed"},
+    ])
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+
+    run = load_dag("kubecost_etl_backup").test()
+
+    states = task_states(run)
+    assert run.state == "failed"  # a failed cluster fails the run, so it alerts
+    assert states[("backup_cluster.verify", 0)] == "success"
+    assert states[("backup_cluster.find_pod", 1)] == "failed"
+    assert states[("backup_cluster.plan", 1)] == "upstream_failed"
+    assert states[("report", -1)] == "failed"  # ran (all_done), listed both, and failed the run
+    manifests = [k for k in keys(s3) if k.endswith("/manifest.json")]
+    assert len(manifests) == 1 and manifests[0].startswith("kubecost-etl-backup/healthy/snapshots/")
+    assert any(k.endswith("/verification.json") for k in keys(s3))
+    with create_session() as session:
+        events = session.query(AssetEvent).all()
+        assert [e.asset.uri for e in events] == ["kubecost-etl://healthy/snapshots"]
+
+
+@pytest.mark.slow
+def test_a_bad_config_fails_first_and_writes_nothing(airflow_db, tmp_path, monkeypatch, simulator, s3,
+                                                     moto_s3_server):
+    sim = simulator()
+    config = write_config(tmp_path, moto_s3_server, [
+        {"id": "twin", "kubeconfig": str(sim.kubeconfig)}, {"id": "twin", "kubeconfig": str(sim.kubeconfig)}])
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+
+    run = load_dag("kubecost_etl_backup").test()
+
+    states = task_states(run)
+    assert run.state == "failed"
+    assert states[("select_clusters", -1)] == "failed"
+    assert keys(s3) == []
+    assert all(not pod["ephemeral_containers"] for pod in sim.state()["pods"])
