@@ -2,6 +2,9 @@
 
 Servers are session-scoped and start only when a test asks for them: `moto_s3_server`,
 `azurite_server`, `gcs_emulator_server` (see tests/servers.py), plus `unique_bucket_name`.
+The Kubecost cluster simulator: `simulator` (a factory: `simulator(etl_dir=None, **options)`
+starts one, stopped after the test), `etl_dir` (a small generated tree at `<tmp>/db/etl`, the
+pod's `/var/configs/db/etl`), `big_etl_dir` (~200 MB, once per session), `kubectl`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from kubecost_sim.testing import SimulatorProcess
+
+from tests.etl_trees import make_etl_dir
 from tests.servers import AzuriteServer, GcsEmulatorServer, MotoS3Server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,3 +80,44 @@ def gcs_emulator_server():
 def unique_bucket_name() -> str:
     """A bucket/container name valid on S3, GCS and Azure (lowercase, 3-63 chars)."""
     return f"test-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def etl_dir(tmp_path: Path) -> Path:
+    return make_etl_dir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def big_etl_dir(tmp_path_factory) -> Path:
+    """About 200 MB of incompressible files, written fast (a random block, rotated per file)."""
+    etl_dir = tmp_path_factory.mktemp("big") / "db" / "etl"
+    block = os.urandom(1 << 20)
+    for index in range(100):
+        path = etl_dir / "bingen" / "allocations" / "1h" / f"{1_700_000_000 + index * 3600}-{1_700_003_600 + index * 3600}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rotated = block[index:] + block[:index]
+        path.write_bytes(rotated + rotated[::-1])
+    return etl_dir
+
+
+@pytest.fixture
+def simulator(tmp_path: Path):
+    started: list[SimulatorProcess] = []
+
+    def start(etl_dir: Path | None = None, **options) -> SimulatorProcess:
+        index = len(started)
+        etl = etl_dir or make_etl_dir(tmp_path / f"cluster{index}")
+        simulator = SimulatorProcess(etl, tmp_path / f"sim{index}", **options)
+        started.append(simulator)
+        return simulator.start()
+
+    yield start
+    for simulator in started:
+        simulator.stop()
+
+
+@pytest.fixture
+def kubectl():
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (shutil.which('kubectl') is None)")
+    return shutil.which("kubectl")

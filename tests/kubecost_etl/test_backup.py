@@ -6,8 +6,6 @@ import gzip
 import hashlib
 import json
 import os
-from pathlib import Path
-
 import pytest
 import zstandard
 from kubecost_etl import backup
@@ -18,16 +16,13 @@ from kubecost_etl.kube.target import resolve_exec_target
 from kubecost_etl.snapshots import Repository
 from kubecost_sim.etlgen import generate
 
+from tests.etl_trees import tree_digests
+
 CLUSTER = "cluster-a"
 
 
 def settings(**kw) -> BackupSettings:
     return BackupSettings(object_store=ObjectStoreRef(inline={}), **kw)
-
-
-def tree_digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def snapshot_digests(store, snapshot_id: str) -> dict[str, str]:
