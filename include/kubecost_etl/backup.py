@@ -20,7 +20,7 @@ from .archive import ChunkReader, read_in_pieces
 from .compression import compress, decompress
 from .config import BackupSettings
 from .etl_layout import check_relative_path, coverage, is_bingen_path
-from .kube.exec import ExecError
+from .kube.exec import ExecError, command_batches
 from .kube.target import ExecTarget
 from .pod_files import hash_files, list_files
 from .snapshots import FileEntry, Manifest, Repository, new_snapshot_id, object_key
@@ -134,9 +134,8 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
         if not pending:
             break
         changed: list[str] = []
-        paths = sorted(pending)
-        for start in range(0, len(paths), settings.batch_files):
-            batch = {p: pending[p] for p in paths[start:start + settings.batch_files]}
+        for names in command_batches(_tar_command(target, []), sorted(pending), max_count=settings.batch_files):
+            batch = {p: pending[p] for p in names}
             got, changed_here = _stream_batch(core_api, target, repo, batch, settings, progress)
             entries.extend(got)
             changed.extend(changed_here)
@@ -170,8 +169,7 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
 def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[str, dict],
                   settings: BackupSettings, progress: _Progress) -> tuple[list[FileEntry], list[str]]:
     entries, changed = [], []
-    command = ["tar", "cf", "-", "-C", target.etl_root.rstrip("/"), *batch]
-    with target.exec(core_api, command) as session:
+    with target.exec(core_api, _tar_command(target, list(batch))) as session:
         reader = ChunkReader(session.stdout())
         tar_error: ExecError | None = None
         try:
@@ -197,6 +195,10 @@ def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[st
         if tar_error:
             log.warning("tar reported a problem (handled per file): %s", tar_error)
     return entries, changed
+
+
+def _tar_command(target: ExecTarget, paths: list[str]) -> list[str]:
+    return ["tar", "cf", "-", "-C", target.etl_root.rstrip("/"), *paths]
 
 
 def _store_member(repo: Repository, archive: tarfile.TarFile, member: tarfile.TarInfo, planned: dict,
@@ -256,7 +258,11 @@ def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,
 
 
 def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: bool = False) -> dict:
-    """Check a committed snapshot and record the result; only a passing one becomes "latest good"."""
+    """Check a committed snapshot and record the result; only a passing one becomes "latest good".
+
+    ``integrity_ok`` says the stored copy matches what was read from the pod; ``damaged`` lists set
+    files whose bingen header is broken (damage in the source itself). ``ok`` needs both clean.
+    """
     manifest = repo.load_manifest(snapshot_id)
     stored = repo.object_sizes()
     problems = [f"{e.path}: object {e.object} " + ("missing" if e.object not in stored else
@@ -265,20 +271,26 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
     unique = sorted({e.object: e for e in manifest.files}.values(), key=lambda e: e.object)
     # A different pseudo-random sample each snapshot, so over time every object gets re-read.
     chosen = unique if full else random.Random(snapshot_id).sample(unique, min(sample, len(unique)))
+    damaged: list[dict] = []
     for entry in chosen:
         if entry.object in stored:
-            problems.extend(_check_object(repo, entry))
+            problem, header = _check_object(repo, entry)
+            problems.extend(problem)
+            if header:
+                damaged.append({"path": entry.path, "reason": header})
     report = {
-        "snapshot_id": snapshot_id, "ok": not problems, "checked_at": datetime.now(UTC).isoformat(),
+        "snapshot_id": snapshot_id, "ok": not problems and not damaged, "integrity_ok": not problems,
+        "checked_at": datetime.now(UTC).isoformat(),
         "objects": len(unique), "objects_present": len(unique) - sum(e.object not in stored for e in unique),
-        "rehashed": len(chosen), "full": full, "problems": problems[:100],
+        "rehashed": len(chosen), "full": full, "problems": problems[:100], "damaged": damaged[:100],
         "coverage": manifest.coverage,
     }
     repo.record_verification(snapshot_id, report)
     return report
 
 
-def _check_object(repo: Repository, entry: FileEntry) -> list[str]:
+def _check_object(repo: Repository, entry: FileEntry) -> tuple[list[str], str | None]:
+    """Integrity problems of one stored object, and its bingen header problem if any."""
     digest, size, head = hashlib.sha256(), 0, bytearray()
     try:
         for piece in decompress(repo.store.open_read(repo.key(entry.object)), entry.compression):
@@ -287,14 +299,11 @@ def _check_object(repo: Repository, entry: FileEntry) -> list[str]:
             if len(head) < bingen.HEADER_PROBE_BYTES:
                 head += piece[:bingen.HEADER_PROBE_BYTES - len(head)]
     except Exception as exc:  # any decode/read failure is a verification finding, not a crash
-        return [f"{entry.path}: object {entry.object} cannot be read back: {exc}"]
-    problems = []
+        return [f"{entry.path}: object {entry.object} cannot be read back: {exc}"], None
     if size != entry.size or digest.hexdigest() != entry.sha256:
-        problems.append(f"{entry.path}: object {entry.object} content does not match its sha256/size")
-    elif is_bingen_path(entry.path):
+        return [f"{entry.path}: object {entry.object} content does not match its sha256/size"], None
+    if is_bingen_path(entry.path):
         check = bingen.check_header(bytes(head), entry.size)
         if not check.ok:
-            problems.append(f"{entry.path}: bingen header check failed: {check.reason}")
-    return problems
-
-
+            return [], f"bingen header check failed: {check.reason}"
+    return [], None

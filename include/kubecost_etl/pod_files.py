@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .etl_layout import UnsafePathError, check_relative_path
-from .kube.exec import ExecError
+from .kube.exec import ExecError, command_batches
 from .kube.target import ExecTarget
 
 
@@ -49,9 +49,8 @@ def hash_files(core_api, target: ExecTarget, paths: Iterable[str], batch: int = 
     root = target.etl_root.rstrip("/")
     paths = list(paths)
     digests: dict[str, str] = {}
-    for start in range(0, len(paths), batch):
-        chunk = paths[start:start + batch]
-        out = target.exec(core_api, ["sha256sum", *(f"{root}/{p}" for p in chunk)]).output()
+    for chunk in command_batches(["sha256sum"], [f"{root}/{p}" for p in paths], max_count=batch):
+        out = target.exec(core_api, ["sha256sum", *chunk]).output()
         for line in out.decode("utf-8", "surrogateescape").splitlines():
             digest, name = line.split(None, 1)
             digests[name.lstrip("*")[len(root) + 1:]] = digest

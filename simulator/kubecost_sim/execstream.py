@@ -7,6 +7,7 @@ The command runs in a worker thread (the tools are blocking code); its output is
 event loop through small per-channel buffers with backpressure, so a 200 MB ``tar cf -`` flows
 with bounded memory: the worker blocks while its buffer is full, the loop sends frames of at
 most 32 KiB and awaits the socket's drain. stdin flows the other way through a bounded queue.
+The ``exec_cut_stdin_after_bytes`` fault drops the connection after that many stdin bytes.
 The ``exec_cut_after_bytes`` fault closes the connection after that many stdout bytes without
 a status frame, as a broken connection or proxy timeout would. When the pod goes away (rollout
 restart, delete) the command is killed and the exec ends with exit code 137, as with SIGKILL.
@@ -161,6 +162,7 @@ class ExecSession:
         self.stderr = self.stdout if tty else _OutputChannel(self, STDERR)
         self.stdin = _StdinChannel(self)
         self.cut_after = faults.exec_cut_after_bytes  # armed when the exec starts
+        self.cut_stdin_after = faults.exec_cut_stdin_after_bytes if stdin else None
 
     def wake(self) -> None:  # any thread
         self.loop.call_soon_threadsafe(self._wakeup.set)
@@ -253,8 +255,16 @@ class ExecSession:
         if self.request.transport is not None:
             self.request.transport.close()  # flushes what was sent, then closes: no close frame
 
+    def _cut_stdin(self) -> None:
+        """The fault: the connection drops while the client is still sending stdin (once)."""
+        self.faults.update({"exec_cut_stdin_after_bytes": None})
+        log.info("exec %s cut after %s stdin bytes (fault)", self.argv, self.cut_stdin_after)
+        if self.request.transport is not None:
+            self.request.transport.close()
+
     async def _receive(self) -> None:
         """Client frames: stdin data, the v5 close signal, resizes; a close ends the exec."""
+        received_stdin = 0
         async for message in self.ws:
             if message.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
                 continue
@@ -263,6 +273,11 @@ class ExecSession:
                 continue
             channel, payload = data[0], data[1:]
             if channel == STDIN and self.use_stdin:
+                if self.cut_stdin_after is not None and received_stdin + len(payload) >= self.cut_stdin_after:
+                    await self.stdin.feed(payload[:max(0, self.cut_stdin_after - received_stdin)])
+                    self._cut_stdin()
+                    break
+                received_stdin += len(payload)
                 await self.stdin.feed(payload)
             elif channel == CLOSE and self.ws.ws_protocol == V5 and payload[:1] == bytes([STDIN]):
                 self.stdin.close()

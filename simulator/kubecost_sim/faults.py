@@ -15,6 +15,7 @@ class Faults:
     # Kubernetes side
     exec_cut_after_bytes: int | None = None  # close the exec WebSocket after N stdout bytes (once per arm)
     exec_cut_times: int = 1  # how many exec streams get cut before the fault disarms itself
+    exec_cut_stdin_after_bytes: int | None = None  # drop the connection after N stdin bytes (once)
     # Cost-model side
     repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
     repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)

@@ -185,3 +185,23 @@ def test_storage_that_keeps_failing_commits_nothing(s3_behind_fault_proxy, etl_t
     proxy.clear()
     manifest, report, _ = run_backup(simulator(etl_tree), store)  # the retry, once storage is back
     assert report["ok"] and repo.snapshot_ids() == [manifest.snapshot_id]
+
+
+def test_a_full_size_tree_fits_the_exec_request_limits(fs_store, tmp_path, simulator):
+    # 91 daily + 49 hourly files per pipeline, as Kubecost keeps by default: far more paths than
+    # one exec URL can carry behind an 8 KiB request-line limit (which the simulator enforces).
+    root = tmp_path / "big" / "etl"
+    generate(root, days=91, hourly_hours=49, file_bytes=2_000, seed=5)
+    manifest, report, _ = run_backup(simulator(root, no_tar=True), fs_store)
+    assert report["ok"] and len(manifest.files) == len(tree_digests(root)) >= 280
+
+
+def test_a_damaged_set_file_in_the_pod_is_copied_but_fails_verification(fs_store, etl_tree, simulator):
+    victim = sorted((etl_tree / "bingen" / "assets" / "1d").iterdir())[0]
+    victim.write_bytes(b"XXXX" + victim.read_bytes()[4:])
+    manifest, report, _ = run_backup(simulator(etl_tree), fs_store)
+    assert report["integrity_ok"] and not report["ok"]  # the copy is exact; the source is damaged
+    assert report["damaged"] == [{"path": f"bingen/assets/1d/{victim.name}",
+                                  "reason": "bingen header check failed: missing BGST magic (starts with b'XXXX')"}]
+    assert snapshot_digests(fs_store, manifest.snapshot_id) == tree_digests(etl_tree)
+    assert Repository(fs_store, CLUSTER).latest_good() is None

@@ -31,3 +31,20 @@ def test_chunk_reader_feeds_tarfile_and_drains():
     reader.drain()
     assert names == [("bingen/a", 5000), ("bingen/b", 0)]
     assert reader.bytes_read == len(raw)
+
+
+def test_exec_commands_are_batched_by_url_bytes_and_count():
+    from urllib.parse import urlencode
+
+    from kubecost_etl.kube.exec import ExecError, command_batches
+
+    base = ["tar", "cf", "-", "-C", "/proc/1/root/var/configs/db/etl"]
+    paths = [f"bingen/allocations/1h/{1_700_000_000 + i * 3600}-{1_700_003_600 + i * 3600}" for i in range(500)]
+    batches = list(command_batches(base, paths, max_url_bytes=8000))
+    assert [p for b in batches for p in b] == paths  # nothing lost, order kept
+    for batch in batches:
+        assert len(urlencode([("command", a) for a in base + batch])) <= 8000
+    assert len(batches) == 4  # 500 paths of ~61 URL bytes each
+    assert [len(b) for b in command_batches(base, paths[:10], max_count=4)] == [4, 4, 2]
+    with pytest.raises(ExecError, match="too long"):
+        list(command_batches(base, ["x" * 9000], max_url_bytes=8000))

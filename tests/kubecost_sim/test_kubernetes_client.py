@@ -19,9 +19,10 @@ from tests.etl_trees import tree_digests
 ETL = "/var/configs/db/etl"
 
 
-def open_exec(api: client.CoreV1Api, pod: str, command: list[str], container: str = "cost-model"):
+def open_exec(api: client.CoreV1Api, pod: str, command: list[str], container: str = "cost-model",
+              stdin: bool = False):
     return stream(api.connect_get_namespaced_pod_exec, pod, "kubecost", container=container, command=command,
-                  stdin=False, stdout=True, stderr=True, tty=False, binary=True, _preload_content=False)
+                  stdin=stdin, stdout=True, stderr=True, tty=False, binary=True, _preload_content=False)
 
 
 class _Sink:
@@ -153,3 +154,24 @@ def test_cut_exec_stream_ends_without_a_status(sim: SimulatorProcess):
         elif frame.data[:1] == b"\x03":
             status = frame.data[1:]
     assert status is None and stdout_bytes == 50_000  # no Success: the caller must treat the copy as incomplete
+
+
+def test_cut_while_sending_stdin_ends_without_a_status(sim: SimulatorProcess):
+    sim.set_faults(exec_cut_stdin_after_bytes=10_000)
+    response = open_exec(sim.core_v1(), sim.cost_model_pod(), ["sh", "-c", "cat > /var/configs/db/received"],
+                         stdin=True)
+    response.sock.settimeout(30)  # without the fault, cat would wait for more stdin: fail, don't hang
+    status = None
+    try:
+        for _ in range(10):  # 40 KB: the connection drops after the first 10 KB arrived
+            response.sock.send(b"\x00" + b"x" * 4000, opcode=ABNF.OPCODE_BINARY)
+        while True:
+            opcode, frame = response.sock.recv_data_frame(True)
+            if opcode == ABNF.OPCODE_CLOSE:
+                break
+            if frame.data[:1] == b"\x03":
+                status = frame.data[1:]
+    except (WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError):
+        pass
+    assert status is None
+    assert sim.faults()["exec_cut_stdin_after_bytes"] is None  # one-shot: disarmed

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from websocket import ABNF, WebSocketConnectionClosedException, WebSocketTimeoutException
 
 STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
 _STDERR_KEPT = 64 * 1024
 _STDIN_FRAME = 256 * 1024
+# Each argument of an exec'd command travels in the request URL as one `command=` parameter. API
+# servers accept long URLs, but proxies in front of them often cap the request line near 8 KiB.
+MAX_COMMAND_URL_BYTES = 6 * 1024
 
 
 class ExecError(RuntimeError):
@@ -159,6 +163,28 @@ class PodExec:
             f"{self.description} exited with {exit_code}" + (f": {stderr[-1000:]}" if stderr else ""),
             exit_code, stderr,
         )
+
+
+def command_batches(base: list[str], arguments: list[str], max_count: int | None = None,
+                    max_url_bytes: int = MAX_COMMAND_URL_BYTES) -> Iterator[list[str]]:
+    """Split ``arguments`` into runs that, appended to ``base``, keep the exec URL within budget."""
+    def url_bytes(arg: str) -> int:
+        return len("&command=") + len(quote(arg, safe=""))
+
+    budget = max_url_bytes - sum(url_bytes(a) for a in base)
+    batch: list[str] = []
+    used = 0
+    for arg in arguments:
+        cost = url_bytes(arg)
+        if cost > budget:
+            raise ExecError(f"argument too long for one exec request ({cost} bytes): {arg[:80]}...")
+        if batch and (used + cost > budget or (max_count and len(batch) >= max_count)):
+            yield batch
+            batch, used = [], 0
+        batch.append(arg)
+        used += cost
+    if batch:
+        yield batch
 
 
 def _exit_code(status: dict) -> int | None:

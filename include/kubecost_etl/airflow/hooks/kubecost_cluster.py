@@ -43,3 +43,9 @@ class KubecostClusterHook:
         from kubernetes.client import CoreV1Api
 
         return CoreV1Api(self.kubernetes_hook.get_conn())
+
+    @cached_property
+    def apps_v1(self):
+        from kubernetes.client import AppsV1Api
+
+        return AppsV1Api(self.kubernetes_hook.get_conn())

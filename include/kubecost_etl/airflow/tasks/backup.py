@@ -79,9 +79,11 @@ def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
     for store, cov in report["coverage"].items():
         log.info("coverage %s: %d files, %s h, windows %s, gaps %s %s", store, cov["files"], cov["covered_hours"],
                  cov["windows"], cov["gaps"], "; ".join(cov["warnings"]))
+    for finding in report["damaged"]:
+        log.error("damaged in the pod itself (copied as found): %s: %s", finding["path"], finding["reason"])
     if not report["ok"]:
-        raise BackupFailed(f"verification of snapshot {snapshot_id} of {cluster_id} failed: "
-                           + "; ".join(report["problems"][:10]))
+        findings = report["problems"][:10] + [f"{d['path']}: {d['reason']}" for d in report["damaged"][:10]]
+        raise BackupFailed(f"verification of snapshot {snapshot_id} of {cluster_id} failed: " + "; ".join(findings))
     log.info("snapshot %s of %s verified: %d objects present, %d re-hashed", snapshot_id, cluster_id,
              report["objects_present"], report["rehashed"])
     return {"cluster_id": cluster_id, "snapshot_id": snapshot_id, "repository": repo.description,
