@@ -1,0 +1,119 @@
+"""Following a repair in the cost-model log: how fast the trigger notices completion, and what each poll reads.
+
+1. Delay: from the line that completes a step appearing in the log (its Kubernetes timestamp) to
+   the trigger's event, for several poll intervals. Repairs are slowed so completion falls at a
+   random point between two polls.
+2. Bytes per poll: the same step with a small log and with a large one (noise lines written
+   before the request), next to what re-reading the whole log each poll would cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from kubecost_sim.etlgen import generate
+from kubecost_sim.testing import SimulatorProcess
+
+from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
+from kubecost_etl.kube.pods import find_cost_model_pod
+from kubecost_etl.repair.kubecost_api import KubecostApi
+from kubecost_etl.repair.log_matching import LogCursor, expectation
+from kubecost_etl.repair.log_watch import pod_state
+from kubecost_etl.repair.profiles import get_profile
+from kubecost_etl.repair.transport import ServiceProxyHttp
+from kubecost_etl.windows import resolve_window
+
+PROFILE = get_profile("v1")
+DELAY_TRIALS = {0.2: 10, 1.0: 8, 10.0: 3}  # poll interval (s) -> trials
+NOISE_LINE = ("2026-01-01T00:00:00.000Z INF ETL: Allocation[1h]: AggregatedStoreDriver[noise]: run: aggregated "
+              "[2026-01-01T00:00:00+0000, 2026-01-01T01:00:00+0000) from 19 to 3 in 68.417µs ")
+NOISE_BATCH = 5000
+
+
+def _follow(sim: SimulatorProcess, core, step: str, window_text: str, poll_seconds: float) -> dict:
+    """Request one repair step and follow it with the trigger, as the sensor would; the trigger's event."""
+    pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
+    tail = core.read_namespaced_pod_log(pod.name, "kubecost", container="cost-model", timestamps=True,
+                                        tail_lines=50, _preload_content=False).data
+    restarts = pod_state(core.read_namespaced_pod(pod.name, "kubecost"), "cost-model").restarts
+    now = int(time.time())
+    window = resolve_window(window_text, now, 31)
+    api = KubecostApi(ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9090", "/model"))
+    trigger = RepairLogTrigger(
+        kube={"kubeconfig": str(sim.kubeconfig)},
+        pod={"namespace": "kubecost", "name": pod.name, "uid": pod.uid, "container": "cost-model",
+             "restarts": restarts},
+        expected=expectation(PROFILE, step, window, now, 49, None), cursor=LogCursor.after(tail).as_dict(),
+        deadline=time.time() + 300, poll_seconds=poll_seconds, timeout_minutes=5,
+    )
+    api.repair(PROFILE.step(step), window.query)
+    event = asyncio.run(trigger.run().__anext__()).payload
+    assert event["status"] == "done", event["message"]
+    return event
+
+
+def _delays(sim, core) -> dict:
+    sim.set_faults(repair_seconds_per_day=0.7)
+    results = {}
+    for poll_seconds, trials in DELAY_TRIALS.items():
+        delays = []
+        for _ in range(trials):
+            event = _follow(sim, core, "asset", "yesterday", poll_seconds)
+            delays.append(event["finished_at"] - event["last_line_ns"] / 1e9)
+        results[poll_seconds] = {"trials": trials, "median_s": round(statistics.median(delays), 3),
+                                 "max_s": round(max(delays), 3), "min_s": round(min(delays), 3)}
+    sim.reset_faults()
+    return results
+
+
+def _bytes_per_poll(sim, core, noise_mb: int) -> dict:
+    lines = noise_mb * (1 << 20) // len(NOISE_LINE)
+    for start in range(0, lines, NOISE_BATCH):
+        sim.append_log(*[NOISE_LINE] * min(NOISE_BATCH, lines - start))
+    # The simulator stamps lines when they arrive, so the noise is one burst of a few seconds; a real
+    # log is not. One quiet second and a last line give the request a cursor in an ordinary second.
+    time.sleep(1.1)
+    sim.append_log("2026-01-01T00:00:00.000Z INF quiet")
+    pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
+    log_size = len(core.read_namespaced_pod_log(pod.name, "kubecost", container="cost-model",
+                                                _preload_content=False).data)
+    sim.set_faults(repair_seconds_per_day=2.0)  # several polls while the repair runs
+    event = _follow(sim, core, "allocation", "2d", 0.2)
+    sim.reset_faults()
+    polls = event["polls"]
+    return {"log_bytes": log_size, "polls": polls, "bytes_read": event["bytes_read"],
+            "mean_bytes_per_poll": round(event["bytes_read"] / polls), "max_bytes_per_poll": event["max_bytes_per_poll"],
+            "full_reread_bytes_per_poll": log_size}
+
+
+def run() -> dict:
+    from kubernetes.client import CoreV1Api
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="kubecost-repair-bench-") as tmp:
+        etl = Path(tmp) / "db" / "etl"
+        generate(etl, days=4, hourly_hours=49, file_bytes=2000, seed=3)
+        os.environ.setdefault("AIRFLOW_HOME", str(Path(tmp) / "airflow"))
+        with SimulatorProcess(etl, Path(tmp) / "sim") as sim:
+            core = CoreV1Api(sim.api_client())
+            results["completion_delay"] = _delays(sim, core)
+            results["log_read"] = {"small log": _bytes_per_poll(sim, core, 0)}
+            results["log_read"]["large log (~40 MB)"] = _bytes_per_poll(sim, core, 40)
+    print(f"{'poll interval':>14} {'trials':>7} {'median delay s':>15} {'max delay s':>12}")
+    for poll, r in results["completion_delay"].items():
+        print(f"{poll:>14} {r['trials']:>7} {r['median_s']:>15} {r['max_s']:>12}")
+    print(f"\n{'log':20} {'log bytes':>12} {'polls':>6} {'mean B/poll':>12} {'max B/poll':>11} {'full re-read B/poll':>20}")
+    for name, r in results["log_read"].items():
+        print(f"{name:20} {r['log_bytes']:>12} {r['polls']:>6} {r['mean_bytes_per_poll']:>12} "
+              f"{r['max_bytes_per_poll']:>11} {r['full_reread_bytes_per_poll']:>20}")
+    results["completion_delay"] = {str(k): v for k, v in results["completion_delay"].items()}
+    return results
+
+
+if __name__ == "__main__":
+    run()
