@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,8 +33,6 @@ DAG_ID = "kubecost_etl_backup"
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -85,6 +84,9 @@ def main() -> int:
     parser.add_argument("--exit-after-run", action="store_true", help="stop once the backup run ends")
     opts = parser.parse_args()
 
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", opts.port)) == 0:
+            raise SystemExit(f"port {opts.port} is already in use: pass --port (make demo DEMO_ARGS='--port 8081')")
     work = Path(opts.workdir)
     if work.exists():
         shutil.rmtree(work)
@@ -113,7 +115,8 @@ def main() -> int:
             "bucket": BUCKET, "endpoint": f"127.0.0.1:{s3_port}", "insecure": True, "region": "us-east-1",
             "access_key": "demo", "secret_key": "demo"}, "prefix": "demo"}))
         config = work / "kubecost-etl.yaml"
-        config.write_text(yaml.safe_dump({"clusters": [{
+        # Manual only here, so unpausing doesn't queue today's scheduled run ahead of the demo's own.
+        config.write_text(yaml.safe_dump({"backup_schedule": None, "clusters": [{
             "id": "demo-cluster", "kubeconfig": str(sim.kubeconfig),
             "backup": {"object_store": {"config_file": str(object_store)}}}]}))
 
@@ -122,7 +125,8 @@ def main() -> int:
                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone's children need it
                "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AIRFLOW__API__PORT": str(opts.port), "KUBECOST_ETL_CONFIG": str(config),
+               "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(opts.port),
+               "KUBECOST_ETL_CONFIG": str(config),
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         print("starting airflow standalone (about a minute)...")
         standalone = start(stack, [str(VENV_BIN / "airflow"), "standalone"], work / "logs" / "airflow.log", env)
@@ -137,7 +141,9 @@ def main() -> int:
         print(f"triggered {DAG_ID} run {run_id}; waiting for it to finish...")
 
         def run_state():
-            runs = json.loads(airflow(env, "dags", "list-runs", DAG_ID, "-o", "json"))
+            out = airflow(env, "dags", "list-runs", DAG_ID, "-o", "json")
+            # The CLI may print warnings on stdout before its JSON: take the JSON line.
+            runs = json.loads(next(line for line in out.splitlines() if line.startswith("[")))
             state = next((r["state"] for r in runs if r["run_id"] == run_id), None)
             return state if state in ("success", "failed") else None
 
