@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 from kubecost_sim.etlgen import generate
 from kubecost_sim.testing import SimulatorProcess
+
 from tests.servers import MotoS3Server
 
 DAILY, HOURLY = 91, 49

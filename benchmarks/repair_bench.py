@@ -1,8 +1,8 @@
 """Following a repair in the cost-model log: how fast the trigger notices completion, and what each poll reads.
 
 1. Delay: from the line that completes a step appearing in the log (its Kubernetes timestamp) to
-   the trigger's event, for several poll intervals. Repairs are slowed so completion falls at a
-   random point between two polls.
+   the trigger's event, for several poll intervals. Repairs are slowed by random amounts so
+   completion falls at a random point between two polls.
 2. Bytes per poll: the same step with a small log and with a large one (noise lines written
    before the request), next to what re-reading the whole log each poll would cost.
 """
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from kubecost_sim.etlgen import generate
-from kubecost_sim.testing import SimulatorProcess
-
-from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 from kubecost_etl.kube.pods import find_cost_model_pod
 from kubecost_etl.repair.kubecost_api import KubecostApi
 from kubecost_etl.repair.log_matching import LogCursor, expectation
@@ -27,6 +24,8 @@ from kubecost_etl.repair.log_watch import pod_state
 from kubecost_etl.repair.profiles import get_profile
 from kubecost_etl.repair.transport import ServiceProxyHttp
 from kubecost_etl.windows import resolve_window
+from kubecost_sim.etlgen import generate
+from kubecost_sim.testing import SimulatorProcess
 
 PROFILE = get_profile("v1")
 DELAY_TRIALS = {0.2: 10, 1.0: 8, 10.0: 3}  # poll interval (s) -> trials
@@ -37,6 +36,8 @@ NOISE_BATCH = 5000
 
 def _follow(sim: SimulatorProcess, core, step: str, window_text: str, poll_seconds: float) -> dict:
     """Request one repair step and follow it with the trigger, as the sensor would; the trigger's event."""
+    from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
+
     pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
     tail = core.read_namespaced_pod_log(pod.name, "kubecost", container="cost-model", timestamps=True,
                                         tail_lines=50, _preload_content=False).data
@@ -58,11 +59,12 @@ def _follow(sim: SimulatorProcess, core, step: str, window_text: str, poll_secon
 
 
 def _delays(sim, core) -> dict:
-    sim.set_faults(repair_seconds_per_day=0.7)
+    speeds = random.Random(7)  # repairs of random length end at a random point between two polls
     results = {}
     for poll_seconds, trials in DELAY_TRIALS.items():
         delays = []
         for _ in range(trials):
+            sim.set_faults(repair_seconds_per_day=speeds.uniform(0.2, 2.0) * max(1.0, poll_seconds / 2))
             event = _follow(sim, core, "asset", "yesterday", poll_seconds)
             delays.append(event["finished_at"] - event["last_line_ns"] / 1e9)
         results[poll_seconds] = {"trials": trials, "median_s": round(statistics.median(delays), 3),
@@ -94,11 +96,11 @@ def _bytes_per_poll(sim, core, noise_mb: int) -> dict:
 def run() -> dict:
     from kubernetes.client import CoreV1Api
 
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))  # before Airflow is imported
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="kubecost-repair-bench-") as tmp:
         etl = Path(tmp) / "db" / "etl"
         generate(etl, days=4, hourly_hours=49, file_bytes=2000, seed=3)
-        os.environ.setdefault("AIRFLOW_HOME", str(Path(tmp) / "airflow"))
         with SimulatorProcess(etl, Path(tmp) / "sim") as sim:
             core = CoreV1Api(sim.api_client())
             results["completion_delay"] = _delays(sim, core)

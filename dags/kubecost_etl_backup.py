@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, task_group
-
 from kubecost_etl.airflow.notifiers import notify_failure
 from kubecost_etl.airflow.schedule import backup_schedule
 from kubecost_etl.airflow.tasks import backup as stages

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import boto3
 import yaml
-
 from kubecost_sim.etlgen import generate
 from kubecost_sim.testing import SimulatorProcess
 

@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from kubecost_sim.testing import SimulatorProcess
 
 from tests.etl_trees import make_etl_dir

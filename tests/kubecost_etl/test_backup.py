@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+
 import pytest
 import zstandard
 from kubecost_etl import backup
@@ -153,6 +154,7 @@ def test_gzip_and_a_damaged_object_fails_verification(fs_store, etl_tree, simula
 @pytest.fixture
 def s3_behind_fault_proxy(moto_s3_server, unique_bucket_name):
     from kubecost_etl.storage.s3 import S3Store
+
     from tests.servers import FaultProxy
 
     moto_s3_server.client().create_bucket(Bucket=unique_bucket_name)
