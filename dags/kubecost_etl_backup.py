@@ -89,8 +89,12 @@ def kubecost_etl_backup():
         snapshot_id = commit(cluster_id, target, the_plan, streamed)
         return verify(cluster_id, snapshot_id)
 
-    @task(trigger_rule="all_done")
-    def report(cluster_ids: list[str], ti=None) -> dict:
+    # The run's leaf: it must fail whenever anything failed, or the run would show green. No alert
+    # of its own: its failure always follows a task that has alerted already.
+    @task(trigger_rule="all_done", on_failure_callback=None)
+    def report(cluster_ids: list[str] | None, ti=None) -> dict:
+        if cluster_ids is None:
+            raise stages.BackupFailed("no clusters were selected: see select_clusters")
         # Pulled by explicit map index: one entry per cluster, None where that cluster failed.
         results = ti.xcom_pull(task_ids="backup_cluster.verify", map_indexes=range(len(cluster_ids)))
         return stages.report(cluster_ids, results)

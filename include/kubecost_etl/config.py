@@ -129,6 +129,16 @@ def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
     return parse_config(raw, source=str(path), base_dir=path.parent)
 
 
+def load_alert_settings(path: str | os.PathLike | None = None) -> AlertSettings:
+    """Only the ``alerts`` section: alerting must still work when the rest of the file is wrong."""
+    path = Path(path or os.environ.get(CONFIG_ENV) or "")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read alert settings from {path}: {exc}") from None
+    return _parse_alerts(raw.get("alerts") if isinstance(raw, dict) else None, f"configuration {path}")
+
+
 def parse_config(raw: Any, source: str = "<memory>", base_dir: Path | None = None) -> ProjectConfig:
     where = f"configuration {source}"
     if not isinstance(raw, dict):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.servers import free_loopback_port
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 BUCKET = "dag-backups"
@@ -34,14 +39,36 @@ def s3(moto_s3_server):
     client.delete_bucket(Bucket=BUCKET)
 
 
-def write_config(tmp_path, moto_s3_server, clusters) -> Path:
+@pytest.fixture
+def smtp_inbox(monkeypatch):
+    """A real SMTP server on loopback; yields the list of messages it received."""
+    from aiosmtpd.controller import Controller
+
+    received = []
+
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_loopback_port()
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com"}}))
+    yield received
+    controller.stop()
+
+
+def write_config(tmp_path, moto_s3_server, clusters, **extra) -> Path:
     store = tmp_path / "object-store.yaml"
     store.write_text(yaml.safe_dump({"type": "S3", "config": {
         "bucket": BUCKET, "endpoint": moto_s3_server.url.split("://", 1)[1], "insecure": True,
         "region": "us-east-1", "access_key": "testing", "secret_key": "testing"}}))
     config = tmp_path / "kubecost-etl.yaml"
     config.write_text(yaml.safe_dump({
-        "defaults": {"backup": {"object_store": {"config_file": str(store)}}}, "clusters": clusters}))
+        "defaults": {"backup": {"object_store": {"config_file": str(store)}}}, "clusters": clusters, **extra}))
     return config
 
 
@@ -79,11 +106,12 @@ def test_one_cluster_failing_does_not_stop_the_other(airflow_db, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_bad_config_fails_first_and_writes_nothing(airflow_db, tmp_path, monkeypatch, simulator, s3,
-                                                     moto_s3_server):
+def test_a_bad_config_fails_first_writes_nothing_and_alerts(airflow_db, tmp_path, monkeypatch, simulator, s3,
+                                                            moto_s3_server, smtp_inbox):
     sim = simulator()
     config = write_config(tmp_path, moto_s3_server, [
-        {"id": "twin", "kubeconfig": str(sim.kubeconfig)}, {"id": "twin", "kubeconfig": str(sim.kubeconfig)}])
+        {"id": "twin", "kubeconfig": str(sim.kubeconfig)}, {"id": "twin", "kubeconfig": str(sim.kubeconfig)}],
+        alerts={"notifier": "email", "email_to": ["oncall@example.com"], "smtp_conn_id": "smtp_test"})
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
     run = load_dag("kubecost_etl_backup").test()
@@ -91,5 +119,12 @@ def test_a_bad_config_fails_first_and_writes_nothing(airflow_db, tmp_path, monke
     states = task_states(run)
     assert run.state == "failed"
     assert states[("select_clusters", -1)] == "failed"
+    assert states[("report", -1)] == "failed"
     assert keys(s3) == []
     assert all(not pod["ephemeral_containers"] for pod in sim.state()["pods"])
+    [mail] = smtp_inbox
+    assert mail.rcpt_tos == ["oncall@example.com"]
+    message = email.message_from_bytes(mail.content, policy=email.policy.default)
+    assert "kubecost_etl_backup.select_clusters failed" in message["Subject"]
+    body = message.get_body(("html", "plain")).get_content()
+    assert "cluster 'twin': id: duplicate" in body

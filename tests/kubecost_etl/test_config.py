@@ -83,3 +83,14 @@ def test_cluster_lookup():
     single = parse_config({"clusters": [{"id": "only"}]})
     assert single.cluster(None).id == "only"
     assert [c.id for c in config.select(["dev"])] == ["dev"]
+
+
+def test_alert_settings_are_readable_even_when_the_rest_is_wrong(tmp_path):
+    from kubecost_etl.config import load_alert_settings
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"alerts": {"notifier": "email", "email_to": "ops@example.com"},
+                                    "clusters": [{"id": "a"}, {"id": "a"}]}))
+    with pytest.raises(ConfigError, match="duplicate"):
+        load_config(path)
+    assert load_alert_settings(path).email_to == ("ops@example.com",)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from kubecost_etl.config import load_config
+from kubecost_etl.config import load_alert_settings
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ MESSAGE = ("Kubecost ETL task failed: {{ ti.dag_id }}.{{ ti.task_id }}"
 
 def notify_failure(context) -> None:
     try:
-        alerts = load_config().alerts
+        alerts = load_alert_settings()
     except Exception as exc:  # an alert path must never raise: report and stop
         log.error("cannot read alert settings: %s", exc)
         return
