@@ -89,7 +89,8 @@ def _bytes_per_poll(sim, core, noise_mb: int) -> dict:
     sim.reset_faults()
     polls = event["polls"]
     return {"log_bytes": log_size, "polls": polls, "bytes_read": event["bytes_read"],
-            "mean_bytes_per_poll": round(event["bytes_read"] / polls), "max_bytes_per_poll": event["max_bytes_per_poll"],
+            "mean_bytes_per_poll": round(event["bytes_read"] / polls),
+            "max_bytes_per_poll": event["max_bytes_per_poll"],
             "full_reread_bytes_per_poll": log_size}
 
 
@@ -109,7 +110,8 @@ def run() -> dict:
     print(f"{'poll interval':>14} {'trials':>7} {'median delay s':>15} {'max delay s':>12}")
     for poll, r in results["completion_delay"].items():
         print(f"{poll:>14} {r['trials']:>7} {r['median_s']:>15} {r['max_s']:>12}")
-    print(f"\n{'log':20} {'log bytes':>12} {'polls':>6} {'mean B/poll':>12} {'max B/poll':>11} {'full re-read B/poll':>20}")
+    print(f"\n{'log':20} {'log bytes':>12} {'polls':>6} {'mean B/poll':>12} {'max B/poll':>11} "
+          f"{'full re-read B/poll':>20}")
     for name, r in results["log_read"].items():
         print(f"{name:20} {r['log_bytes']:>12} {r['polls']:>6} {r['mean_bytes_per_poll']:>12} "
               f"{r['max_bytes_per_poll']:>11} {r['full_reread_bytes_per_poll']:>20}")

@@ -14,14 +14,13 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+from .repair.settings import RepairSettings, parse_repair_settings
+
 CONFIG_ENV = "KUBECOST_ETL_CONFIG"
 _CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 _COMPRESSIONS = ("zstd", "gzip")
 _NOTIFIERS = ("none", "slack", "email")
-
-
-class ConfigError(ValueError):
-    """The configuration is wrong; the message names the cluster and the field."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,7 @@ class ClusterConfig:
     use_debug_container: str = "auto"  # auto | always | never
     hourly_hours: int = 49
     backup: BackupSettings | None = None
+    repair: RepairSettings = field(default_factory=RepairSettings)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class ProjectConfig:
 _TOP_KEYS = {"clusters", "defaults", "backup_schedule", "alerts"}
 _CLUSTER_KEYS = {
     "id", "namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig",
-    "context", "debug_image", "use_debug_container", "hourly_hours", "backup",
+    "context", "debug_image", "use_debug_container", "hourly_hours", "backup", "repair",
 }
 _BACKUP_KEYS = {"object_store", "compression", "compression_level", "verify_sample", "batch_files", "hash_in_pod"}
 _STORE_KEYS = {"config_file", "conn_id", "bucket", "prefix", "type", "config"}
@@ -177,7 +177,7 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
     where = f"cluster {cid!r}"
     _reject_unknown(item, _CLUSTER_KEYS, where)
     merged = {**defaults, **item}
-    backup_raw = _merge_backup(defaults.get("backup"), item.get("backup"))
+    backup_raw = _merge_section(defaults.get("backup"), item.get("backup"), f"{where}: backup")
     if merged.get("kubernetes_conn_id") and merged.get("kubeconfig"):
         raise ConfigError(f"{where}: kubernetes_conn_id and kubeconfig: give one, not both")
     if merged.get("context") and not merged.get("kubeconfig"):
@@ -200,15 +200,18 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         kwargs["hourly_hours"] = _positive_int(merged["hourly_hours"], f"{where}: hourly_hours")
     if backup_raw is not None:
         kwargs["backup"] = _parse_backup(backup_raw, where, base_dir)
+    repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
+    kwargs["repair"] = parse_repair_settings(repair_raw, where)
     return ClusterConfig(**kwargs)
 
 
-def _merge_backup(default: Any, own: Any) -> dict | None:
+def _merge_section(default: Any, own: Any, where: str) -> dict | None:
+    """A cluster's section over the defaults' one, key by key."""
     if default is None and own is None:
         return None
     for value in (default, own):
         if value is not None and not isinstance(value, dict):
-            raise ConfigError("backup: expected a mapping")
+            raise ConfigError(f"{where}: expected a mapping")
     return {**(default or {}), **(own or {})}
 
 

@@ -24,6 +24,7 @@ def test_good_config_merges_defaults_and_resolves_relative_paths(tmp_path):
     dev = config.cluster("dev")
     assert dev.backup.compression == "gzip" and dev.backup.compression_level == 6
     assert config.backup_schedule == "0 2 * * *"
+    assert prod.repair.max_window_days == 31  # defaults when no repair: section is given
 
 
 def test_config_file_reference_must_be_readable(tmp_path):
@@ -54,6 +55,9 @@ def load_config_from(directory, raw):
     (lambda c: c.update(extra=1), r"unknown key\(s\) \['extra'\]"),
     (lambda c: c["clusters"][0].update(hourly_hours=0), r"cluster 'prod-east': hourly_hours: expected a positive"),
     (lambda c: c["defaults"].pop("backup"), r"cluster 'dev': backup.object_store: missing"),
+    (lambda c: c["clusters"][0].update(repair={"max_window_day": 3}), r"cluster 'prod-east': repair: unknown key"),
+    (lambda c: c["defaults"].update(repair={"prometheus_retention": "forever"}), r"cluster 'prod-east': repair.prometheus_retention"),
+    (lambda c: c["clusters"][1].update(repair=["x"]), r"cluster 'dev': repair: expected a mapping"),
 ])
 def test_every_mistake_names_the_cluster_and_field(mutate, message):
     raw = yaml.safe_load(yaml.safe_dump(GOOD))

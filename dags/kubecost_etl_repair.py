@@ -1,0 +1,90 @@
+"""kubecost_etl_repair: rebuild a window of Kubecost's ETL safely, one step after the other.
+
+Manual only. Trigger with ``{"cluster": "prod-east", "window": "2026-01-01T00:00:00Z,2026-01-04T00:00:00Z"}``
+(``profile`` v1 or v2, ``provider``, ``backup_first``, ``dry_run`` optional).
+
+preflight (window, cluster, Prometheus retention: nothing is sent before these pass) -> backup
+(the backup pipeline's own code, so a bad repair can be undone) -> the profile's chain, each step a
+request (one repair call, answer checked) and a deferrable sensor that follows the cost-model log
+until every day (and hour) of the window is rebuilt -> summary.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, TaskGroup, dag, task
+from kubecost_etl.airflow.notifiers import notify_failure
+from kubecost_etl.airflow.sensors.repair_log import RepairLogSensor
+from kubecost_etl.airflow.tasks import repair as stages
+from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES
+
+
+@dag(
+    dag_id="kubecost_etl_repair",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # two repairs at once would interleave in one cost-model log
+    tags=["kubecost", "repair"],
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": notify_failure,
+    },
+    params={
+        "cluster": Param(None, type=["null", "string"],
+                         description="Configured cluster id; may stay empty when only one cluster is configured."),
+        "window": Param(None, type=["null", "string"],
+                        description="Kubecost window: 2026-01-01T00:00:00Z,2026-01-04T00:00:00Z (UTC, 'Z', whole "
+                                    "seconds), unix seconds S,E, or relative: yesterday, today, 3d, week..."),
+        "profile": Param(DEFAULT_PROFILE, enum=sorted(PROFILES),
+                         description="; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())),
+        "provider": Param(None, type=["null", "string"],
+                          description="Cloud integration key for CloudUsage/Reconciliation; empty means all."),
+        "backup_first": Param(True, type="boolean", description="Back the cluster's ETL up before repairing."),
+        "dry_run": Param(False, type="boolean", description="Check and plan only: no backup, no repair call."),
+    },
+)
+def kubecost_etl_repair():
+    @task(retries=0)
+    def preflight(params=None) -> dict:
+        return stages.preflight(dict(params))
+
+    @task(execution_timeout=timedelta(hours=3))
+    def backup(plan: dict) -> dict:
+        return stages.backup(plan)
+
+    @task.branch(trigger_rule="none_failed")  # runs after a skipped backup too
+    def choose_steps(plan: dict) -> str | None:
+        return stages.choose_steps(plan)
+
+    @task
+    def request_step(plan: dict, step_name: str) -> dict:
+        return stages.request_step(plan, step_name)
+
+    @task(trigger_rule="all_done", retries=0)
+    def summary(plan, results: dict) -> dict:
+        return stages.summary(plan, results[plan["profile"]] if plan else [])
+
+    plan = preflight()
+    route = choose_steps(plan)
+    backup(plan) >> route
+    results: dict[str, list] = {}
+    for name, profile in PROFILES.items():
+        with TaskGroup(group_id=name, tooltip=profile.description):
+            previous, results[name] = route, []
+            for step in profile.steps:
+                request = request_step.override(task_id=stages.request_task_id(step.name))(plan, step.name)
+                wait = RepairLogSensor(task_id=stages.wait_task_id(step.name), watch=request, retries=0)
+                previous >> request
+                previous = wait
+                results[name].append(wait.output)
+    summary(plan, results)
+
+
+kubecost_etl_repair()

@@ -1,0 +1,143 @@
+"""``RepairLogSensor``: waits until one repair step has logged every day (and hour) of its window.
+
+It takes the ``watch`` the step's request task returned (pod, log position, expected periods,
+deadline). Deferrable by default: one quick look, then the wait moves to the triggerer
+(``RepairLogTrigger``) and holds no worker slot. With ``deferrable=False`` it pokes with the sync
+client, keeping its log position between pokes (use mode ``poke``; in ``reschedule`` mode each
+poke rereads the log from the request on).
+
+A failure line, a cost-model restart or the step's timeout fails the task at once and without
+retries: rereading the same log cannot change the answer, and resending belongs to the request task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+
+from kubecost_etl.config import ClusterConfig
+from kubecost_etl.repair.log_matching import Outcome
+from kubecost_etl.repair.log_watch import RepairLogWatch, pod_state
+from kubecost_etl.repair.transport import raw_get
+
+from ..hooks.kubecost_cluster import KubecostClusterHook
+from ..triggers.repair_log import RepairLogTrigger
+
+_DEFER_GRACE = timedelta(minutes=5)  # the trigger reports its own timeout; this only backs it up
+
+
+class RepairLogSensor(BaseSensorOperator):
+    """
+    :param watch: the request task's result (``kubecost_etl.airflow.tasks.repair.request_step``).
+    :param deferrable: wait in the triggerer (default) instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("watch",)
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, watch: dict | Any, deferrable: bool = True, **kwargs):
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.watch = watch
+        self.deferrable = deferrable
+        self._follower: RepairLogWatch | None = None  # poke mode keeps its log position between pokes
+        self._core = None
+
+    def execute(self, context) -> Any:
+        self.poke_interval = self.watch["poll_seconds"]
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            first_look = self.poke(context)
+        except AirflowFailException:
+            raise
+        except Exception as exc:  # the trigger rides out API trouble; so does the first look
+            self.log.warning("first look at the %s repair's log failed: %s", self.watch["title"], exc)
+        else:
+            if first_look.is_done:
+                return first_look.xcom_value
+        self.log.info("%s repair running; waiting in the triggerer (no worker slot) until %s",
+                      self.watch["title"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.watch["deadline"])))
+        self.defer(
+            trigger=RepairLogTrigger(
+                kube=self.watch["kube"], pod=self.watch["pod"], expected=self.watch["expected"],
+                cursor=self.watch["cursor"], deadline=self.watch["deadline"],
+                poll_seconds=self.watch["poll_seconds"], timeout_minutes=self.watch["timeout_minutes"],
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(0.0, self.watch["deadline"] - time.time())) + _DEFER_GRACE,
+        )
+
+    def execute_complete(self, context, event: dict) -> dict:
+        return self._finish(event)
+
+    def poke(self, context) -> PokeReturnValue:
+        follower = self._follower_for_poke()
+        outcome = _poll_sync(follower, self._core_v1())
+        if outcome is None and time.time() > self.watch["deadline"]:
+            outcome = follower.timed_out(self.watch["timeout_minutes"])
+        if outcome is None:
+            self.log.info("%s: %s", self.watch["title"], follower.tracker.missing() or "waiting")
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(follower.event(outcome)))
+
+    def _core_v1(self):
+        if self._core is None:
+            kube = self.watch["kube"]
+            cluster = ClusterConfig(id="repair-sensor", kubernetes_conn_id=kube.get("conn_id"),
+                                    kubeconfig=kube.get("kubeconfig"), context=kube.get("context"))
+            self._core = KubecostClusterHook(cluster).core_v1
+        return self._core
+
+    def _follower_for_poke(self) -> RepairLogWatch:
+        if self._follower is None:
+            self._follower = RepairLogWatch(self.watch["expected"], self.watch["cursor"], self.watch["pod"])
+        return self._follower
+
+    def _finish(self, event: dict) -> dict:
+        for sweep in event["passes"]:
+            self.log.info("%s: %d/%d done%s", sweep["pass"], sweep["done"], sweep["expected"],
+                          f", missing {', '.join(sweep['missing'])}" if sweep["missing"] else "")
+        self.log.info("log read: %d polls, %d bytes (at most %d per poll)", event["polls"], event["bytes_read"],
+                      event["max_bytes_per_poll"])
+        if event["status"] != "done":
+            raise AirflowFailException(event["message"])
+        self.log.info("%s", event["message"])
+        return {
+            "step": self.watch["step"], "title": self.watch["title"], "request": self.watch["request"],
+            "answer": self.watch["answer"], "requested_at": self.watch["requested_at"],
+            "finished_at": event["finished_at"],
+            "seconds": round(event["finished_at"] - self.watch["requested_at"], 3),
+            "days_done": event["days_done"], "days_expected": event["days_expected"], "passes": event["passes"],
+            "polls": event["polls"], "bytes_read": event["bytes_read"],
+            "max_bytes_per_poll": event["max_bytes_per_poll"],
+        }
+
+
+def _poll_sync(follower: RepairLogWatch, core) -> Outcome | None:
+    """One poll with the sync client: the pod first (a restart ends the wait), then the new log lines."""
+    from kubernetes.client.exceptions import ApiException
+
+    pod = follower.pod
+    while True:
+        try:
+            state = pod_state(core.read_namespaced_pod(pod["name"], pod["namespace"]), pod["container"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            state = None
+        if restarted := follower.check_pod(state):
+            return restarted
+        answer = raw_get(core.api_client, follower.log_path(), follower.log_query(), "text/plain", 60, "pods/log")
+        if answer.status == 404:
+            return follower.check_pod(None)
+        if answer.status != 200:
+            raise RuntimeError(f"pods/log answered HTTP {answer.status}: {answer.excerpt()}")
+        outcome = follower.consume(answer.body)
+        if outcome is not None or not follower.more_waiting:
+            return outcome

@@ -1,0 +1,127 @@
+"""The trigger behind ``RepairLogSensor``: follows the cost-model log in the triggerer until a step is done.
+
+Each poll checks that the cost-model pod is still the one that accepted the repair, then reads
+only the log lines written since the last poll (see ``kubecost_etl.repair.log_watch``). One
+event ends the wait: ``done``, or ``failed`` (a failure line, a restart, the step's timeout, or
+the Kubernetes API failing several polls in a row). If the triggerer restarts, the trigger is
+rebuilt from ``serialize()`` and reads again from the moment of the request: nothing is resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from kubecost_etl.repair.log_matching import Outcome
+from kubecost_etl.repair.log_watch import DEFAULT_LIMIT_BYTES, RepairLogWatch, pod_state
+
+API_ERRORS_IN_A_ROW = 5  # transient API trouble is waited out; this many failed polls in a row is not
+
+
+class RepairLogTrigger(BaseTrigger):
+    """
+    :param kube: how to reach the cluster: ``conn_id`` (an Airflow Kubernetes connection) or
+        ``kubeconfig`` (+ ``context``); neither means the provider's default connection.
+    :param pod: the cost-model pod as found at the request (namespace, name, uid, container, restarts).
+    :param expected: what the step must log (``kubecost_etl.repair.log_matching.expectation``).
+    :param cursor: the log position just before the request.
+    :param deadline: unix time after which the step counts as timed out.
+    :param poll_seconds: pause between polls.
+    """
+
+    def __init__(self, kube: dict, pod: dict, expected: dict, cursor: dict | None, deadline: float,
+                 poll_seconds: float, timeout_minutes: float, limit_bytes: int = DEFAULT_LIMIT_BYTES):
+        super().__init__()
+        self.kube = kube
+        self.pod = pod
+        self.expected = expected
+        self.cursor = cursor
+        self.deadline = deadline
+        self.poll_seconds = poll_seconds
+        self.timeout_minutes = timeout_minutes
+        self.limit_bytes = limit_bytes
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {
+            "kube": self.kube, "pod": self.pod, "expected": self.expected, "cursor": self.cursor,
+            "deadline": self.deadline, "poll_seconds": self.poll_seconds, "timeout_minutes": self.timeout_minutes,
+            "limit_bytes": self.limit_bytes,
+        })
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        watch = RepairLogWatch(self.expected, self.cursor, self.pod, self.limit_bytes)
+        connect = _client_factory(self.kube)
+        errors: list[str] = []
+        while True:
+            try:
+                outcome = await self._poll(connect, watch)
+                errors.clear()
+            except Exception as exc:  # the API may hiccup; only persistent failure ends the wait
+                errors.append(f"{type(exc).__name__}: {exc}")
+                self.log.warning("reading the %s repair's progress failed (%d in a row): %s", watch.title,
+                                 len(errors), errors[-1])
+                outcome = None
+                if len(errors) >= API_ERRORS_IN_A_ROW:
+                    outcome = Outcome("failed", f"the Kubernetes API failed {len(errors)} polls in a row while "
+                                      f"following the {watch.title} repair; last error: {errors[-1]}")
+            if outcome is None and time.time() > self.deadline:
+                outcome = watch.timed_out(self.timeout_minutes)
+            if outcome is not None:
+                yield TriggerEvent(watch.event(outcome))
+                return
+            if not watch.more_waiting:
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _poll(self, connect, watch: RepairLogWatch) -> Outcome | None:
+        from kubernetes_asyncio.client import CoreV1Api
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        async with connect() as api:
+            try:
+                pod = await CoreV1Api(api).read_namespaced_pod(self.pod["name"], self.pod["namespace"])
+                state = pod_state(pod, self.pod["container"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                state = None
+            if restarted := watch.check_pod(state):
+                return restarted
+            response = await api.call_api(
+                watch.log_path(), "GET", query_params=list(watch.log_query().items()),
+                header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
+                _preload_content=False, _return_http_data_only=True, _request_timeout=60,
+            )
+            async with response:
+                raw = await response.read()
+                if response.status == 404:  # gone between the two calls
+                    return watch.check_pod(None)
+                if response.status != 200:
+                    raise RuntimeError(f"pods/log answered HTTP {response.status}: {raw[:300]!r}")
+        self.log.debug("%s repair: read %d bytes of log", watch.title, len(raw))
+        return watch.consume(raw)
+
+
+def _client_factory(kube: dict):
+    """Opens an async ApiClient per poll: exec-based credentials (EKS, GKE) expire and must be reloaded."""
+    if kube.get("kubeconfig"):
+        @asynccontextmanager
+        async def from_kubeconfig():
+            from kubernetes_asyncio import client, config
+
+            configuration = client.Configuration()
+            await config.load_kube_config(config_file=kube["kubeconfig"], context=kube.get("context"),
+                                          client_configuration=configuration)
+            async with client.ApiClient(configuration) as api:
+                yield api
+
+        return from_kubeconfig
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+
+    # One hook for the whole wait: it reads the connection once and reloads exec credentials itself.
+    hook = AsyncKubernetesHook(conn_id=kube["conn_id"]) if kube.get("conn_id") else AsyncKubernetesHook()
+    return hook.get_conn

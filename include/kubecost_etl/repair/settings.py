@@ -1,0 +1,142 @@
+"""A cluster's repair settings: the ``repair:`` mapping of a cluster entry (all keys optional).
+
+```yaml
+clusters:
+  - id: prod-east
+    repair:
+      kubecost_url: https://kubecost.example.com    # default: the Kubernetes API's service proxy
+      kubecost_api_path: /model                     # path of the cost-model API below the URL/service
+      kubecost_conn_id: kubecost_prod               # Airflow connection with credentials for kubecost_url
+      kubecost_service: kubecost-cost-analyzer:9090 # service (name:port) reached through the proxy
+      verify_tls: true                              # for kubecost_url and prometheus_url
+      ca_file: /etc/ssl/internal-ca.pem
+      prometheus_url: http://prometheus.example:9090
+      prometheus_service: kubecost-prometheus-server:80
+      prometheus_retention: 15d                     # overrides asking Prometheus
+      max_window_days: 31
+      step_timeout_minutes: 120
+      poll_seconds: 10
+      request_timeout_seconds: 30
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from kubecost_etl.errors import ConfigError
+
+from .retention import parse_duration
+
+if TYPE_CHECKING:
+    from kubecost_etl.config import ClusterConfig
+
+_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:[A-Za-z0-9-]+)?$")
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    kubecost_url: str | None = None
+    kubecost_api_path: str = "/model"
+    kubecost_conn_id: str | None = None
+    kubecost_service: str = "kubecost-cost-analyzer:9090"
+    verify_tls: bool = True
+    ca_file: str | None = None
+    prometheus_url: str | None = None
+    prometheus_service: str = "kubecost-prometheus-server:80"
+    prometheus_retention: str | None = None
+    max_window_days: int = 31
+    step_timeout_minutes: int = 120
+    poll_seconds: float = 10.0
+    request_timeout_seconds: float = 30.0
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """What ``requests`` takes as ``verify``: a CA bundle path, or whether to verify at all."""
+        return self.ca_file if self.ca_file and self.verify_tls else self.verify_tls
+
+
+def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
+    """Validate a cluster's ``repair:`` mapping; ``where`` names the cluster in messages."""
+    if raw is None:
+        return RepairSettings()
+    where = f"{where}: repair"
+    if not isinstance(raw, dict):
+        raise _error(f"{where}: expected a mapping")
+    known = {f.name for f in fields(RepairSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _error(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for key in ("kubecost_url", "prometheus_url"):
+        if raw.get(key) is not None:
+            values[key] = _url(raw[key], f"{where}.{key}")
+    for key in ("kubecost_conn_id", "ca_file", "prometheus_retention"):
+        if raw.get(key) is not None:
+            values[key] = _text(raw[key], f"{where}.{key}")
+    if "kubecost_api_path" in raw:
+        path = raw["kubecost_api_path"] or ""
+        if not isinstance(path, str) or (path and not path.startswith("/")):
+            raise _error(f"{where}.kubecost_api_path: expected '' or a path starting with '/', got {path!r}")
+        values["kubecost_api_path"] = path.rstrip("/")
+    for key in ("kubecost_service", "prometheus_service"):
+        if key in raw:
+            service = _text(raw[key], f"{where}.{key}")
+            if not _SERVICE.match(service):
+                raise _error(f"{where}.{key}: {service!r} is not a service as name or name:port")
+            values[key] = service
+    if "verify_tls" in raw:
+        if not isinstance(raw["verify_tls"], bool):
+            raise _error(f"{where}.verify_tls: expected true or false")
+        values["verify_tls"] = raw["verify_tls"]
+    for key in ("max_window_days", "step_timeout_minutes"):
+        if key in raw:
+            values[key] = _positive(raw[key], f"{where}.{key}", int)
+    for key in ("poll_seconds", "request_timeout_seconds"):
+        if key in raw:
+            values[key] = float(_positive(raw[key], f"{where}.{key}", (int, float)))
+    if "prometheus_retention" in values:
+        try:
+            parse_duration(values["prometheus_retention"])
+        except ValueError as exc:
+            raise _error(f"{where}.prometheus_retention: {exc}") from None
+    if values.get("kubecost_conn_id") and not values.get("kubecost_url"):
+        raise _error(f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
+                          "cluster's own Kubernetes credentials)")
+    if values.get("ca_file") and not os.access(values["ca_file"], os.R_OK):
+        raise _error(f"{where}.ca_file: {values['ca_file']} does not exist or is not readable")
+    return RepairSettings(**values)
+
+
+def repair_settings_for(cluster: ClusterConfig) -> RepairSettings:
+    """The cluster's repair settings (one seam for tests that run without a config file)."""
+    return cluster.repair
+
+
+def _error(message: str) -> Exception:
+    return ConfigError(message)
+
+
+def _url(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+        raise _error(f"{where}: expected an http(s) URL, got {value!r}")
+    if urlsplit(value).username is not None:  # never echo the value: it holds a credential
+        raise _error(f"{where}: the URL holds credentials; put them in an Airflow connection "
+                          "(repair.kubecost_conn_id) instead")
+    return value.rstrip("/")
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _error(f"{where}: expected a non-empty string")
+    return value
+
+
+def _positive(value: Any, where: str, kinds):
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        raise _error(f"{where}: expected a positive number, got {value!r}")
+    return value

@@ -1,0 +1,102 @@
+"""A configured cluster on the simulator for repair tests, and fixtures that start one.
+
+- ``RepairCluster``: the simulator plus a project configuration naming it (cluster ``sim``, a
+  filesystem backup store), fast repair settings (``poll_seconds`` 0.05), and helpers to read
+  what the simulator was asked.
+- fixtures ``repair_cluster_factory`` (``start(**SimulatorProcess options)``) and ``repair_cluster``.
+
+Import the fixtures into a test module to use them: ``from tests.kubecost_etl.repair.harness import ...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kubecost_etl.repair.settings import RepairSettings
+from kubecost_sim.etlgen import generate
+from kubecost_sim.testing import SimulatorProcess
+
+CLUSTER_ID = "sim"
+FAST = RepairSettings(poll_seconds=0.05, step_timeout_minutes=2)
+DEADLINE_SECONDS = 30
+
+
+@dataclass
+class RepairCluster:
+    sim: SimulatorProcess
+    config_path: Path
+    backup_dir: Path
+    settings: RepairSettings = field(default_factory=lambda: FAST)
+
+    def core(self):
+        from kubernetes.client import CoreV1Api
+
+        return CoreV1Api(self.sim.api_client())
+
+    def repair_calls(self) -> list[tuple[str, dict]]:
+        """Repair requests as the cost-model received them, in order (not the API server's proxy hops)."""
+        return [(entry["path"], entry["query"]) for entry in self.sim.request_log_lines()
+                if entry["path"].endswith("/repair") and not entry["path"].startswith("/api/")]
+
+    def wait_for_log(self, predicate, what: str) -> list[str]:
+        """Poll the pod's log (through the API) until ``predicate(lines)``; fail after a deadline."""
+        core, deadline = self.core(), time.monotonic() + DEADLINE_SECONDS
+        while True:
+            pod = self.sim.cost_model_pod()
+            lines = core.read_namespaced_pod_log(pod, "kubecost", container="cost-model").splitlines()
+            if predicate(lines):
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; log tail: {lines[-5:]}")
+            time.sleep(0.05)  # polling a log with a deadline, not timing the test
+
+
+def write_config(path: Path, sim: SimulatorProcess, backup_dir: Path | None) -> None:
+    """The project configuration: cluster ``sim`` with a filesystem backup store (none if ``backup_dir`` is None)."""
+    cluster: dict = {"id": CLUSTER_ID, "kubeconfig": str(sim.kubeconfig), "hourly_hours": 49}
+    if backup_dir is not None:
+        cluster["backup"] = {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(backup_dir)}},
+                             "verify_sample": 2}
+    path.write_text(json.dumps({"clusters": [cluster]}))
+
+
+@pytest.fixture
+def repair_cluster_factory(tmp_path, monkeypatch):
+    """``start(settings=..., **SimulatorProcess options)``: a simulator the project configuration points at."""
+    from kubecost_etl.airflow.tasks import repair as repair_tasks
+
+    started: list[SimulatorProcess] = []
+
+    def start(settings: RepairSettings = FAST, days: int = 6, **options) -> RepairCluster:
+        root = tmp_path / f"cluster{len(started)}"
+        etl_dir = root / "db" / "etl"
+        generate(etl_dir, days=days, hourly_hours=49, file_bytes=2000, seed=5)
+        options.setdefault("startup_timeout", 60)  # a loaded 2-core machine can take a while
+        sim = SimulatorProcess(etl_dir, root / "sim", **options)
+        started.append(sim)
+        sim.start()
+        cluster = RepairCluster(sim, root / "kubecost-etl.yaml", root / "backups", settings)
+        write_config(cluster.config_path, sim, cluster.backup_dir)
+        monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(cluster.config_path))
+        # The stand-in for ClusterConfig.repair (see repair.settings.repair_settings_for).
+        monkeypatch.setattr(repair_tasks, "repair_settings_for", lambda _cluster: cluster.settings)
+        return cluster
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def repair_cluster(repair_cluster_factory) -> RepairCluster:
+    return repair_cluster_factory()
+
+
+def with_settings(cluster: RepairCluster, **changes) -> RepairCluster:
+    cluster.settings = dataclasses.replace(cluster.settings, **changes)
+    return cluster
