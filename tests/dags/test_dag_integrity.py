@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED = {"kubecost_etl_backup"}
+EXPECTED = {"kubecost_etl_backup", "kubecost_etl_repair", "kubecost_etl_restore"}
 
 
 @pytest.fixture
@@ -31,12 +31,16 @@ def test_dag_files_import_without_errors_or_network(no_network, tmp_path, monkey
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     assert EXPECTED <= set(bag.dag_ids)
-    backup = bag.dags["kubecost_etl_backup"]
-    assert backup.max_active_runs == 1
-    assert backup.timetable.expression == "0 3 * * *"
-    for task in backup.tasks:
-        assert task.retries >= 1, task.task_id
-        assert task.on_failure_callback or task.task_id == "report", task.task_id
+    assert bag.dags["kubecost_etl_backup"].timetable.expression == "0 3 * * *"
+    for dag_id in EXPECTED:
+        dag = bag.dags[dag_id]
+        assert dag.max_active_runs == 1, dag_id
+        assert any(task.retries >= 1 for task in dag.tasks), dag_id
+        # Every task alerts on failure, except leaves whose failure always follows an alerting task.
+        silent = {t.task_id for t in dag.tasks if not t.on_failure_callback}
+        assert silent <= {"report", "summary", "finish"}, (dag_id, silent)
+    for dag_id in ("kubecost_etl_repair", "kubecost_etl_restore"):
+        assert bag.dags[dag_id].schedule is None, dag_id  # manual only
 
 
 def test_broken_config_does_not_hide_the_dag(tmp_path, monkeypatch):

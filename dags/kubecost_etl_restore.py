@@ -1,0 +1,128 @@
+"""kubecost_etl_restore: put a chosen snapshot back into the cost-analyzer pod without risking the live data.
+
+Manual only. Params: `cluster`, `snapshot` (an id, or `latest`: the newest verified snapshot made
+before this run was triggered), `mode`, `restart`, `dry_run`.
+
+- `replace`: the ETL dir becomes exactly the snapshot (staged next to it, checked, swapped in by
+  two renames; the previous dir is kept until the post-check passes).
+- `fill-missing`: only files the pod lacks are written (no-clobber moves); nothing existing is touched.
+
+Tasks: preflight -> verify_snapshot (every object downloaded and re-hashed) -> plan (logs every
+change; a dry run stops here) -> safety_backup (skipped when the pod has no data) -> stage ->
+check_staged -> swap -> restart (rollout; default on for replace) -> post_check -> finish.
+`finish` is the run's teardown (its setup is verify_snapshot): once the snapshot verified it runs
+whatever failed, also when the run is marked failed or success by hand. It keeps the restore only if the post-check passed; otherwise it removes the
+staging dir and, if the swap happened, puts the previous dir back (and restarts Kubecost again
+if it had been restarted). Stages are safe to retry: each looks at what exists in the pod first.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from kubecost_etl.airflow.notifiers import notify_failure
+from kubecost_etl.airflow.tasks import restore as stages
+from kubecost_etl.restore.plan import MODES
+
+log = logging.getLogger(__name__)
+LONG = timedelta(hours=3)  # verify and stage move the whole snapshot
+
+
+@dag(
+    dag_id="kubecost_etl_restore",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # one restore at a time: a run may remove staging dirs that earlier runs left
+    tags=["kubecost", "restore"],
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": notify_failure,
+    },
+    params={
+        "cluster": Param("", type="string",
+                         description="Cluster id from the configuration; empty means the only configured cluster."),
+        "snapshot": Param("latest", type="string", minLength=1,
+                          description="Snapshot id, or 'latest': the newest verified snapshot before this run."),
+        "mode": Param("replace", type="string", enum=list(MODES),
+                      description="replace: the ETL dir becomes exactly the snapshot. "
+                                  "fill-missing: only files absent from the pod are written."),
+        "restart": Param(None, type=["boolean", "null"],
+                         description="Roll the deployment afterwards so Kubecost reloads; empty means on for replace."),
+        "dry_run": Param(False, type="boolean", description="Only log exactly what would change."),
+    },
+)
+def kubecost_etl_restore():
+    @task
+    def preflight(params=None, run_id=None, dag_run=None) -> dict:
+        return stages.preflight(params["cluster"], params["snapshot"], params["mode"], params["restart"],
+                                params["dry_run"], run_id, dag_run.run_after)
+
+    @task(execution_timeout=LONG)
+    def verify_snapshot(ctx: dict) -> dict:
+        return stages.verify(ctx)
+
+    @task
+    def plan(ctx: dict) -> dict:
+        return stages.plan(ctx)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=True)  # the teardown still runs (and does nothing)
+    def apply_changes(ctx: dict) -> bool:
+        if ctx["dry_run"]:
+            log.info("dry run: the plan above is what would change; nothing was changed")
+        return not ctx["dry_run"]
+
+    @task(execution_timeout=LONG)
+    def safety_backup(ctx: dict, plan: dict) -> dict:
+        return stages.safety_backup(ctx, plan)
+
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=LONG)  # runs after a skipped backup
+    def stage(ctx: dict, plan: dict) -> dict:
+        return stages.stage_files(ctx, plan)
+
+    @task
+    def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
+        return stages.check_staged(ctx, plan, staged)
+
+    @task
+    def swap(ctx: dict, plan: dict) -> dict:
+        return stages.swap_in(ctx, plan)
+
+    @task
+    def restart(ctx: dict, swapped: dict) -> dict:
+        return stages.restart(ctx, swapped)
+
+    @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped restart
+    def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
+        return stages.check_restored(ctx, plan, swapped)
+
+    @task
+    def finish(ctx: dict, ti=None) -> dict:
+        # Pulled, not passed: after a failure these tasks have no result, and that is the point.
+        return stages.finish(ctx, ti.xcom_pull(task_ids="post_check"), ti.xcom_pull(task_ids="swap"))
+
+    ctx = preflight()
+    verified = verify_snapshot(ctx)  # the setup: nothing touches the pod before it passes
+    the_plan = plan(ctx)
+    verified >> the_plan
+    gate = apply_changes(ctx)
+    the_plan >> gate
+    backed_up = safety_backup(ctx, the_plan)
+    gate >> backed_up
+    staged = stage(ctx, the_plan)
+    backed_up >> staged
+    swapped = swap(ctx, the_plan)
+    check_staged(ctx, the_plan, staged) >> swapped
+    checked = post_check(ctx, the_plan, swapped)
+    restart(ctx, swapped) >> checked
+    checked >> finish(ctx).as_teardown(setups=verified)
+
+
+kubecost_etl_restore()

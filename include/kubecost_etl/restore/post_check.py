@@ -1,0 +1,80 @@
+"""After the swap (and restart): are the restored files in the live ETL dir, as in the snapshot?
+
+Kubecost keeps working on its data, so two differences are its own doing, not a failed restore:
+a file rewritten after the restore (its mtime is newer than the snapshot's) and a set file
+older than Kubecost's retention, which it prunes once it reloads. Everything else missing or
+different fails the check, and the run puts the previous data back.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from ..etl_layout import RESOLUTIONS, parse_set_file
+from ..kube.exec import CommandNotFound
+from ..kube.target import ExecTarget
+from ..pod_files import EtlDirMissing, hash_files, list_files
+from ..snapshots import FileEntry
+
+log = logging.getLogger(__name__)
+DAILY_RETENTION_DAYS = 91  # Kubecost's default etlDailyStoreDurationDays
+
+
+class PostCheckFailed(RuntimeError):
+    pass
+
+
+def expired(path: str, now: datetime, hourly_hours: int, daily_days: int = DAILY_RETENTION_DAYS) -> bool:
+    """Whether Kubecost's retention would prune this set file by now."""
+    set_file = parse_set_file(path)
+    if set_file is None:
+        return False
+    if set_file.resolution == "1h":
+        return set_file.end < now.timestamp() - hourly_hours * 3600
+    if set_file.resolution == "1d":
+        return set_file.end < now.timestamp() - daily_days * RESOLUTIONS["1d"]
+    return False
+
+
+def check_restored(core_api, target: ExecTarget, expected: list[FileEntry], now: datetime, hourly_hours: int,
+                   batch: int = 400, report_extra: bool = True) -> dict:
+    """Check ``expected`` against the live dir; raise ``PostCheckFailed`` listing every real problem."""
+    try:
+        present = {f.path: f for f in list_files(core_api, target)[0]}
+    except EtlDirMissing as exc:
+        raise PostCheckFailed(f"{exc}: the restored ETL dir is gone") from None
+    problems, missing, pruned, rewritten, candidates = [], [], [], [], []
+    for entry in expected:
+        current = present.get(entry.path)
+        if current is None:
+            (pruned if expired(entry.path, now, hourly_hours) else missing).append(entry.path)
+        elif current.mtime > entry.mtime:
+            rewritten.append(entry.path)
+        elif current.size != entry.size:
+            problems.append(f"{entry.path}: {current.size} bytes, snapshot has {entry.size}")
+        else:
+            candidates.append(entry)
+    problems = [f"{p}: missing" for p in missing] + problems
+    checksums = False
+    if candidates:
+        try:
+            digests = hash_files(core_api, target, [e.path for e in candidates], batch)
+            checksums = True
+            problems += [f"{e.path}: sha256 differs from the snapshot" for e in candidates
+                         if digests[e.path] != e.sha256]
+        except CommandNotFound:
+            log.warning("pod %s has no sha256sum: restored files checked by size only", target.pod.name)
+    extra = sorted(set(present) - {e.path for e in expected}) if report_extra else []
+    if pruned:
+        log.info("%d restored file(s) already pruned by Kubecost's retention: %s", len(pruned), pruned[:5])
+    if rewritten:
+        log.info("%d restored file(s) rewritten by Kubecost since: %s", len(rewritten), rewritten[:5])
+    if extra:
+        log.info("%d file(s) in the ETL dir that the snapshot does not have (written by Kubecost since): %s",
+                 len(extra), extra[:5])
+    if problems:
+        raise PostCheckFailed(f"{len(problems)} restored file(s) are not in place in pod {target.pod.name}: "
+                              + "; ".join(problems[:10]))
+    return {"ok": True, "files": len(expected), "checksums": checksums, "pruned_by_retention": len(pruned),
+            "rewritten_since": len(rewritten), "extra_files": len(extra), "pod": target.pod.as_dict()}

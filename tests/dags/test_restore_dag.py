@@ -1,0 +1,115 @@
+"""kubecost_etl_restore in a real Airflow (dag.test) against the simulator and a filesystem store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.etl_trees import make_etl_dir, tree_digests
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+CLUSTER = "cluster-a"
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch, simulator):
+    etl = make_etl_dir(tmp_path, days=4, hourly_hours=6, file_bytes=20_000, seed=3)
+    sim = simulator(etl)
+    config = tmp_path / "kubecost-etl.yaml"
+    config.write_text(json.dumps({"clusters": [{
+        "id": CLUSTER, "kubeconfig": str(sim.kubeconfig),
+        "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "store")}}},
+    }]}))
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+    return sim, etl, tmp_path / "store"
+
+
+@pytest.fixture
+def restore_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / "kubecost_etl_restore.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["kubecost_etl_restore"]
+    for task in dag.tasks:
+        task.retries = 0  # a retry would wait out its delay; retried stages are tested without Airflow
+    return dag
+
+
+def states(run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def damage(etl: Path) -> None:
+    files = sorted(p for p in etl.rglob("*") if p.is_file())
+    files[0].unlink()
+    files[1].write_bytes(b"BGST damaged")
+
+
+def test_replace_run_restores_the_snapshot(cluster, restore_dag):
+    from kubecost_etl.airflow.tasks.backup import run_backup
+
+    sim, etl, store = cluster
+    original = tree_digests(etl)
+    run_backup(CLUSTER)
+    damage(etl)
+    pod = sim.cost_model_pod()
+
+    run = restore_dag.test(run_conf={"cluster": CLUSTER})
+
+    assert run.state == "success", states(run)
+    assert states(run)["finish"] == "success" and states(run)["restart"] == "success"
+    assert tree_digests(etl) == original
+    assert sorted(p.name for p in etl.parent.iterdir()) == ["etl"]
+    assert sim.cost_model_pod() != pod
+
+
+def test_a_failure_after_the_swap_puts_the_previous_data_back(cluster, restore_dag, monkeypatch):
+    from kubecost_etl.airflow.tasks import restore as stages
+    from kubecost_etl.airflow.tasks.backup import run_backup
+
+    sim, etl, store = cluster
+    run_backup(CLUSTER)
+    damage(etl)
+    before = tree_digests(etl)
+    real_check = stages.check_restored
+
+    def check_after_a_loss(ctx, plan, swapped):
+        next(p for p in sorted(etl.rglob("*")) if p.is_file()).unlink()  # restored, then lost again
+        return real_check(ctx, plan, swapped)
+
+    monkeypatch.setattr(stages, "check_restored", check_after_a_loss)
+
+    run = restore_dag.test(run_conf={"cluster": CLUSTER, "restart": False})
+
+    assert run.state == "failed", states(run)
+    assert states(run)["post_check"] == "failed" and states(run)["finish"] == "success"
+    assert tree_digests(etl) == before
+    assert sorted(p.name for p in etl.parent.iterdir()) == ["etl"]
+
+
+def test_dry_run_and_a_corrupted_snapshot_change_nothing(cluster, restore_dag):
+    from kubecost_etl.airflow.tasks.backup import run_backup
+    from kubecost_etl.snapshots import Repository
+    from kubecost_etl.storage.filesystem import FilesystemStore
+
+    sim, etl, store = cluster
+    snapshot = run_backup(CLUSTER)["snapshot_id"]
+    damage(etl)
+    before = tree_digests(etl)
+
+    dry = restore_dag.test(run_conf={"cluster": CLUSTER, "dry_run": True})
+    assert dry.state == "success", states(dry)
+    assert states(dry)["plan"] == "success" and states(dry)["stage"] == "skipped"
+    assert states(dry)["finish"] == "success"  # a teardown runs once its setup passed; it has nothing to do
+    assert tree_digests(etl) == before
+
+    repo = Repository(FilesystemStore(store), CLUSTER)
+    victim = repo.load_manifest(snapshot).files[0]
+    repo.store.put_bytes(repo.key(victim.object), b"not zstd at all")
+    broken = restore_dag.test(run_conf={"cluster": CLUSTER, "snapshot": snapshot})
+    assert broken.state == "failed"
+    assert states(broken)["verify_snapshot"] == "failed" and states(broken)["stage"] == "upstream_failed"
+    assert tree_digests(etl) == before and sorted(p.name for p in etl.parent.iterdir()) == ["etl"]
