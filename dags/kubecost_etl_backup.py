@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, task_group
-from kubecost_etl.airflow.notifiers import notify_failure
+from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.schedule import backup_schedule
 from kubecost_etl.airflow.tasks import backup as stages
 
@@ -29,18 +28,12 @@ def _cluster_task(**kwargs):
 @dag(
     dag_id="kubecost_etl_backup",
     schedule=backup_schedule(),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # never two backups of the same cluster at once
     tags=["kubecost", "backup"],
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": notify_failure,
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "clusters": Param([], type="array", items={"type": "string"},
                           description="Cluster ids to back up; empty means every configured cluster."),

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, TaskGroup, dag, task
-from kubecost_etl.airflow.notifiers import notify_failure
+from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.sensors.repair_log import RepairLogSensor
 from kubecost_etl.airflow.tasks import repair as stages
 from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES
@@ -24,18 +23,12 @@ from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES
 @dag(
     dag_id="kubecost_etl_repair",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # two repairs at once would interleave in one cost-model log
     tags=["kubecost", "repair"],
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": notify_failure,
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "cluster": Param(None, type=["null", "string"],
                          description="Configured cluster id; may stay empty when only one cluster is configured."),

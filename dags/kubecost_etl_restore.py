@@ -21,9 +21,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task
-from kubecost_etl.airflow.notifiers import notify_failure
+from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.tasks import restore as stages
 from kubecost_etl.restore.plan import MODES
 
@@ -34,18 +33,12 @@ LONG = timedelta(hours=3)  # verify and stage move the whole snapshot
 @dag(
     dag_id="kubecost_etl_restore",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # one restore at a time: a run may remove staging dirs that earlier runs left
     tags=["kubecost", "restore"],
     doc_md=__doc__,
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": notify_failure,
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "cluster": Param("", type="string",
                          description="Cluster id from the configuration; empty means the only configured cluster."),

@@ -12,17 +12,9 @@ import yaml
 
 from tests.servers import free_loopback_port
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
+from .dag_loading import load_dag
+
 BUCKET = "dag-backups"
-
-
-def load_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id]
-    for task in dag.tasks:
-        task.retries = 0  # dag.test() would otherwise wait out the real retry delays
-    return dag
 
 
 def task_states(run) -> dict[tuple[str, int], str]:
@@ -89,7 +81,7 @@ def test_one_cluster_failing_does_not_stop_the_other(airflow_db, tmp_path, monke
     ])
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
-    run = load_dag("kubecost_etl_backup").test()
+    run = load_dag("kubecost_etl_backup", retries=0).test()
 
     states = task_states(run)
     assert run.state == "failed"  # a failed cluster fails the run, so it alerts
@@ -114,7 +106,7 @@ def test_a_bad_config_fails_first_writes_nothing_and_alerts(airflow_db, tmp_path
         alerts={"notifier": "email", "email_to": ["oncall@example.com"], "smtp_conn_id": "smtp_test"})
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
-    run = load_dag("kubecost_etl_backup").test()
+    run = load_dag("kubecost_etl_backup", retries=0).test()
 
     states = task_states(run)
     assert run.state == "failed"

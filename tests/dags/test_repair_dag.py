@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.kubecost_etl.repair import harness
 from tests.kubecost_etl.repair.harness import CLUSTER_ID
 
+from .dag_loading import load_dag
+
 repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_cluster_factory  # fixtures
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 V1_CALLS = ["/model/etl/asset/repair", "/model/etl/cloudUsage/repair", "/model/etl/asset/reconciliation/repair",
             "/model/etl/allocation/repair"]
 V2_CALLS = ["/model/etl/asset/repair", "/model/etl/allocation/repair", "/model/cloudCost/repair"]
@@ -21,14 +21,8 @@ V2_CALLS = ["/model/etl/asset/repair", "/model/etl/allocation/repair", "/model/c
 
 @pytest.fixture
 def repair_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / "kubecost_etl_repair.py"))
-    assert bag.import_errors == {}
-    dag = bag.dags["kubecost_etl_repair"]
-    for task in dag.tasks:
-        task.retry_delay = timedelta(0)  # retries still happen, without the minutes of backoff
-    return dag
+    # Retries still happen, without the minutes of backoff.
+    return load_dag("kubecost_etl_repair", retry_delay=timedelta(0))
 
 
 def run(dag, **conf):
@@ -50,14 +44,13 @@ def xcom(dag_run, task_id: str):
 
 
 def test_the_dag_parses_without_io_and_declares_its_params(monkeypatch, tmp_path):
-    from airflow.dag_processing.dagbag import DagBag
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access while parsing the DAG")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.delenv("KUBECOST_ETL_CONFIG", raising=False)
-    dag = DagBag(dag_folder=str(DAGS / "kubecost_etl_repair.py")).dags["kubecost_etl_repair"]
+    dag = load_dag("kubecost_etl_repair")
     assert type(dag.timetable).__name__ == "NullTimetable" and dag.max_active_runs == 1  # manual only
     assert {"cluster", "window", "profile", "provider", "backup_first", "dry_run"} <= set(dag.params)
     assert dag.params["profile"] == "v1" and dag.params["backup_first"] is True and dag.params["dry_run"] is False

@@ -9,7 +9,8 @@ import pytest
 
 from tests.etl_trees import make_etl_dir, tree_digests
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
+from .dag_loading import load_dag
+
 CLUSTER = "cluster-a"
 
 
@@ -28,14 +29,8 @@ def cluster(tmp_path, monkeypatch, simulator):
 
 @pytest.fixture
 def restore_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / "kubecost_etl_restore.py"))
-    assert bag.import_errors == {}
-    dag = bag.dags["kubecost_etl_restore"]
-    for task in dag.tasks:
-        task.retries = 0  # a retry would wait out its delay; retried stages are tested without Airflow
-    return dag
+    # A retry would wait out its delay; retried stages are tested without Airflow.
+    return load_dag("kubecost_etl_restore", retries=0)
 
 
 def states(run) -> dict[str, str]:

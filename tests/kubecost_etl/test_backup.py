@@ -95,13 +95,18 @@ def test_incremental_runs_move_only_changes_and_old_snapshots_stay_intact(fs_sto
     assert snapshot_digests(fs_store, first.snapshot_id) == before
 
 
-def test_a_cut_stream_commits_nothing_and_the_retry_succeeds(fs_store, etl_tree, simulator):
-    sim = simulator(etl_tree)
+def planned(sim, store):
+    """The state between the plan and the stream stages: the client, the target, the repository, the plan."""
     core = sim.core_v1()
     target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
                                  "/var/configs/db/etl")
-    repo = Repository(fs_store, CLUSTER)
-    plan = backup.plan_backup(core, target, repo, settings())
+    repo = Repository(store, CLUSTER)
+    return core, target, repo, backup.plan_backup(core, target, repo, settings())
+
+
+def test_a_cut_stream_commits_nothing_and_the_retry_succeeds(fs_store, etl_tree, simulator):
+    sim = simulator(etl_tree)
+    core, target, repo, plan = planned(sim, fs_store)
     sim.set_faults(exec_cut_after_bytes=100_000, exec_cut_times=1)
     with pytest.raises(ExecStreamCut):
         backup.stream_files(core, target, repo, plan.transfer, settings())
@@ -113,12 +118,7 @@ def test_a_cut_stream_commits_nothing_and_the_retry_succeeds(fs_store, etl_tree,
 
 
 def test_a_file_changed_after_planning_is_read_again(fs_store, etl_tree, simulator):
-    sim = simulator(etl_tree)
-    core = sim.core_v1()
-    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
-                                 "/var/configs/db/etl")
-    repo = Repository(fs_store, CLUSTER)
-    plan = backup.plan_backup(core, target, repo, settings())
+    core, target, repo, plan = planned(simulator(etl_tree), fs_store)
     victim = etl_tree / plan.transfer[0]["path"]
     victim.write_bytes(victim.read_bytes()[::-1])  # same size, new content: only the hash can tell
     streamed = backup.stream_files(core, target, repo, plan.transfer, settings())

@@ -1,0 +1,18 @@
+"""What every pipeline DAG shares: retries with backoff and failure alerts through the notifier."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+
+from .notifiers import notify_failure
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+    "on_failure_callback": notify_failure,
+}
