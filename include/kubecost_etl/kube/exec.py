@@ -55,11 +55,14 @@ class PodExec:
 
         self.command = command
         self.description = f"exec {command[0]!r} in {namespace}/{pod}[{container}]"
-        self._client = stream(
-            core_api.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-            command=command, stdin=stdin, stdout=True, stderr=True, tty=False,
-            _preload_content=False, binary=True,
-        )
+        try:
+            self._client = stream(
+                core_api.connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                command=command, stdin=stdin, stdout=True, stderr=True, tty=False,
+                _preload_content=False, binary=True,
+            )
+        except Exception as exc:  # the client reports a refused handshake in several shapes
+            raise ExecError(f"{self.description}: cannot start the exec session: {exc}") from exc
         self._sock = self._client.sock
         self._sock.settimeout(read_timeout)
         self.protocol = self._client.subprotocol or ""
@@ -132,8 +135,8 @@ class PodExec:
     def _recv(self) -> tuple[int | None, bytes]:
         try:
             opcode, frame = self._sock.recv_data_frame(True)
-        except WebSocketConnectionClosedException:
-            return None, b""
+        except (WebSocketConnectionClosedException, ConnectionError):
+            return None, b""  # without a status frame first, _finish reports the cut
         if opcode == ABNF.OPCODE_CLOSE:
             return None, b""
         if opcode in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT):

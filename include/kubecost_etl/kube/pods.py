@@ -55,8 +55,30 @@ def find_cost_model_pod(core_api, namespace: str, selector: str, container: str 
             f"no Ready pod with a {container!r} container matches {selector!r} in namespace {namespace!r}"
             f" ({found})"
         )
+    return _newest(candidates, namespace, container)
+
+
+def find_running_pod(core_api, namespace: str, selector: str, container: str = "cost-model") -> PodRef:
+    """The newest pod whose ``container`` runs, Ready or not: where a rollback can still exec.
+
+    A restore that makes Kubecost fail its readiness probe must still be undone in that pod.
+    """
+    candidates = []
+    for pod in core_api.list_namespaced_pod(namespace, label_selector=selector).items:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        statuses = {s.name: s for s in (pod.status.container_statuses or [])} if pod.status else {}
+        status = statuses.get(container)
+        if status is not None and status.state is not None and status.state.running is not None:
+            candidates.append(pod)
+    if not candidates:
+        raise PodNotFound(f"no pod matching {selector!r} in namespace {namespace!r} has a running {container!r}")
+    return _newest(candidates, namespace, container)
+
+
+def _newest(pods, namespace: str, container: str) -> PodRef:
     # Newest first: during a rollout the replacement pod is the one that will keep writing.
-    pod = max(candidates, key=lambda p: (p.status.start_time or p.metadata.creation_timestamp, p.metadata.name))
+    pod = max(pods, key=lambda p: (p.status.start_time or p.metadata.creation_timestamp, p.metadata.name))
     started = pod.status.start_time.isoformat() if pod.status.start_time else None
     return PodRef(namespace, pod.metadata.name, pod.metadata.uid, container, started)
 

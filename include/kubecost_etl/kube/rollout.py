@@ -81,23 +81,3 @@ def wait_for_replacement(core_api, namespace: str, selector: str, container: str
         if clock() > deadline:
             raise RolloutError(f"no Ready replacement for pod {old.name} after {timeout_s:.0f} s: {waiting_for}")
         sleep(poll_s)  # polling the API for the rollout to progress; not test timing
-
-
-def find_running_pod(core_api, namespace: str, selector: str, container: str = "cost-model") -> PodRef:
-    """The newest pod whose ``container`` runs, Ready or not: where a rollback can still exec.
-
-    A restore that makes Kubecost fail its readiness probe must still be undone in that pod.
-    """
-    candidates = []
-    for pod in core_api.list_namespaced_pod(namespace, label_selector=selector).items:
-        if pod.metadata.deletion_timestamp is not None:
-            continue
-        statuses = {s.name: s for s in (pod.status.container_statuses or [])} if pod.status else {}
-        status = statuses.get(container)
-        if status is not None and status.state is not None and status.state.running is not None:
-            candidates.append(pod)
-    if not candidates:
-        raise PodNotFound(f"no pod matching {selector!r} in namespace {namespace!r} has a running {container!r}")
-    pod = max(candidates, key=lambda p: (p.status.start_time or p.metadata.creation_timestamp, p.metadata.name))
-    started = pod.status.start_time.isoformat() if pod.status.start_time else None
-    return PodRef(namespace, pod.metadata.name, pod.metadata.uid, container, started)

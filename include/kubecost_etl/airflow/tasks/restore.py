@@ -17,9 +17,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kubecost_etl.backup import verify_snapshot
 from kubecost_etl.config import ClusterConfig, load_config
-from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, pod_uid
+from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, find_running_pod, pod_uid
 from kubecost_etl.kube.rollout import (
-    find_running_pod,
     owning_workload,
     restart_workload,
     wait_for_replacement,
