@@ -29,10 +29,7 @@ def main() -> int:
     started = time.perf_counter()
     target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
                                  "/var/configs/db/etl")
-    plan = backup.plan_backup(core, target, repo, settings)
-    streamed = backup.stream_files(core, target, repo, plan.transfer, settings)
-    manifest = backup.commit_snapshot(repo, plan, streamed, {})
-    report = backup.verify_snapshot(repo, manifest.snapshot_id, settings.verify_sample)
+    manifest, report = backup.back_up(core, target, repo, settings, {})
     elapsed = time.perf_counter() - started
     print(json.dumps({**manifest.stats, "ok": report["ok"], "stream_seconds": manifest.stats["seconds"],
                       "seconds": elapsed}))

@@ -69,8 +69,7 @@ class Plan:
         }
 
 
-def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: BackupSettings,
-                snapshot_id: str | None = None) -> Plan:
+def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: BackupSettings) -> Plan:
     files, refused = list_files(core_api, target)
     for reason in refused:
         log.warning("skipping: %s", reason)
@@ -94,7 +93,7 @@ def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: Backup
             reuse.append(asdict(FileEntry(f.path, f.size, f.mtime, digest, key, stored[key], settings.compression)))
         else:
             transfer.append({"path": f.path, "size": f.size, "mtime": f.mtime, "sha256": digest})
-    plan = Plan(snapshot_id or new_snapshot_id(), repo.cluster_id, base_id, reuse, transfer, refused)
+    plan = Plan(new_snapshot_id(), repo.cluster_id, base_id, reuse, transfer, refused)
     log.info("plan for %s: %s", repo.cluster_id, plan.summary())
     return plan
 
@@ -255,6 +254,15 @@ def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,
     log.info("committed snapshot %s of %s: %d files, %.1f MB", manifest.snapshot_id, repo.cluster_id,
              len(entries), manifest.total_bytes / 1e6)
     return manifest
+
+
+def back_up(core_api, target: ExecTarget, repo: Repository, settings: BackupSettings, source: dict,
+            full_verify: bool = False, hourly_hours: int = 49) -> tuple[Manifest, dict]:
+    """All four stages in one call: the committed manifest and its verification report."""
+    plan = plan_backup(core_api, target, repo, settings)
+    streamed = stream_files(core_api, target, repo, plan.transfer, settings)
+    manifest = commit_snapshot(repo, plan, streamed, source, hourly_hours)
+    return manifest, verify_snapshot(repo, manifest.snapshot_id, settings.verify_sample, full_verify)
 
 
 def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: bool = False) -> dict:

@@ -33,13 +33,6 @@ class ObjectStoreRef:
     bucket: str | None = None
     prefix: str = ""
 
-    def describe(self) -> str:
-        if self.conn_id:
-            return f"connection {self.conn_id!r} bucket {self.bucket!r} prefix {self.prefix!r}"
-        if self.config_file:
-            return f"objstore file {self.config_file}"
-        return f"inline objstore config (type {self.inline.get('type') if self.inline else '?'})"
-
 
 @dataclass(frozen=True)
 class BackupSettings:

@@ -44,12 +44,8 @@ def run_backup(sim, store, **kw):
     core = sim.core_v1()
     pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
     target = resolve_exec_target(core, pod, "/var/configs/db/etl")
-    repo = Repository(store, CLUSTER)
-    opts = settings(**kw)
-    plan = backup.plan_backup(core, target, repo, opts)
-    streamed = backup.stream_files(core, target, repo, plan.transfer, opts)
-    manifest = backup.commit_snapshot(repo, plan, streamed, {"pod": pod.name})
-    report = backup.verify_snapshot(repo, manifest.snapshot_id, full=True)
+    manifest, report = backup.back_up(core, target, Repository(store, CLUSTER), settings(**kw), {"pod": pod.name},
+                                      full_verify=True)
     return manifest, report, target
 
 

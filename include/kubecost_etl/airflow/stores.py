@@ -44,5 +44,10 @@ def check_store_ref(cluster: ClusterConfig) -> None:
 
 
 def open_repository(cluster: ClusterConfig) -> Repository:
-    check_store_ref(cluster)
-    return Repository(open_store(cluster.backup.object_store), cluster.id)
+    if cluster.backup is None:
+        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)")
+    try:
+        store = open_store(cluster.backup.object_store)
+    except StorageConfigError as exc:
+        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: {exc}") from None
+    return Repository(store, cluster.id)

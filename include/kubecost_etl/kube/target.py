@@ -36,20 +36,25 @@ class ExecTarget:
 
 
 def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bool:
+    """Whether the container can run ``command``: any exit code but "not found" means it exists."""
     try:
         PodExec(core_api, pod.namespace, pod.name, container, command).run()
-        return True
     except CommandNotFound:
         return False
+    except ExecError as exc:
+        if exc.exit_code is None:
+            raise
+    return True
 
 
 def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto",
                         debug_image: str = "busybox:1.36", wait_seconds: float = 120.0) -> ExecTarget:
-    """Pick where to run tar: directly in ``cost-model`` if it has tar (mode auto), else a debug container."""
+    """Where to run tar: in ``cost-model`` itself (mode never, or auto when it has tar), else a debug container.
+
+    With mode never and no tar in the image, the first tar exec fails with CommandNotFound.
+    """
     if mode == "never" or (mode == "auto" and has_command(core_api, pod, pod.container, ["tar", "--help"])):
         return ExecTarget(pod, pod.container, etl_path)
-    if mode == "never":
-        raise ExecError(f"container {pod.container!r} has no tar and debug containers are disabled")
     name = add_debug_container(core_api, pod, debug_image, wait_seconds)
     return ExecTarget(pod, name, "/proc/1/root" + etl_path, via_debug_container=True)
 

@@ -33,10 +33,15 @@ def _cluster(cluster_id: str):
     return cluster, KubecostClusterHook(cluster).core_v1
 
 
+def _find_target(cluster, core) -> ExecTarget:
+    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+
+
 def find_pod(cluster_id: str) -> dict:
     cluster, core = _cluster(cluster_id)
-    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    target = resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    target = _find_target(cluster, core)
+    pod = target.pod
     log.info("cluster %s: pod %s, exec in %s, ETL root %s", cluster_id, pod.name, target.container, target.etl_root)
     return target.as_dict()
 
@@ -47,14 +52,13 @@ def _live_target(cluster, core, target: dict) -> ExecTarget:
     if pod_uid(core, pod.namespace, pod.name) == pod.uid:
         return ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
     log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
-    new_pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    return resolve_exec_target(core, new_pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    return _find_target(cluster, core)
 
 
-def plan(cluster_id: str, target: dict, snapshot_id: str | None = None) -> dict:
+def plan(cluster_id: str, target: dict) -> dict:
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
-    return backup.plan_backup(core, live, open_repository(cluster), cluster.backup, snapshot_id).as_dict()
+    return backup.plan_backup(core, live, open_repository(cluster), cluster.backup).as_dict()
 
 
 def stream(cluster_id: str, target: dict, plan: dict) -> dict:
