@@ -170,7 +170,6 @@ def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[st
     entries, changed = [], []
     with target.exec(core_api, _tar_command(target, list(batch))) as session:
         reader = ChunkReader(session.stdout())
-        tar_error: ExecError | None = None
         try:
             with tarfile.open(fileobj=reader, mode="r|") as archive:
                 for member in archive:
@@ -187,12 +186,10 @@ def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[st
             # tar exits non-zero when a file vanished or changed; what arrived intact still counts.
             if exc.exit_code is None:
                 raise
-            tar_error = exc
+            log.warning("tar reported a problem (handled per file): %s", exc)
         except tarfile.ReadError as exc:
             # A cut stream surfaces as a tar error or as a missing exec status; either way, retry later.
             raise ExecError(f"tar stream from {target.pod.name} is broken: {exc}") from exc
-        if tar_error:
-            log.warning("tar reported a problem (handled per file): %s", tar_error)
     return entries, changed
 
 
@@ -204,8 +201,7 @@ def _store_member(repo: Repository, archive: tarfile.TarFile, member: tarfile.Ta
                   settings: BackupSettings, progress: _Progress) -> FileEntry:
     expected = planned["sha256"]
     if member.size != planned["size"]:
-        _skip_member(archive, member, progress)
-        raise FileChanged(planned["path"])
+        raise FileChanged(planned["path"])  # tarfile skips the member's unread bytes by itself
     key = object_key(expected, settings.compression)
     source = archive.extractfile(member)
     digest = hashlib.sha256()
@@ -223,11 +219,6 @@ def _store_member(repo: Repository, archive: tarfile.TarFile, member: tarfile.Ta
     progress.add(0, file_done=True)
     return FileEntry(planned["path"], member.size, int(member.mtime), expected, key, info.size,
                      settings.compression)
-
-
-def _skip_member(archive: tarfile.TarFile, member: tarfile.TarInfo, progress: _Progress) -> None:
-    for piece in read_in_pieces(archive.extractfile(member)):
-        progress.add(len(piece))
 
 
 def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,

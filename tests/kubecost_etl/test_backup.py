@@ -117,6 +117,8 @@ def test_a_file_changed_after_planning_is_read_again(fs_store, etl_tree, simulat
     core, target, repo, plan = planned(simulator(etl_tree), fs_store)
     victim = etl_tree / plan.transfer[0]["path"]
     victim.write_bytes(victim.read_bytes()[::-1])  # same size, new content: only the hash can tell
+    grown = etl_tree / plan.transfer[1]["path"]
+    grown.write_bytes(grown.read_bytes() + b"appended")  # a new size: the tar header tells
     streamed = backup.stream_files(core, target, repo, plan.transfer, settings())
     manifest = backup.commit_snapshot(repo, plan, streamed, {})
     assert snapshot_digests(fs_store, manifest.snapshot_id) == tree_digests(etl_tree)
