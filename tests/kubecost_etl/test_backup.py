@@ -205,3 +205,24 @@ def test_a_damaged_set_file_in_the_pod_is_copied_but_fails_verification(fs_store
                                   "reason": "bingen header check failed: missing BGST magic (starts with b'XXXX')"}]
     assert snapshot_digests(fs_store, manifest.snapshot_id) == tree_digests(etl_tree)
     assert Repository(fs_store, CLUSTER).latest_good() is None
+
+
+def test_a_wrong_etl_path_is_a_clear_error(fs_store, etl_tree, simulator):
+    from kubecost_etl.pod_files import EtlDirMissing, list_files
+
+    sim = simulator(etl_tree)
+    core = sim.core_v1()
+    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), "/var/db/etl")
+    with pytest.raises(EtlDirMissing, match="ETL directory /var/db/etl not found in pod"):
+        list_files(core, target)
+
+
+def test_links_and_unsafe_names_are_refused_not_carried(fs_store, etl_tree, simulator):
+    day = sorted((etl_tree / "bingen" / "assets" / "1d").iterdir())[0]
+    (etl_tree / "bingen" / "link-to-a-day").symlink_to(day)
+    (etl_tree / "bingen" / "-rf").write_bytes(b"a name tar or find could take for a flag")
+    core, target, repo, plan = planned(simulator(etl_tree), fs_store)
+    carried = {t["path"] for t in plan.transfer} | {e["path"] for e in plan.reuse}
+    assert "bingen/link-to-a-day" not in carried and "bingen/-rf" not in carried
+    assert any("link-to-a-day" in reason for reason in plan.refused)
+    assert any("'-rf'" in reason for reason in plan.refused)
