@@ -10,62 +10,48 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
+from kubecost_etl.config import CONFIG_ENV
 from kubecost_etl.kube.pods import find_cost_model_pod
-from kubecost_etl.repair.kubecost_api import KubecostApi
-from kubecost_etl.repair.log_matching import LogCursor, expectation
-from kubecost_etl.repair.log_watch import pod_state
-from kubecost_etl.repair.profiles import get_profile
-from kubecost_etl.repair.transport import ServiceProxyHttp
-from kubecost_etl.windows import resolve_window
 from kubecost_sim.etlgen import generate
 from kubecost_sim.testing import SimulatorProcess
 
-PROFILE = get_profile("v1")
+CLUSTER_ID = "bench"
 DELAY_TRIALS = {0.2: 10, 1.0: 8, 10.0: 3}  # poll interval (s) -> trials
 NOISE_LINE = ("2026-01-01T00:00:00.000Z INF ETL: Allocation[1h]: AggregatedStoreDriver[noise]: run: aggregated "
               "[2026-01-01T00:00:00+0000, 2026-01-01T01:00:00+0000) from 19 to 3 in 68.417µs ")
 NOISE_BATCH = 5000
 
 
-def _follow(sim: SimulatorProcess, core, step: str, window_text: str, poll_seconds: float) -> dict:
-    """Request one repair step and follow it with the trigger, as the sensor would; the trigger's event."""
+def _follow(step: str, window_text: str, poll_seconds: float) -> dict:
+    """Request one repair step with the DAG's own stages and follow it with the sensor's trigger; its event."""
+    from kubecost_etl.airflow.tasks import repair as stages
     from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 
-    pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
-    tail = core.read_namespaced_pod_log(pod.name, "kubecost", container="cost-model", timestamps=True,
-                                        tail_lines=50, _preload_content=False).data
-    restarts = pod_state(core.read_namespaced_pod(pod.name, "kubecost"), "cost-model").restarts
-    now = int(time.time())
-    window = resolve_window(window_text, now, 31)
-    api = KubecostApi(ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9090", "/model"))
-    trigger = RepairLogTrigger(
-        kube={"kubeconfig": str(sim.kubeconfig)},
-        pod={"namespace": "kubecost", "name": pod.name, "uid": pod.uid, "container": "cost-model",
-             "restarts": restarts},
-        expected=expectation(PROFILE, step, window, now, 49, None), cursor=LogCursor.after(tail).as_dict(),
-        deadline=time.time() + 300, poll_seconds=poll_seconds, timeout_minutes=5,
-    )
-    api.repair(PROFILE.step(step), window.query)
+    plan = stages.preflight({"cluster": CLUSTER_ID, "window": window_text, "profile": "v1", "backup_first": False})
+    watch = stages.request_step(plan, step)
+    trigger = RepairLogTrigger.for_watch(watch, poll_seconds=poll_seconds)
     event = asyncio.run(trigger.run().__anext__()).payload
     assert event["status"] == "done", event["message"]
     return event
 
 
-def _delays(sim, core) -> dict:
+def _delays(sim) -> dict:
     speeds = random.Random(7)  # repairs of random length end at a random point between two polls
     results = {}
     for poll_seconds, trials in DELAY_TRIALS.items():
         delays = []
         for _ in range(trials):
             sim.set_faults(repair_seconds_per_day=speeds.uniform(0.2, 2.0) * max(1.0, poll_seconds / 2))
-            event = _follow(sim, core, "asset", "yesterday", poll_seconds)
+            event = _follow("asset", "yesterday", poll_seconds)
             delays.append(event["finished_at"] - event["last_line_ns"] / 1e9)
         results[poll_seconds] = {"trials": trials, "median_s": round(statistics.median(delays), 3),
                                  "max_s": round(max(delays), 3), "min_s": round(min(delays), 3)}
@@ -85,7 +71,7 @@ def _bytes_per_poll(sim, core, noise_mb: int) -> dict:
     log_size = len(core.read_namespaced_pod_log(pod.name, "kubecost", container="cost-model",
                                                 _preload_content=False).data)
     sim.set_faults(repair_seconds_per_day=2.0)  # several polls while the repair runs
-    event = _follow(sim, core, "allocation", "2d", 0.2)
+    event = _follow("allocation", "2d", 0.2)
     sim.reset_faults()
     polls = event["polls"]
     return {"log_bytes": log_size, "polls": polls, "bytes_read": event["bytes_read"],
@@ -103,10 +89,14 @@ def run() -> dict:
         etl = Path(tmp) / "db" / "etl"
         generate(etl, days=4, hourly_hours=49, file_bytes=2000, seed=3)
         with SimulatorProcess(etl, Path(tmp) / "sim") as sim:
-            core = CoreV1Api(sim.api_client())
-            results["completion_delay"] = _delays(sim, core)
-            results["log_read"] = {"small log": _bytes_per_poll(sim, core, 0)}
-            results["log_read"]["large log (~40 MB)"] = _bytes_per_poll(sim, core, 40)
+            config = Path(tmp) / "kubecost-etl.yaml"  # no backup store: the stages run with backup_first off
+            config.write_text(json.dumps({"clusters": [{"id": CLUSTER_ID, "kubeconfig": str(sim.kubeconfig),
+                                                        "repair": {"step_timeout_minutes": 5}}]}))
+            with mock.patch.dict(os.environ, {CONFIG_ENV: str(config)}):
+                core = CoreV1Api(sim.api_client())
+                results["completion_delay"] = _delays(sim)
+                results["log_read"] = {"small log": _bytes_per_poll(sim, core, 0)}
+                results["log_read"]["large log (~40 MB)"] = _bytes_per_poll(sim, core, 40)
     print(f"{'poll interval':>14} {'trials':>7} {'median delay s':>15} {'max delay s':>12}")
     for poll, r in results["completion_delay"].items():
         print(f"{poll:>14} {r['trials']:>7} {r['median_s']:>15} {r['max_s']:>12}")

@@ -43,8 +43,7 @@ def xcom(dag_run, task_id: str):
         return XComModel.deserialize_value(row)
 
 
-def test_the_dag_parses_without_io_and_declares_its_params(monkeypatch, tmp_path):
-
+def test_the_dag_parses_without_io_and_declares_its_params(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("network access while parsing the DAG")
 

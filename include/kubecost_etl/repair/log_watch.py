@@ -1,8 +1,10 @@
 """Following one repair step in the cost-model log between two reads (pure logic, no I/O).
 
-A ``RepairLogWatch`` is handed the pod as it is now and the raw bytes of each ``pods/log`` read
+A ``RepairLogWatch`` is handed the pod as it is now and the answer to each ``pods/log`` read
 (``timestamps=true``); it says what to ask next and whether the step is done or failed. The same
-watch serves the deferrable trigger (async client) and the sensor's poke mode (sync client).
+watch serves the deferrable trigger (async client) and the sensor's poke mode (sync client): they
+differ only in how they ask. One poll is ``check_pod``, then ``log_path``/``log_query`` read and
+handed to ``read``, repeated at once while ``more_waiting``; then ``overdue``.
 
 Reading cost does not grow with the log: a read starts at the second of the last line seen
 (``sinceTime`` has second precision), lines up to the last one seen are dropped by their
@@ -21,6 +23,7 @@ from .profiles import get_profile
 
 DEFAULT_LIMIT_BYTES = 1 << 20
 MAX_LIMIT_BYTES = 64 << 20
+LOG_READ_TIMEOUT = 60  # seconds for one pods/log request
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,14 @@ class RepairLogWatch:
                            "stopped with it. Find out why it restarted (often OOM), then run the repair again")
         return None
 
+    def read(self, status: int, body: bytes) -> Outcome | None:
+        """One ``pods/log`` answer: 404 means the pod went away after ``check_pod``; other errors raise."""
+        if status == 404:
+            return self.check_pod(None)
+        if status != 200:
+            raise RuntimeError(f"pods/log answered HTTP {status}: {body[:300]!r}")
+        return self.consume(body)
+
     def consume(self, raw: bytes) -> Outcome | None:
         self.polls += 1
         self.bytes_read.append(len(raw))
@@ -92,7 +103,10 @@ class RepairLogWatch:
             self._stuck_in_one_second(raw)
         return None
 
-    def timed_out(self, minutes: float) -> Outcome:
+    def overdue(self, deadline: float, minutes: float) -> Outcome | None:
+        """The timeout failure once ``deadline`` (unix time; ``minutes`` after the request) has passed."""
+        if time.time() <= deadline:
+            return None
         return Outcome("failed", f"the {self.title} repair did not finish within {minutes:g} minutes "
                        f"(repair.step_timeout_minutes): {self.tracker.missing()}")
 

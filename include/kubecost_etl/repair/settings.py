@@ -25,15 +25,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from kubecost_etl.errors import ConfigError
 
 from .retention import parse_duration
-
-if TYPE_CHECKING:
-    from kubecost_etl.config import ClusterConfig
 
 _SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:[A-Za-z0-9-]+)?$")
 
@@ -66,11 +63,11 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
         return RepairSettings()
     where = f"{where}: repair"
     if not isinstance(raw, dict):
-        raise _error(f"{where}: expected a mapping")
+        raise ConfigError(f"{where}: expected a mapping")
     known = {f.name for f in fields(RepairSettings)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise _error(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     values: dict[str, Any] = {}
     for key in ("kubecost_url", "prometheus_url"):
         if raw.get(key) is not None:
@@ -81,17 +78,17 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
     if "kubecost_api_path" in raw:
         path = raw["kubecost_api_path"] or ""
         if not isinstance(path, str) or (path and not path.startswith("/")):
-            raise _error(f"{where}.kubecost_api_path: expected '' or a path starting with '/', got {path!r}")
+            raise ConfigError(f"{where}.kubecost_api_path: expected '' or a path starting with '/', got {path!r}")
         values["kubecost_api_path"] = path.rstrip("/")
     for key in ("kubecost_service", "prometheus_service"):
         if key in raw:
             service = _text(raw[key], f"{where}.{key}")
             if not _SERVICE.match(service):
-                raise _error(f"{where}.{key}: {service!r} is not a service as name or name:port")
+                raise ConfigError(f"{where}.{key}: {service!r} is not a service as name or name:port")
             values[key] = service
     if "verify_tls" in raw:
         if not isinstance(raw["verify_tls"], bool):
-            raise _error(f"{where}.verify_tls: expected true or false")
+            raise ConfigError(f"{where}.verify_tls: expected true or false")
         values["verify_tls"] = raw["verify_tls"]
     for key in ("max_window_days", "step_timeout_minutes"):
         if key in raw:
@@ -103,40 +100,31 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
         try:
             parse_duration(values["prometheus_retention"])
         except ValueError as exc:
-            raise _error(f"{where}.prometheus_retention: {exc}") from None
+            raise ConfigError(f"{where}.prometheus_retention: {exc}") from None
     if values.get("kubecost_conn_id") and not values.get("kubecost_url"):
-        raise _error(f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
+        raise ConfigError(f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
                           "cluster's own Kubernetes credentials)")
     if values.get("ca_file") and not os.access(values["ca_file"], os.R_OK):
-        raise _error(f"{where}.ca_file: {values['ca_file']} does not exist or is not readable")
+        raise ConfigError(f"{where}.ca_file: {values['ca_file']} does not exist or is not readable")
     return RepairSettings(**values)
-
-
-def repair_settings_for(cluster: ClusterConfig) -> RepairSettings:
-    """The cluster's repair settings (one seam for tests that run without a config file)."""
-    return cluster.repair
-
-
-def _error(message: str) -> Exception:
-    return ConfigError(message)
 
 
 def _url(value: Any, where: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
-        raise _error(f"{where}: expected an http(s) URL, got {value!r}")
+        raise ConfigError(f"{where}: expected an http(s) URL, got {value!r}")
     if urlsplit(value).username is not None:  # never echo the value: it holds a credential
-        raise _error(f"{where}: the URL holds credentials; put them in an Airflow connection "
+        raise ConfigError(f"{where}: the URL holds credentials; put them in an Airflow connection "
                           "(repair.kubecost_conn_id) instead")
     return value.rstrip("/")
 
 
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise _error(f"{where}: expected a non-empty string")
+        raise ConfigError(f"{where}: expected a non-empty string")
     return value
 
 
 def _positive(value: Any, where: str, kinds):
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        raise _error(f"{where}: expected a positive number, got {value!r}")
+        raise ConfigError(f"{where}: expected a positive number, got {value!r}")
     return value

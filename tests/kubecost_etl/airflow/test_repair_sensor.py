@@ -8,18 +8,12 @@ import time
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from kubecost_etl.airflow.sensors.repair_log import RepairLogSensor
-from kubecost_etl.airflow.tasks import repair as stages
 from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 
 from tests.kubecost_etl.repair import harness
-from tests.kubecost_etl.repair.harness import CLUSTER_ID, DEADLINE_SECONDS
+from tests.kubecost_etl.repair.harness import DEADLINE_SECONDS, requested
 
 repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_cluster_factory  # fixtures
-
-
-def requested(window: str, step: str) -> dict:
-    plan = stages.preflight({"cluster": CLUSTER_ID, "window": window, "profile": "v1", "backup_first": False})
-    return stages.request_step(plan, step)
 
 
 def test_a_slow_repair_defers_to_the_triggerer_and_completes_from_the_log(repair_cluster):
@@ -48,9 +42,7 @@ def test_a_failed_event_fails_the_task_with_its_message(repair_cluster):
     repair_cluster.sim.set_faults(repair_fail_step="asset")
     watch = requested("yesterday", "asset")
     sensor = RepairLogSensor(task_id="wait_asset", watch=watch)
-    trigger = RepairLogTrigger(kube=watch["kube"], pod=watch["pod"], expected=watch["expected"],
-                               cursor=watch["cursor"], deadline=watch["deadline"], poll_seconds=0.05,
-                               timeout_minutes=1)
+    trigger = RepairLogTrigger.for_watch(watch, timeout_minutes=1)
     event = asyncio.run(trigger.run().__anext__()).payload
     with pytest.raises(AirflowFailException, match="failure during the Asset repair: .*MergeRange error"):
         sensor.execute_complete({}, event)

@@ -16,7 +16,7 @@ from kubecost_etl.repair.kubecost_api import RepairRequestFailed
 from kubecost_etl.windows import DAY, iso
 
 from tests.kubecost_etl.repair import harness
-from tests.kubecost_etl.repair.harness import CLUSTER_ID, with_settings, write_config
+from tests.kubecost_etl.repair.harness import CLUSTER_ID
 from tests.kubecost_etl.test_windows import BAD, NOW
 
 repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_cluster_factory  # fixtures
@@ -54,25 +54,30 @@ def test_a_window_older_than_prometheus_keeps_is_refused_before_any_repair_call(
 
 
 def test_a_configured_retention_overrides_prometheus(repair_cluster):
-    with_settings(repair_cluster, prometheus_retention="1d")
+    repair_cluster.configure(prometheus_retention="1d")
     with pytest.raises(AirflowFailException, match="keeps 1d of metrics .repair.prometheus_retention in the config"):
         stages.preflight(params("3d"))
     assert repair_cluster.sim.request_log_lines() == []
 
 
 def test_without_a_retention_the_repair_is_refused_saying_how_to_configure(repair_cluster):
-    with_settings(repair_cluster, prometheus_service="no-prometheus:80")
+    repair_cluster.configure(prometheus_service="no-prometheus:80")
     with pytest.raises(AirflowFailException, match="set repair.prometheus_retention"):
         stages.preflight(params("yesterday"))
     assert repair_cluster.repair_calls() == []
 
 
-def test_cluster_and_backup_mistakes_are_caught_in_preflight(repair_cluster):
+def test_cluster_config_and_param_mistakes_are_caught_in_preflight(repair_cluster):
     with pytest.raises(AirflowFailException, match=r"unknown cluster 'prod'; configured: \['sim'\]"):
         stages.preflight(params("yesterday", cluster="prod"))
-    with pytest.raises(AirflowFailException, match="not one of|unknown repair profile 'v9'"):
+    with pytest.raises(AirflowFailException, match="unknown repair profile 'v9'"):
         stages.preflight(params("yesterday", profile="v9"))
-    write_config(repair_cluster.config_path, repair_cluster.sim, backup_dir=None)
+    with pytest.raises(AirflowFailException, match="provider 'aws 1' is not a cloud integration key"):
+        stages.preflight(params("yesterday", provider="aws 1"))
+    repair_cluster.configure(max_window_days=0)
+    with pytest.raises(AirflowFailException, match="repair.max_window_days: expected a positive number"):
+        stages.preflight(params("yesterday"))
+    repair_cluster.configure(max_window_days=31, with_backup=False)
     with pytest.raises(AirflowFailException, match="backup.object_store: missing"):
         stages.preflight(params("yesterday"))
     assert stages.preflight(params("yesterday", backup_first=False, cluster=None))["cluster_id"] == CLUSTER_ID
@@ -156,8 +161,8 @@ def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logg
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingKubecost)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with_settings(repair_cluster, kubecost_url=f"http://127.0.0.1:{server.server_port}",
-                      kubecost_conn_id="kubecost_ingress")
+        repair_cluster.configure(kubecost_url=f"http://127.0.0.1:{server.server_port}",
+                                 kubecost_conn_id="kubecost_ingress")
         with caplog.at_level(logging.DEBUG):
             watch = stages.request_step(stages.preflight(params("yesterday", backup_first=False)), "asset")
     finally:
@@ -167,3 +172,13 @@ def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logg
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"svc:pw-secret").decode()
     assert watch["request"].startswith(f"GET http://127.0.0.1:{server.server_port}/model/etl/asset/repair?window=")
     assert "secret" not in caplog.text and "secret" not in json.dumps(watch)
+
+
+def test_a_connection_whose_headers_are_not_a_mapping_is_refused(repair_cluster, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KUBECOST_INGRESS", json.dumps({
+        "conn_type": "http", "extra": {"headers": ["X-Api-Key: key-secret"]}}))
+    repair_cluster.configure(kubecost_url="http://127.0.0.1:9", kubecost_conn_id="kubecost_ingress")
+    with pytest.raises(AirflowFailException, match="'kubecost_ingress': extra.headers must be a mapping") as refused:
+        stages.preflight(params("yesterday", backup_first=False))
+    assert "secret" not in str(refused.value)
+    assert repair_cluster.repair_calls() == []

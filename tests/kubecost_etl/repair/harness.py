@@ -1,28 +1,27 @@
 """A configured cluster on the simulator for repair tests, and fixtures that start one.
 
 - ``RepairCluster``: the simulator plus a project configuration naming it (cluster ``sim``, a
-  filesystem backup store), fast repair settings (``poll_seconds`` 0.05), and helpers to read
-  what the simulator was asked.
+  filesystem backup store, fast ``repair:`` settings: ``poll_seconds`` 0.05), ``configure`` to
+  change that file, and helpers to read what the simulator was asked.
 - fixtures ``repair_cluster_factory`` (``start(**SimulatorProcess options)``) and ``repair_cluster``.
+- ``requested(window, step)``: the preflight and one step's request, as the DAG runs them.
 
 Import the fixtures into a test module to use them: ``from tests.kubecost_etl.repair.harness import ...``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kubecost_etl.repair.settings import RepairSettings
 from kubecost_sim.etlgen import generate
 from kubecost_sim.testing import SimulatorProcess
 
 CLUSTER_ID = "sim"
-FAST = RepairSettings(poll_seconds=0.05, step_timeout_minutes=2)
+FAST = {"poll_seconds": 0.05, "step_timeout_minutes": 2}  # the cluster's ``repair:`` mapping
 DEADLINE_SECONDS = 30
 
 
@@ -31,7 +30,20 @@ class RepairCluster:
     sim: SimulatorProcess
     config_path: Path
     backup_dir: Path
-    settings: RepairSettings = field(default_factory=lambda: FAST)
+    repair: dict = field(default_factory=lambda: dict(FAST))
+    with_backup: bool = True
+
+    def configure(self, with_backup: bool | None = None, **repair) -> None:
+        """(Re)write the configuration file, with ``repair`` merged into the cluster's ``repair:`` mapping."""
+        if with_backup is not None:
+            self.with_backup = with_backup
+        self.repair.update(repair)
+        cluster: dict = {"id": CLUSTER_ID, "kubeconfig": str(self.sim.kubeconfig), "hourly_hours": 49,
+                         "repair": self.repair}
+        if self.with_backup:
+            cluster["backup"] = {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(self.backup_dir)}},
+                                 "verify_sample": 2}
+        self.config_path.write_text(json.dumps({"clusters": [cluster]}))
 
     def core(self):
         from kubernetes.client import CoreV1Api
@@ -56,23 +68,12 @@ class RepairCluster:
             time.sleep(0.05)  # polling a log with a deadline, not timing the test
 
 
-def write_config(path: Path, sim: SimulatorProcess, backup_dir: Path | None) -> None:
-    """The project configuration: cluster ``sim`` with a filesystem backup store (none if ``backup_dir`` is None)."""
-    cluster: dict = {"id": CLUSTER_ID, "kubeconfig": str(sim.kubeconfig), "hourly_hours": 49}
-    if backup_dir is not None:
-        cluster["backup"] = {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(backup_dir)}},
-                             "verify_sample": 2}
-    path.write_text(json.dumps({"clusters": [cluster]}))
-
-
 @pytest.fixture
 def repair_cluster_factory(tmp_path, monkeypatch):
-    """``start(settings=..., **SimulatorProcess options)``: a simulator the project configuration points at."""
-    from kubecost_etl.airflow.tasks import repair as repair_tasks
-
+    """``start(days=6, **SimulatorProcess options)``: a simulator the project configuration points at."""
     started: list[SimulatorProcess] = []
 
-    def start(settings: RepairSettings = FAST, days: int = 6, **options) -> RepairCluster:
+    def start(days: int = 6, **options) -> RepairCluster:
         root = tmp_path / f"cluster{len(started)}"
         etl_dir = root / "db" / "etl"
         generate(etl_dir, days=days, hourly_hours=49, file_bytes=2000, seed=5)
@@ -80,11 +81,9 @@ def repair_cluster_factory(tmp_path, monkeypatch):
         sim = SimulatorProcess(etl_dir, root / "sim", **options)
         started.append(sim)
         sim.start()
-        cluster = RepairCluster(sim, root / "kubecost-etl.yaml", root / "backups", settings)
-        write_config(cluster.config_path, sim, cluster.backup_dir)
+        cluster = RepairCluster(sim, root / "kubecost-etl.yaml", root / "backups")
+        cluster.configure()
         monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(cluster.config_path))
-        # The stand-in for ClusterConfig.repair (see repair.settings.repair_settings_for).
-        monkeypatch.setattr(repair_tasks, "repair_settings_for", lambda _cluster: cluster.settings)
         return cluster
 
     yield start
@@ -97,6 +96,9 @@ def repair_cluster(repair_cluster_factory) -> RepairCluster:
     return repair_cluster_factory()
 
 
-def with_settings(cluster: RepairCluster, **changes) -> RepairCluster:
-    cluster.settings = dataclasses.replace(cluster.settings, **changes)
-    return cluster
+def requested(window: str, step: str, profile: str = "v1") -> dict:
+    """What the sensor of ``step`` watches: the preflight (no backup) and the step's request, run."""
+    from kubecost_etl.airflow.tasks import repair as stages
+
+    plan = stages.preflight({"cluster": CLUSTER_ID, "window": window, "profile": profile, "backup_first": False})
+    return stages.request_step(plan, step)

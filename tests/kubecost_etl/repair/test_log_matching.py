@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -16,8 +17,9 @@ from kubecost_etl.repair.log_matching import (
     parse_k8s_timestamp,
     read_message,
     since_time,
+    split_lines,
 )
-from kubecost_etl.repair.log_watch import MAX_LIMIT_BYTES, RepairLogWatch
+from kubecost_etl.repair.log_watch import MAX_LIMIT_BYTES, PodState, RepairLogWatch
 from kubecost_etl.repair.profiles import PROFILES, get_profile
 from kubecost_etl.windows import RepairWindow
 
@@ -200,17 +202,11 @@ def test_the_cursor_returns_each_line_once_across_reads_of_the_same_second():
     assert cursor.since_time() == "2023-01-04T10:00:00Z"
     read = line("00.1", "old") + line("00.2", "old") + line("00.2", "twin") + line("00.3", "new")
     cursor.begin_read()
-    taken = [text for ns, text in _lines(read) if cursor.take(ns)]
+    taken = [text for ns, text in split_lines(read) if cursor.take(ns)]
     assert taken == ["twin", "new"]
     cursor.begin_read()
-    assert [text for ns, text in _lines(read + line("00.3", "twin")) if cursor.take(ns)] == ["twin"]
+    assert [text for ns, text in split_lines(read + line("00.3", "twin")) if cursor.take(ns)] == ["twin"]
     assert LogCursor.from_dict(cursor.as_dict()) == cursor
-
-
-def _lines(raw: bytes):
-    from kubecost_etl.repair.log_matching import split_lines
-
-    return split_lines(raw)
 
 
 POD = {"namespace": "kubecost", "name": "p", "uid": "u", "container": "cost-model", "restarts": 0}
@@ -243,8 +239,6 @@ def test_a_full_read_of_old_lines_grows_the_read_then_skips_the_second():
 
 
 def test_a_restart_is_the_pod_replaced_or_its_container_restarted():
-    from kubecost_etl.repair.log_watch import PodState
-
     watch = RepairLogWatch(expected("asset", DAYS), None, POD)
     assert watch.check_pod(PodState("u", 0)) is None
     assert "kubecost/p was replaced (a restart) during the Asset repair" in watch.check_pod(None).message
@@ -252,3 +246,20 @@ def test_a_restart_is_the_pod_replaced_or_its_container_restarted():
     restarted = watch.check_pod(PodState("u", 1))
     assert restarted.status == "failed"
     assert "container of kubecost/p restarted during the Asset repair" in restarted.message
+
+
+def test_a_log_answer_other_than_200_is_the_pod_gone_or_an_api_error():
+    watch = RepairLogWatch(expected("asset", DAYS), None, POD)
+    assert "kubecost/p was replaced (a restart)" in watch.read(404, b"").message  # gone since check_pod
+    with pytest.raises(RuntimeError, match="pods/log answered HTTP 500: b'etcdserver: request timed out'"):
+        watch.read(500, b"etcdserver: request timed out")
+    assert watch.polls == 0  # neither answer was taken for log lines
+    assert watch.read(200, b"".join(line(f"0{i}.5", f"INF {m}") for i, m in enumerate(DOC_ASSET))).status == "done"
+
+
+def test_the_timeout_names_what_is_missing_only_once_the_deadline_has_passed():
+    watch = RepairLogWatch(expected("asset", DAYS), None, POD)
+    assert watch.overdue(time.time() + 60, 1) is None
+    late = watch.overdue(time.time() - 1, 2.5)
+    assert late.status == "failed" and "did not finish within 2.5 minutes (repair.step_timeout_minutes)" in late.message
+    assert "Asset[1d] not started, 0/3 done" in late.message

@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from kubecost_etl.config import ClusterConfig
 from kubecost_etl.repair.log_matching import Outcome
-from kubecost_etl.repair.log_watch import RepairLogWatch, pod_state
+from kubecost_etl.repair.log_watch import LOG_READ_TIMEOUT, RepairLogWatch, pod_state
 from kubecost_etl.repair.transport import raw_get
 
 from ..hooks.kubecost_cluster import KubecostClusterHook
@@ -64,11 +64,7 @@ class RepairLogSensor(BaseSensorOperator):
         self.log.info("%s repair running; waiting in the triggerer (no worker slot) until %s",
                       self.watch["title"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.watch["deadline"])))
         self.defer(
-            trigger=RepairLogTrigger(
-                kube=self.watch["kube"], pod=self.watch["pod"], expected=self.watch["expected"],
-                cursor=self.watch["cursor"], deadline=self.watch["deadline"],
-                poll_seconds=self.watch["poll_seconds"], timeout_minutes=self.watch["timeout_minutes"],
-            ),
+            trigger=RepairLogTrigger.for_watch(self.watch),  # from the request on: it rebuilds the progress
             method_name="execute_complete",
             timeout=timedelta(seconds=max(0.0, self.watch["deadline"] - time.time())) + _DEFER_GRACE,
         )
@@ -79,8 +75,7 @@ class RepairLogSensor(BaseSensorOperator):
     def poke(self, context) -> PokeReturnValue:
         follower = self._follower_for_poke()
         outcome = _poll_sync(follower, self._core_v1())
-        if outcome is None and time.time() > self.watch["deadline"]:
-            outcome = follower.timed_out(self.watch["timeout_minutes"])
+        outcome = outcome or follower.overdue(self.watch["deadline"], self.watch["timeout_minutes"])
         if outcome is None:
             self.log.info("%s: %s", self.watch["title"], follower.tracker.missing() or "waiting")
             return PokeReturnValue(is_done=False)
@@ -133,11 +128,8 @@ def _poll_sync(follower: RepairLogWatch, core) -> Outcome | None:
             state = None
         if restarted := follower.check_pod(state):
             return restarted
-        answer = raw_get(core.api_client, follower.log_path(), follower.log_query(), "text/plain", 60, "pods/log")
-        if answer.status == 404:
-            return follower.check_pod(None)
-        if answer.status != 200:
-            raise RuntimeError(f"pods/log answered HTTP {answer.status}: {answer.excerpt()}")
-        outcome = follower.consume(answer.body)
+        answer = raw_get(core.api_client, follower.log_path(), follower.log_query(), "text/plain", LOG_READ_TIMEOUT,
+                         "pods/log")
+        outcome = follower.read(answer.status, answer.body)
         if outcome is not None or not follower.more_waiting:
             return outcome

@@ -12,7 +12,7 @@ import time
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from kubecost_etl.config import ConfigError, load_config
+from kubecost_etl.config import load_config
 from kubecost_etl.kube.pods import PodNotFound, find_cost_model_pod
 from kubecost_etl.repair.kubecost_api import KubecostApi, RepairRequestFailed
 from kubecost_etl.repair.log_matching import LogCursor, expectation
@@ -26,9 +26,9 @@ from kubecost_etl.repair.retention import (
     check_window,
     configured_retention,
 )
-from kubecost_etl.repair.settings import RepairSettings, repair_settings_for
+from kubecost_etl.repair.settings import RepairSettings
 from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
-from kubecost_etl.windows import RepairWindow, WindowError, iso, resolve_window
+from kubecost_etl.windows import RepairWindow, iso, resolve_window
 
 from ..hooks.kubecost_cluster import KubecostClusterHook
 from ..stores import check_store_ref
@@ -45,7 +45,8 @@ def preflight(params: dict, now: float | None = None) -> dict:
     now = int(time.time() if now is None else now)
     try:
         cluster = load_config().cluster(params.get("cluster") or None)
-        settings = repair_settings_for(cluster)
+        settings = cluster.repair
+        hook = KubecostClusterHook(cluster)  # connects only when a request goes through the cluster's API
         profile = get_profile(params.get("profile") or DEFAULT_PROFILE)
         window = resolve_window(params.get("window"), now, settings.max_window_days)
         provider = _provider(params.get("provider"))
@@ -54,13 +55,14 @@ def preflight(params: dict, now: float | None = None) -> dict:
         log.info("window %s", window.describe())
         if params.get("backup_first", True) and not params.get("dry_run"):
             check_store_ref(cluster)
-        retention = _retention(cluster, settings)
+        retention = _retention(hook, settings)
         check_window(window, retention, now)
-    except (ConfigError, WindowError, OutsideRetention, RetentionUnknown, ValueError) as exc:
+    # ValueError covers ConfigError, WindowError and OutsideRetention (and a bad provider or URL).
+    except (ValueError, RetentionUnknown) as exc:
         raise AirflowFailException(f"preflight: {exc}") from None
     log.info("Prometheus keeps %s (%s): the oldest repairable time is %s", retention.text, retention.source,
              iso(retention.oldest_repairable(now)))
-    api = KubecostApi(_kubecost_http(cluster, settings))
+    api = KubecostApi(_kubecost_http(hook, settings))
     steps = []
     for step in profile.steps:
         request = api.describe(step, window.query, provider)
@@ -106,7 +108,7 @@ def wait_task_id(step_name: str) -> str:
 def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     """Send one repair call and return what its sensor must watch for."""
     cluster = load_config().cluster(plan["cluster_id"])
-    settings = repair_settings_for(cluster)
+    settings = cluster.repair
     profile = get_profile(plan["profile"])
     step = profile.step(step_name)
     window = RepairWindow.from_dict(plan["window"])
@@ -116,7 +118,8 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     except OutsideRetention as exc:
         raise AirflowFailException(f"{step.title}: {exc}") from None
 
-    core = KubecostClusterHook(cluster).core_v1
+    hook = KubecostClusterHook(cluster)
+    core = hook.core_v1
     try:
         pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
     except PodNotFound as exc:
@@ -126,7 +129,7 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
                                         tail_lines=_TAIL_LINES, _preload_content=False).data
     cursor = LogCursor.after(tail)
 
-    api = KubecostApi(_kubecost_http(cluster, settings))
+    api = KubecostApi(_kubecost_http(hook, settings))
     keys = None
     if step.keyed:
         keys = [plan["provider"]] if plan["provider"] and step.accepts_provider else api.cloud_integration_keys()
@@ -198,25 +201,23 @@ def _provider(value) -> str | None:
     return value
 
 
-def _retention(cluster, settings: RepairSettings) -> Retention:
+def _retention(hook: KubecostClusterHook, settings: RepairSettings) -> Retention:
     if settings.prometheus_retention:
         return configured_retention(settings.prometheus_retention)
     if settings.prometheus_url:
         http = DirectHttp(settings.prometheus_url, verify=settings.tls_verify, timeout=settings.request_timeout_seconds)
     else:
-        core = KubecostClusterHook(cluster).core_v1
-        http = ServiceProxyHttp(core.api_client, cluster.namespace, settings.prometheus_service,
+        http = ServiceProxyHttp(hook.core_v1.api_client, hook.cluster.namespace, settings.prometheus_service,
                                 timeout=settings.request_timeout_seconds)
     return ask_prometheus(http)
 
 
-def _kubecost_http(cluster, settings: RepairSettings):
+def _kubecost_http(hook: KubecostClusterHook, settings: RepairSettings):
     if settings.kubecost_url:
         headers, auth = _credentials(settings.kubecost_conn_id)
         return DirectHttp(settings.kubecost_url + settings.kubecost_api_path, headers, auth, settings.tls_verify,
                           settings.request_timeout_seconds)
-    core = KubecostClusterHook(cluster).core_v1
-    return ServiceProxyHttp(core.api_client, cluster.namespace, settings.kubecost_service,
+    return ServiceProxyHttp(hook.core_v1.api_client, hook.cluster.namespace, settings.kubecost_service,
                             settings.kubecost_api_path, settings.request_timeout_seconds)
 
 

@@ -10,7 +10,6 @@ rebuilt from ``serialize()`` and reads again from the moment of the request: not
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kubecost_etl.repair.log_matching import Outcome
-from kubecost_etl.repair.log_watch import DEFAULT_LIMIT_BYTES, RepairLogWatch, pod_state
+from kubecost_etl.repair.log_watch import DEFAULT_LIMIT_BYTES, LOG_READ_TIMEOUT, RepairLogWatch, pod_state
 
 API_ERRORS_IN_A_ROW = 5  # transient API trouble is waited out; this many failed polls in a row is not
 
@@ -32,6 +31,7 @@ class RepairLogTrigger(BaseTrigger):
     :param cursor: the log position just before the request.
     :param deadline: unix time after which the step counts as timed out.
     :param poll_seconds: pause between polls.
+    :param timeout_minutes: the step's timeout (named in the failure message).
     """
 
     def __init__(self, kube: dict, pod: dict, expected: dict, cursor: dict | None, deadline: float,
@@ -46,6 +46,12 @@ class RepairLogTrigger(BaseTrigger):
         self.timeout_minutes = timeout_minutes
         self.limit_bytes = limit_bytes
 
+    @classmethod
+    def for_watch(cls, watch: dict, **changes) -> RepairLogTrigger:
+        """The trigger for a request task's result (``kubecost_etl.airflow.tasks.repair.request_step``)."""
+        keys = ("kube", "pod", "expected", "cursor", "deadline", "poll_seconds", "timeout_minutes")
+        return cls(**{**{key: watch[key] for key in keys}, **changes})
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {
             "kube": self.kube, "pod": self.pod, "expected": self.expected, "cursor": self.cursor,
@@ -56,21 +62,21 @@ class RepairLogTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RepairLogWatch(self.expected, self.cursor, self.pod, self.limit_bytes)
         connect = _client_factory(self.kube)
-        errors: list[str] = []
+        errors_in_a_row = 0
         while True:
             try:
                 outcome = await self._poll(connect, watch)
-                errors.clear()
+                errors_in_a_row = 0
             except Exception as exc:  # the API may hiccup; only persistent failure ends the wait
-                errors.append(f"{type(exc).__name__}: {exc}")
+                errors_in_a_row += 1
+                error = f"{type(exc).__name__}: {exc}"
                 self.log.warning("reading the %s repair's progress failed (%d in a row): %s", watch.title,
-                                 len(errors), errors[-1])
+                                 errors_in_a_row, error)
                 outcome = None
-                if len(errors) >= API_ERRORS_IN_A_ROW:
-                    outcome = Outcome("failed", f"the Kubernetes API failed {len(errors)} polls in a row while "
-                                      f"following the {watch.title} repair; last error: {errors[-1]}")
-            if outcome is None and time.time() > self.deadline:
-                outcome = watch.timed_out(self.timeout_minutes)
+                if errors_in_a_row >= API_ERRORS_IN_A_ROW:
+                    outcome = Outcome("failed", f"the Kubernetes API failed {errors_in_a_row} polls in a row while "
+                                      f"following the {watch.title} repair; last error: {error}")
+            outcome = outcome or watch.overdue(self.deadline, self.timeout_minutes)
             if outcome is not None:
                 yield TriggerEvent(watch.event(outcome))
                 return
@@ -94,16 +100,12 @@ class RepairLogTrigger(BaseTrigger):
             response = await api.call_api(
                 watch.log_path(), "GET", query_params=list(watch.log_query().items()),
                 header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
-                _preload_content=False, _return_http_data_only=True, _request_timeout=60,
+                _preload_content=False, _return_http_data_only=True, _request_timeout=LOG_READ_TIMEOUT,
             )
             async with response:
                 raw = await response.read()
-                if response.status == 404:  # gone between the two calls
-                    return watch.check_pod(None)
-                if response.status != 200:
-                    raise RuntimeError(f"pods/log answered HTTP {response.status}: {raw[:300]!r}")
-        self.log.debug("%s repair: read %d bytes of log", watch.title, len(raw))
-        return watch.consume(raw)
+        self.log.debug("%s repair: pods/log answered HTTP %d, %d bytes", watch.title, response.status, len(raw))
+        return watch.read(response.status, raw)
 
 
 def _client_factory(kube: dict):
