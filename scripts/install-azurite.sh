@@ -9,7 +9,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="${AZURITE_PREFIX:-$repo_root/.local/azurite}"
 installed_manifest="$prefix/node_modules/azurite/package.json"
 
-if [[ -f "$installed_manifest" ]] && grep -q "\"version\": \"$AZURITE_VERSION\"" "$installed_manifest"; then
+if [[ -f "$installed_manifest" ]] && grep -qF "\"version\": \"$AZURITE_VERSION\"" "$installed_manifest"; then
     echo "azurite $AZURITE_VERSION already installed in $prefix"
     exit 0
 fi

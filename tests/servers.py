@@ -207,6 +207,7 @@ AZURE_INTERNAL_ERROR = (
     b'\xef\xbb\xbf<?xml version="1.0" encoding="utf-8"?><Error><Code>InternalError</Code>'
     b"<Message>The server encountered an internal error. Please retry the request.</Message></Error>",
 )
+INJECTED_STATUS = 500  # what a matching request is answered with (the body says InternalError)
 HOP_BY_HOP_HEADERS = {
     "connection",
     "keep-alive",
@@ -223,7 +224,6 @@ class FaultRule:
     method: str
     path_pattern: re.Pattern[str]
     remaining: int | None  # None: fail forever
-    status: int
     headers: dict[str, str]
     body: bytes
 
@@ -270,13 +270,10 @@ class FaultProxy:
         *,
         times: int | None = 1,
         error: tuple[dict[str, str], bytes] = S3_INTERNAL_ERROR,
-        status: int = 500,
     ) -> None:
         headers, body = error
         with self._lock:
-            self.rules.append(
-                FaultRule(method.upper(), re.compile(path_pattern), times, status, dict(headers), body)
-            )
+            self.rules.append(FaultRule(method.upper(), re.compile(path_pattern), times, dict(headers), body))
 
     def clear(self) -> None:
         with self._lock:
@@ -331,8 +328,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self._read_request_body()
         rule = proxy._take_fault(self.command, self.path)
         if rule is not None:
-            self._respond(rule.status, rule.headers, rule.body)
-            proxy._record(self.command, self.path, rule.status, injected=True)
+            self._respond(INJECTED_STATUS, rule.headers, rule.body)
+            proxy._record(self.command, self.path, INJECTED_STATUS, injected=True)
             return
         status = self._forward(proxy.upstream, body)
         proxy._record(self.command, self.path, status, injected=False)

@@ -352,23 +352,25 @@ def _pod_row(pod: dict) -> list:
             pod["spec"].get("nodeName", "<none>"), "<none>", "<none>"]
 
 
-def _deployment_row(deployment: dict) -> list:
-    status, spec = deployment["status"], deployment["spec"]
+def _template_cells(spec: dict) -> list:
+    """The Containers, Images and Selector cells of a deployment's or replicaset's row."""
     containers = spec["template"]["spec"]["containers"]
     selector = ",".join(f"{k}={v}" for k, v in spec["selector"]["matchLabels"].items())
+    return [",".join(c["name"] for c in containers), ",".join(c["image"] for c in containers), selector]
+
+
+def _deployment_row(deployment: dict) -> list:
+    status, spec = deployment["status"], deployment["spec"]
     return [deployment["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec['replicas']}",
             status.get("updatedReplicas", 0), status.get("availableReplicas", 0),
-            human_age(deployment["metadata"]["creationTimestamp"]),
-            ",".join(c["name"] for c in containers), ",".join(c["image"] for c in containers), selector]
+            human_age(deployment["metadata"]["creationTimestamp"]), *_template_cells(spec)]
 
 
 def _replicaset_row(replicaset: dict) -> list:
     spec, status = replicaset["spec"], replicaset["status"]
-    containers = spec["template"]["spec"]["containers"]
-    selector = ",".join(f"{k}={v}" for k, v in spec["selector"]["matchLabels"].items())
     return [replicaset["metadata"]["name"], spec["replicas"], status.get("replicas", 0),
             status.get("readyReplicas", 0), human_age(replicaset["metadata"]["creationTimestamp"]),
-            ",".join(c["name"] for c in containers), ",".join(c["image"] for c in containers), selector]
+            *_template_cells(spec)]
 
 
 def _service_row(service: dict) -> list:

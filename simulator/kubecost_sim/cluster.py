@@ -72,6 +72,12 @@ def _fake_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def object_metadata(obj: Pod | ReplicaSet | Deployment, **more) -> dict:
+    """The metadata every namespaced object of the simulated cluster carries, then ``more``."""
+    return {"name": obj.name, "namespace": NAMESPACE, "uid": obj.uid,
+            "resourceVersion": str(obj.resource_version), "creationTimestamp": rfc3339(obj.created), **more}
+
+
 @dataclass
 class Container:
     spec: dict  # the Kubernetes container spec (name, image, ports, ...)
@@ -144,19 +150,12 @@ class Pod:
         return {
             "kind": "Pod",
             "apiVersion": "v1",
-            "metadata": {
-                "name": self.name,
-                "generateName": self.name[:-5],
-                "namespace": NAMESPACE,
-                "uid": self.uid,
-                "resourceVersion": str(self.resource_version),
-                "creationTimestamp": rfc3339(self.created),
-                "labels": dict(self.labels),
-                "ownerReferences": [{
+            "metadata": object_metadata(
+                self, generateName=self.name[:-5], labels=dict(self.labels),
+                ownerReferences=[{
                     "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": self.owner.name,
                     "uid": self.owner.uid, "controller": True, "blockOwnerDeletion": True,
-                }],
-            },
+                }]),
             "spec": spec,
             "status": status,
         }
@@ -181,22 +180,15 @@ class ReplicaSet:
         return {
             "kind": "ReplicaSet",
             "apiVersion": "apps/v1",
-            "metadata": {
-                "name": self.name,
-                "namespace": NAMESPACE,
-                "uid": self.uid,
-                "resourceVersion": str(self.resource_version),
-                "generation": 1,
-                "creationTimestamp": rfc3339(self.created),
-                "labels": labels,
-                "annotations": {"deployment.kubernetes.io/desired-replicas": str(self.deployment.replicas),
-                                "deployment.kubernetes.io/max-replicas": str(self.deployment.replicas + 1),
-                                "deployment.kubernetes.io/revision": str(self.revision)},
-                "ownerReferences": [{
+            "metadata": object_metadata(
+                self, generation=1, labels=labels,
+                annotations={"deployment.kubernetes.io/desired-replicas": str(self.deployment.replicas),
+                             "deployment.kubernetes.io/max-replicas": str(self.deployment.replicas + 1),
+                             "deployment.kubernetes.io/revision": str(self.revision)},
+                ownerReferences=[{
                     "apiVersion": "apps/v1", "kind": "Deployment", "name": self.deployment.name,
                     "uid": self.deployment.uid, "controller": True, "blockOwnerDeletion": True,
-                }],
-            },
+                }]),
             "spec": {
                 "replicas": self.replicas,
                 "selector": {"matchLabels": {**self.deployment.selector, "pod-template-hash": self.template_hash}},
@@ -228,18 +220,11 @@ class Deployment:
         return {
             "kind": "Deployment",
             "apiVersion": "apps/v1",
-            "metadata": {
-                "name": self.name,
-                "namespace": NAMESPACE,
-                "uid": self.uid,
-                "resourceVersion": str(self.resource_version),
-                "generation": self.generation,
-                "creationTimestamp": rfc3339(self.created),
-                "labels": dict(self.labels),
-                "annotations": {"deployment.kubernetes.io/revision": str(self.revision),
-                                "meta.helm.sh/release-name": RELEASE,
-                                "meta.helm.sh/release-namespace": NAMESPACE},
-            },
+            "metadata": object_metadata(
+                self, generation=self.generation, labels=dict(self.labels),
+                annotations={"deployment.kubernetes.io/revision": str(self.revision),
+                             "meta.helm.sh/release-name": RELEASE,
+                             "meta.helm.sh/release-namespace": NAMESPACE}),
             "spec": {
                 "replicas": self.replicas,
                 "selector": {"matchLabels": dict(self.selector)},
@@ -406,9 +391,11 @@ class Cluster:
 
     # ------------------------------------------------------------------------ queries
 
+    def _pods_of(self, deployment: Deployment) -> list[Pod]:
+        return [pod for pod in self.pods.values() if pod.owner.deployment is deployment]
+
     def cost_model_pod(self) -> Pod | None:
-        deployment = self.deployments[COST_MODEL_DEPLOYMENT]
-        return next((pod for pod in self.pods.values() if pod.owner.deployment is deployment), None)
+        return next(iter(self._pods_of(self.deployments[COST_MODEL_DEPLOYMENT])), None)
 
     def state(self) -> dict:
         pod = self.cost_model_pod()
@@ -454,7 +441,7 @@ class Cluster:
         template = copy.deepcopy(deployment.template)
         template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = rfc3339(time.time())
         self.update_deployment(deployment, template=template)
-        pod = next((p for p in self.pods.values() if p.owner.deployment is deployment), None)
+        pod = next(iter(self._pods_of(deployment)), None)
         return pod.name if pod else None
 
     def update_deployment(self, deployment: Deployment, template: dict | None = None,
@@ -470,7 +457,7 @@ class Cluster:
         if replicas_changed:
             deployment.replicas = replicas
             deployment.generation += 1
-        old_pods = [p for p in self.pods.values() if p.owner.deployment is deployment]
+        old_pods = self._pods_of(deployment)
         if template_changed:
             self._new_replicaset(deployment)
         if replicas_changed or template_changed:
@@ -482,10 +469,8 @@ class Cluster:
             if deployment.replicas:
                 self._create_pod(deployment.current)
         self._record("Deployment", "MODIFIED", deployment)
-        if deployment.name == COST_MODEL_DEPLOYMENT and old_pods:
-            self.restarts += 1
-            for callback in self._restart_callbacks:
-                callback()
+        if old_pods:
+            self._pods_replaced(deployment)
 
     def delete_pod(self, name: str) -> dict:
         """``kubectl delete pod``: the pod goes, its ReplicaSet creates a replacement."""
@@ -495,11 +480,15 @@ class Cluster:
         gone["metadata"]["deletionGracePeriodSeconds"] = 30
         self._delete_pod(pod)
         self._create_pod(pod.owner)
-        if pod.owner.deployment.name == COST_MODEL_DEPLOYMENT:
+        self._pods_replaced(pod.owner.deployment)
+        return gone
+
+    def _pods_replaced(self, deployment: Deployment) -> None:
+        """A deployment's pods went (restart, rollout, scale, delete): for cost-model, a restart."""
+        if deployment.name == COST_MODEL_DEPLOYMENT:
             self.restarts += 1
             for callback in self._restart_callbacks:
                 callback()
-        return gone
 
     def add_ephemeral_container(self, pod: Pod, spec: dict) -> None:
         target_name = spec.get("targetContainerName")

@@ -19,10 +19,11 @@ import secrets
 import shutil
 import stat as st
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
-from .execshell import ExecutableNotFound, Proc, Stop
+from .execshell import ExecutableNotFound, Proc, Stop, copy_stream
 
 _CHUNK = 1 << 16
 
@@ -76,24 +77,28 @@ def _quote(name: str) -> str:
     return f"'{name}'"
 
 
-def _open_input(proc: Proc, name: str):
-    """A readable binary stream for an operand (``-`` is stdin); caller closes non-stdin ones."""
-    if name == "-":
-        return proc.stdin
-    path = proc.host(name)
-    if os.path.isdir(path):
-        raise IsADirectoryError(21, "Is a directory", name)
-    return open(path, "rb")  # noqa: SIM115 - closed by the caller
+@contextmanager
+def _reading(proc: Proc, name: str, failure: str) -> Iterator:
+    """An input operand's stream (``-`` is stdin, left open; files are closed afterwards).
 
-
-def _close(proc: Proc, handle) -> None:
-    if handle is not proc.stdin:
-        handle.close()
-
-
-def _copy(source, proc: Proc) -> None:
-    while chunk := source.read(_CHUNK):
-        proc.stdout.write(chunk)
+    None when it cannot be opened, after printing ``<failure>: <reason>`` to stderr.
+    """
+    try:
+        if name == "-":
+            handle = proc.stdin
+        elif os.path.isdir(path := proc.host(name)):
+            raise IsADirectoryError(21, "Is a directory", name)
+        else:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        proc.err(f"{failure}: {exc.strerror}")
+        yield None
+        return
+    try:
+        yield handle
+    finally:
+        if handle is not proc.stdin:
+            handle.close()
 
 
 @lru_cache(maxsize=256)
@@ -213,16 +218,11 @@ def cat(proc: Proc, args: list[str]) -> int:
     _, operands = split_flags(proc, "cat", args, "u")
     status = 0
     for name in operands or ["-"]:
-        try:
-            handle = _open_input(proc, name)
-        except OSError as exc:
-            proc.err(f"cat: {name}: {exc.strerror}")
-            status = 1
-            continue
-        try:
-            _copy(handle, proc)
-        finally:
-            _close(proc, handle)
+        with _reading(proc, name, f"cat: {name}") as handle:
+            if handle is None:
+                status = 1
+                continue
+            copy_stream(handle, proc.stdout)
     return status
 
 
@@ -245,32 +245,22 @@ def sha256sum(proc: Proc, args: list[str]) -> int:
 
 
 def _digest(proc: Proc, prog: str, name: str) -> str | None:
-    try:
-        handle = _open_input(proc, name)
-    except OSError as exc:
-        proc.err(f"{prog}: {name}: {exc.strerror}")
-        return None
-    try:
+    with _reading(proc, name, f"{prog}: {name}") as handle:
+        if handle is None:
+            return None
         digest = hashlib.sha256()
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
         return digest.hexdigest()
-    finally:
-        _close(proc, handle)
 
 
 def _sha256_check(proc: Proc, lists: list[str], quiet: bool, silent: bool) -> int:
     failed = unreadable = 0
     for list_name in lists:
-        try:
-            handle = _open_input(proc, list_name)
-        except OSError as exc:
-            proc.err(f"sha256sum: {list_name}: {exc.strerror}")
-            return 1
-        try:
+        with _reading(proc, list_name, f"sha256sum: {list_name}") as handle:
+            if handle is None:
+                return 1
             text = handle.read().decode("utf-8", "surrogateescape")
-        finally:
-            _close(proc, handle)
         for line in text.splitlines():
             match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
             if not match:
@@ -631,21 +621,15 @@ def _head_or_tail(proc: Proc, prog: str, args: list[str]) -> int:
         return 1
     status = 0
     for name in operands or ["-"]:
-        try:
-            handle = _open_input(proc, name)
-        except OSError as exc:
-            proc.err(f"{prog}: cannot open {_quote(name)} for reading: {exc.strerror}")
-            status = 1
-            continue
-        try:
-            if prog == "head":
+        with _reading(proc, name, f"{prog}: cannot open {_quote(name)} for reading") as handle:
+            if handle is None:
+                status = 1
+            elif prog == "head":
                 _head(proc, handle, count, by_bytes)
             elif from_start:
                 _tail_from(proc, handle, max(count, 1), by_bytes)
             else:
                 _tail_last(proc, handle, count, by_bytes)
-        finally:
-            _close(proc, handle)
     return status
 
 
@@ -713,26 +697,11 @@ def wc(proc: Proc, args: list[str]) -> int:
     totals = {"l": 0, "w": 0, "c": 0}
     rows = []
     for name in operands or ["-"]:
-        try:
-            handle = _open_input(proc, name)
-        except OSError as exc:
-            proc.err(f"wc: {name}: {exc.strerror}")
-            status = 1
-            continue
-        counts = {"l": 0, "w": 0, "c": 0}
-        in_word = False
-        try:
-            while chunk := handle.read(_CHUNK):
-                counts["c"] += len(chunk)
-                counts["l"] += chunk.count(b"\n")
-                if "w" in wanted:
-                    for byte in chunk:
-                        space = byte in b" \t\n\r\v\f"
-                        if not space and not in_word:
-                            counts["w"] += 1
-                        in_word = not space
-        finally:
-            _close(proc, handle)
+        with _reading(proc, name, f"wc: {name}") as handle:
+            if handle is None:
+                status = 1
+                continue
+            counts = _wc_counts(handle, words="w" in wanted)
         for key in totals:
             totals[key] += counts[key]
         rows.append((counts, "" if name == "-" and not operands else name))
@@ -743,6 +712,21 @@ def wc(proc: Proc, args: list[str]) -> int:
         cells = " ".join(f"{counts[k]:>{width}}" for k in wanted)
         proc.out(f"{cells} {name}\n" if name else f"{cells}\n")
     return status
+
+
+def _wc_counts(handle, words: bool) -> dict[str, int]:
+    counts = {"l": 0, "w": 0, "c": 0}
+    in_word = False
+    while chunk := handle.read(_CHUNK):
+        counts["c"] += len(chunk)
+        counts["l"] += chunk.count(b"\n")
+        if words:
+            for byte in chunk:
+                space = byte in b" \t\n\r\v\f"
+                if not space and not in_word:
+                    counts["w"] += 1
+                in_word = not space
+    return counts
 
 
 def du(proc: Proc, args: list[str]) -> int:
@@ -771,10 +755,11 @@ def du(proc: Proc, args: list[str]) -> int:
 
 def _walk(proc: Proc, pod_path: str):
     """(pod path, lstat) of a path and, for a folder, everything below it (sorted)."""
-    info = os.lstat(proc.fs.host_path(pod_path, follow_symlinks=False))
+    host = proc.fs.host_path(pod_path, follow_symlinks=False)
+    info = os.lstat(host)
     yield pod_path, info
-    if st.S_ISDIR(info.st_mode):
-        for name in sorted(os.listdir(proc.fs.host_path(pod_path))):
+    if st.S_ISDIR(info.st_mode):  # a folder, not a link: its host path is already resolved
+        for name in sorted(os.listdir(host)):
             yield from _walk(proc, child_path(pod_path, name))
 
 

@@ -43,12 +43,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kubecost_sim.etlgen import set_file_window
+from kubecost_sim.etlgen import RESOLUTION_SECONDS, set_files
 from kubecost_sim.faults import Faults
 from kubecost_sim.loglines import log_line, rfc3339_nano, window_text
-from kubecost_sim.repair import DAY, HOUR, RepairContext, RepairRequest, RepairStopped, run_repair
+from kubecost_sim.repair import RepairContext, RepairRequest, RepairStopped, run_repair
 from kubecost_sim.requestlog import RequestLog
-from kubecost_sim.windows import WindowError, parse_window
+from kubecost_sim.windows import DAY, WindowError, parse_window
 
 POD_ETL_ROOT = "/var/configs/db/etl"
 DEFAULT_PROVIDER_KEYS = ("aws-123456789012",)
@@ -63,7 +63,6 @@ REPAIR_PATHS = {
 }
 _CLOUD_STEPS_WITH_PROVIDER = ("cloudUsage", "reconciliation")
 _STORE_STEPS = {"allocation": "allocations", "asset": "assets"}
-_RESOLUTIONS = {"1d": DAY, "1h": HOUR}
 # Go's encoding/json writes compact JSON; the documented bodies are byte-exact that way.
 _compact_json = functools.partial(json.dumps, separators=(",", ":"))
 
@@ -199,7 +198,8 @@ class CostModel:
 
     async def _status(self, request: web.Request) -> web.Response:
         data: dict = {
-            step: {resolution: self._store_status(step, pipeline, resolution) for resolution in _RESOLUTIONS}
+            step: {resolution: self._store_status(step, pipeline, resolution)
+                   for resolution in RESOLUTION_SECONDS}
             for step, pipeline in _STORE_STEPS.items()
         }
         data["cloud"] = {
@@ -209,12 +209,9 @@ class CostModel:
         return _json({"code": 200, "data": data})
 
     def _store_status(self, step: str, pipeline: str, resolution: str) -> dict:
-        seconds = _RESOLUTIONS[resolution]
-        folder = self.etl_dir / "bingen" / pipeline / resolution
-        set_files = [
-            (path, window, path.stat())
-            for path in sorted(folder.glob("*-*"))
-            if (window := set_file_window(path.name)) is not None
+        seconds = RESOLUTION_SECONDS[resolution]
+        stored = [
+            (path, window, path.stat()) for path, window in set_files(self.etl_dir, pipeline, resolution)
         ]
         files = [
             {
@@ -223,15 +220,15 @@ class CostModel:
                 "lastModified": rfc3339_nano(stat.st_mtime),
                 "isRepairing": path in self._repairing,
             }
-            for path, _, stat in set_files
+            for path, _, stat in stored
         ]
         coverage, progress = None, 0.0
-        if set_files:
-            start = min(window[0] for _, window, _ in set_files)
-            end = max(window[1] for _, window, _ in set_files)
+        if stored:
+            start = min(window[0] for _, window, _ in stored)
+            end = max(window[1] for _, window, _ in stored)
             coverage = {"start": rfc3339_nano(start), "end": rfc3339_nano(end)}
-            progress = round(len(set_files) * seconds / (end - start), 4)
-        newest = max((stat.st_mtime for _, _, stat in set_files), default=None)
+            progress = round(len(stored) * seconds / (end - start), 4)
+        newest = max((stat.st_mtime for _, _, stat in stored), default=None)
         return {
             "coverage": coverage,
             "lastRun": rfc3339_nano(self._last_run.get(step, self.started_at)),
@@ -242,7 +239,7 @@ class CostModel:
             "isRepairing": any(file["isRepairing"] for file in files),
             "backup": {
                 "path": f"{POD_ETL_ROOT}/bingen/{pipeline}/{resolution}",
-                "size": f"{sum(stat.st_size for _, _, stat in set_files)} B",
+                "size": f"{sum(stat.st_size for _, _, stat in stored)} B",
                 "lastModified": rfc3339_nano(newest) if newest is not None else None,
                 "fileCount": len(files),
                 "files": files,

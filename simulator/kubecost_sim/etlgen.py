@@ -50,14 +50,27 @@ def periods_ending_now(resolution: str, count: int, now: float) -> list[tuple[in
     ]
 
 
+def store_dir(etl_dir: Path, pipeline: str, resolution: str) -> Path:
+    return Path(etl_dir) / "bingen" / pipeline / resolution
+
+
 def set_file_path(etl_dir: Path, pipeline: str, resolution: str, start: int, end: int) -> Path:
-    return Path(etl_dir) / "bingen" / pipeline / resolution / f"{start}-{end}"
+    return store_dir(etl_dir, pipeline, resolution) / f"{start}-{end}"
 
 
 def set_file_window(name: str) -> tuple[int, int] | None:
     """``(start, end)`` from a set file's name; None for anything else (e.g. a temporary file)."""
     start, dash, end = name.partition("-")
     return (int(start), int(end)) if dash and start.isdigit() and end.isdigit() else None
+
+
+def set_files(etl_dir: Path, pipeline: str, resolution: str) -> list[tuple[Path, tuple[int, int]]]:
+    """The set files of one store, in name order, with their windows (other files left out)."""
+    return [
+        (path, window)
+        for path in sorted(store_dir(etl_dir, pipeline, resolution).glob("*-*"))
+        if (window := set_file_window(path.name)) is not None
+    ]
 
 
 def write_set_file(path: Path, data: bytes, mtime: float) -> None:

@@ -29,6 +29,7 @@ from .podfs import ContainerFS, normalize
 
 BIN_DIRS = ("/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 _PIPE_BYTES = 1 << 20  # larger OS pipes between pipeline stages: fewer thread wake-ups per MB
+_CHUNK = 1 << 16
 
 
 class ExecutableNotFound(Exception):
@@ -48,6 +49,24 @@ class Stop(Exception):
 
 
 # ---------------------------------------------------------------------------------- streams
+#
+# A reader has ``read(size=-1)``: up to ``size`` bytes, b"" at EOF, everything up to EOF when
+# ``size`` is negative (as a file's). A writer has ``write(data)`` and ``flush()``.
+
+
+def read_all(reader) -> bytes:
+    """Everything up to EOF, read in chunks: ``read(-1)`` for readers that hand out chunks."""
+    buffer = io.BytesIO()
+    while chunk := reader.read(_CHUNK):
+        buffer.write(chunk)
+    return buffer.getvalue()
+
+
+def copy_stream(source, target) -> None:
+    """Copy ``source`` to ``target`` until EOF, one chunk in memory at a time."""
+    while chunk := source.read(_CHUNK):
+        target.write(chunk)
+
 
 class NullReader:
     def read(self, size: int = -1) -> bytes:
@@ -102,10 +121,7 @@ class PipeReader:
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            chunks = []
-            while chunk := os.read(self.fd, 1 << 16):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_all(self)
         return os.read(self.fd, size)
 
     def close(self) -> None:
@@ -151,7 +167,7 @@ class Proc:
         return normalize(arg, self.cwd)
 
     def host(self, arg: str, follow_symlinks: bool = True):
-        return self.fs.host_path(self.path(arg), follow_symlinks)
+        return self.fs.host_path(arg, follow_symlinks, cwd=self.cwd)
 
     def out(self, text: str) -> None:
         self.stdout.write(text.encode("utf-8", "surrogateescape"))
@@ -160,7 +176,7 @@ class Proc:
         self.stderr.write((text + "\n").encode("utf-8", "surrogateescape"))
 
     def run(self, argv: list[str]) -> int:
-        """Run another program with the same streams (``find -exec``); 127 if there is none."""
+        """Run a program with these streams (an exec, ``find -exec``); ExecutableNotFound if there is none."""
         tool = lookup_tool(self.toolbox, argv[0])
         if tool is None:
             raise ExecutableNotFound(argv[0])
@@ -221,11 +237,7 @@ def call_tool(tool: Tool, proc: Proc, argv: list[str]) -> int:
 def run_exec(argv: list[str], fs: ContainerFS, toolbox: Toolbox, stdin, stdout, stderr,
              cancelled: threading.Event | None = None) -> int:
     """Run ``argv`` as a container runtime would for an exec; raise ExecutableNotFound if missing."""
-    tool = lookup_tool(toolbox, argv[0])
-    if tool is None:
-        raise ExecutableNotFound(argv[0])
-    proc = Proc(fs, toolbox, stdin, stdout, stderr, cancelled=cancelled or threading.Event())
-    return call_tool(tool, proc, argv)
+    return Proc(fs, toolbox, stdin, stdout, stderr, cancelled=cancelled or threading.Event()).run(argv)
 
 
 # -------------------------------------------------------------------------------- sh: lexing
@@ -731,7 +743,7 @@ class Shell:
                     next_candidates.append(posixpath.join(prefix, name) if prefix else name)
                     continue
                 try:
-                    names = sorted(os.listdir(self.proc.fs.host_path(normalize(prefix or ".", self.cwd))))
+                    names = sorted(os.listdir(self.proc.fs.host_path(prefix or ".", cwd=self.cwd)))
                 except OSError:
                     continue
                 for name in names:
@@ -746,7 +758,7 @@ class Shell:
 
     def _exists(self, path: str, directory: bool = False) -> bool:
         try:
-            host = self.proc.fs.host_path(normalize(path, self.cwd), follow_symlinks=directory)
+            host = self.proc.fs.host_path(path, follow_symlinks=directory, cwd=self.cwd)
         except OSError:
             return False
         return os.path.isdir(host) if directory else os.path.lexists(host)
@@ -932,15 +944,6 @@ def run_sh(proc: Proc, args: list[str]) -> int:
                 proc.err(f"sh: can't open '{args[0]}': {exc.strerror}")
                 return 2
         else:
-            script = _read_all(proc.stdin).decode("utf-8", "surrogateescape")
-        shell.positional = args or ["sh"]
-    else:
-        shell.positional = args or ["sh"]
+            script = proc.stdin.read().decode("utf-8", "surrogateescape")
+    shell.positional = args or ["sh"]
     return shell.run_script(script)
-
-
-def _read_all(reader) -> bytes:
-    buffer = io.BytesIO()
-    while chunk := reader.read(1 << 16):
-        buffer.write(chunk)
-    return buffer.getvalue()

@@ -25,7 +25,7 @@ import threading
 from aiohttp import WSMsgType, web
 
 from .cluster import Container
-from .execshell import ExecutableNotFound, NullReader, NullWriter, run_exec
+from .execshell import ExecutableNotFound, NullReader, NullWriter, read_all, run_exec
 from .faults import Faults
 
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -129,6 +129,8 @@ class _StdinChannel:
             self.frames.put(None)
 
     def read(self, size: int = -1) -> bytes:  # worker thread
+        if size is None or size < 0:
+            return read_all(self)  # to the end of stdin, not just the next frame
         while not self.pending and not self.ended:
             frame = self.frames.get()
             if frame is None:
@@ -136,10 +138,7 @@ class _StdinChannel:
                 break
             self.session.loop.call_soon_threadsafe(self.slots.release)
             self.pending = frame
-        if size is None or size < 0:
-            data, self.pending = self.pending, b""
-        else:
-            data, self.pending = self.pending[:size], self.pending[size:]
+        data, self.pending = self.pending[:size], self.pending[size:]
         return data
 
 

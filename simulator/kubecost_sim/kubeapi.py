@@ -13,11 +13,13 @@ Admin endpoints for tests live under ``/_sim/`` and need no token.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
@@ -26,7 +28,16 @@ from yarl import URL
 
 from . import apimachinery as api
 from .apimachinery import ApiError
-from .cluster import COST_MODEL_CONTAINER, COST_MODEL_DEPLOYMENT, NAMESPACE, NAMESPACES, Cluster, Pod, rfc3339
+from .cluster import (
+    COST_MODEL_CONTAINER,
+    COST_MODEL_DEPLOYMENT,
+    NAMESPACE,
+    NAMESPACES,
+    Cluster,
+    Pod,
+    object_metadata,
+    rfc3339,
+)
 from .execstream import PROTOCOLS, ExecSession
 from .faults import Faults
 from .requestlog import RequestLog
@@ -230,14 +241,22 @@ class KubeApi:
 
     # ----------------------------------------------------------------------- listing
 
-    def _list(self, request: web.Request, kind: str, api_version: str, objects: list[dict],
-              fields: dict | None = None) -> web.StreamResponse:
+    @staticmethod
+    def _selection(request: web.Request, fields: dict) -> Callable[[dict], bool]:
+        """Whether an object is in the request's namespace (if any) and matches its selectors."""
         matches_labels = api.label_selector(request.query.get("labelSelector"))
-        matches_fields = api.field_selector(request.query.get("fieldSelector"), fields or api.OBJECT_FIELDS)
+        matches_fields = api.field_selector(request.query.get("fieldSelector"), fields)
         namespace = request.match_info.get("ns")
-        selected = [obj for obj in objects
-                    if (namespace is None or obj["metadata"].get("namespace", namespace) == namespace)
-                    and matches_labels(obj["metadata"].get("labels", {})) and matches_fields(obj)]
+
+        def matches(obj: dict) -> bool:
+            return ((namespace is None or obj["metadata"].get("namespace", namespace) == namespace)
+                    and matches_labels(obj["metadata"].get("labels", {})) and matches_fields(obj))
+
+        return matches
+
+    def _list(self, request: web.Request, kind: str, api_version: str, objects: list[dict],
+              fields: dict = api.OBJECT_FIELDS) -> web.StreamResponse:
+        selected = list(filter(self._selection(request, fields), objects))
         version = str(self.cluster.resource_version)
         if api.wants_table(request.headers.get("Accept", "")) and kind in api.TABLES:
             return _json(api.table(kind, selected, version, request.query.get("includeObject", "Metadata")))
@@ -277,7 +296,7 @@ class KubeApi:
                           api.POD_FIELDS)
 
     async def list_services(self, request: web.Request) -> web.StreamResponse:
-        return self._list(request, "Service", "v1", [json.loads(json.dumps(s)) for s in self.cluster.services.values()])
+        return self._list(request, "Service", "v1", [copy.deepcopy(s) for s in self.cluster.services.values()])
 
     async def list_events(self, request: web.Request) -> web.StreamResponse:
         return _json({"kind": "EventList", "apiVersion": "v1",
@@ -299,14 +318,7 @@ class KubeApi:
         """Watch events as JSON lines: the current objects (or history after ``resourceVersion``),
         then changes, until ``timeoutSeconds``. Objects that stop matching the selectors are
         reported DELETED, as the real API does."""
-        matches_labels = api.label_selector(request.query.get("labelSelector"))
-        matches_fields = api.field_selector(request.query.get("fieldSelector"), fields)
-        namespace = request.match_info.get("ns")
-
-        def matches(obj: dict) -> bool:
-            return ((namespace is None or obj["metadata"].get("namespace") == namespace)
-                    and matches_labels(obj["metadata"].get("labels", {})) and matches_fields(obj))
-
+        matches = self._selection(request, fields)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -354,12 +366,16 @@ class KubeApi:
 
     # -------------------------------------------------------------------------- pods
 
+    @staticmethod
+    def _named(request: web.Request, objects: dict, resource: str, name: str, group: str = ""):
+        """``objects[name]`` if the request is for the kubecost namespace; else the API's 404."""
+        found = objects.get(name) if request.match_info["ns"] == NAMESPACE else None
+        if found is None:
+            raise api.not_found(resource, name, group=group)
+        return found
+
     def _pod(self, request: web.Request, name: str | None = None) -> Pod:
-        name = name or request.match_info["name"]
-        pod = self.cluster.pods.get(name) if request.match_info["ns"] == NAMESPACE else None
-        if pod is None:
-            raise api.not_found("pods", name)
-        return pod
+        return self._named(request, self.cluster.pods, "pods", name or request.match_info["name"])
 
     async def get_pod(self, request: web.Request) -> web.Response:
         return self._single(request, self._pod(request).to_json())
@@ -536,11 +552,7 @@ class KubeApi:
     # --------------------------------------------------------------------- apps/v1
 
     def _deployment(self, request: web.Request):
-        name = request.match_info["name"]
-        deployment = self.cluster.deployments.get(name) if request.match_info["ns"] == NAMESPACE else None
-        if deployment is None:
-            raise api.not_found("deployments", name, group="apps")
-        return deployment
+        return self._named(request, self.cluster.deployments, "deployments", request.match_info["name"], "apps")
 
     async def get_deployment(self, request: web.Request) -> web.Response:
         return self._single(request, self._deployment(request).to_json())
@@ -568,10 +580,7 @@ class KubeApi:
     def _scale_json(self, deployment) -> dict:
         selector = ",".join(f"{k}={v}" for k, v in deployment.selector.items())
         ready = deployment.replicas if deployment.current else 0
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {"name": deployment.name, "namespace": NAMESPACE, "uid": deployment.uid,
-                             "resourceVersion": str(deployment.resource_version),
-                             "creationTimestamp": rfc3339(deployment.created)},
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": object_metadata(deployment),
                 "spec": {"replicas": deployment.replicas}, "status": {"replicas": ready, "selector": selector}}
 
     async def get_scale(self, request: web.Request) -> web.Response:
@@ -590,21 +599,16 @@ class KubeApi:
 
     async def get_replicaset(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        replicaset = self.cluster.replicasets.get(name) if request.match_info["ns"] == NAMESPACE else None
-        if replicaset is None:
-            raise api.not_found("replicasets", name, group="apps")
+        replicaset = self._named(request, self.cluster.replicasets, "replicasets", name, "apps")
         return self._single(request, replicaset.to_json())
 
     # ---------------------------------------------------------------------- services
 
     def _service(self, request: web.Request, name: str) -> dict:
-        service = self.cluster.services.get(name) if request.match_info["ns"] == NAMESPACE else None
-        if service is None:
-            raise api.not_found("services", name)
-        return service
+        return self._named(request, self.cluster.services, "services", name)
 
     async def get_service(self, request: web.Request) -> web.Response:
-        return self._single(request, json.loads(json.dumps(self._service(request, request.match_info["name"]))))
+        return self._single(request, copy.deepcopy(self._service(request, request.match_info["name"])))
 
     async def service_proxy(self, request: web.Request) -> web.StreamResponse:
         """``services/[scheme:]name[:port]/proxy/<path>`` -> the app behind that service port."""

@@ -79,21 +79,21 @@ class ContainerFS:
         relative = pod_path.lstrip("/")
         return _Location(self.root, self.root / relative, relative == "")
 
-    def host_path(self, pod_path: str, follow_symlinks: bool = True) -> Path:
-        """The host path for an absolute pod path; raises :class:`PathRefused` on escape.
+    def host_path(self, pod_path: str, follow_symlinks: bool = True, cwd: str = "/") -> Path:
+        """The host path for a pod path (relative to ``cwd``); raises :class:`PathRefused` on escape.
 
         With ``follow_symlinks=False`` only the parent folders are resolved, so a symlink
         itself can be inspected (``lstat``), archived or removed.
         """
-        location = self._locate(normalize(pod_path))
+        pod_path = normalize(pod_path, cwd)
+        location = self._locate(pod_path)
         if location.host == location.host_root:
             return location.host
         if follow_symlinks:
             real = os.path.realpath(location.host)
         else:
             real = os.path.join(os.path.realpath(location.host.parent), location.host.name)
-        root = str(location.host_root)
-        if real != root and not real.startswith(root + os.sep):
+        if not _within(real, location.host_root):
             raise PathRefused(pod_path)
         return Path(real)
 
@@ -113,6 +113,9 @@ class ContainerFS:
         if posixpath.isabs(target):
             return False
         location = self._locate(normalize(link_pod_path))
-        resolved = os.path.realpath(os.path.join(location.host.parent, target))
-        root = str(location.host_root)
-        return resolved == root or resolved.startswith(root + os.sep)
+        return _within(os.path.realpath(os.path.join(location.host.parent, target)), location.host_root)
+
+
+def _within(real: str, root: Path) -> bool:
+    """Whether a symlink-free host path is ``root`` itself or lies below it."""
+    return real == str(root) or real.startswith(f"{root}{os.sep}")

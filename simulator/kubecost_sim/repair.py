@@ -48,8 +48,8 @@ from pathlib import Path
 
 from kubecost_sim import bingen, etlgen
 from kubecost_sim.loglines import go_duration, go_time, run_id, window_text
+from kubecost_sim.windows import DAY, HOUR
 
-DAY, HOUR = 86400, 3600
 DEFAULT_SET_BYTES = 64 * 1024  # size of a rebuilt set whose old file was missing or empty
 RESTART_AFTER_PROGRESS_LINES = 2
 
@@ -245,8 +245,7 @@ class _RepairJob:
         return -(-cutoff // seconds) * seconds, int(now) - int(now) % seconds + seconds
 
     def _disk_coverage(self, pipeline: str, resolution: str, start: int, end: int) -> tuple[int, int]:
-        folder = self.context.etl_dir / "bingen" / pipeline / resolution
-        windows = [window for path in folder.glob("*-*") if (window := etlgen.set_file_window(path.name))]
+        windows = [window for _, window in etlgen.set_files(self.context.etl_dir, pipeline, resolution)]
         if not windows:
             return start, end
         return min(first for first, _ in windows), max(last for _, last in windows)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from .coreutils import child_path, group_name, user_name
-from .execshell import Proc, Stop
+from .execshell import Proc, Stop, copy_stream
 from .podfs import normalize
 
 BLOCK = 512
@@ -228,6 +228,15 @@ class _Job:
         self.proc.err("tar: Error is not recoverable: exiting now")
         return Stop(2)
 
+    def _relative(self, name: str) -> str:
+        """``name`` without its leading ``/`` (kept with ``-P``; ``/`` becomes ``./``), warning once."""
+        if not name.startswith("/") or "P" in self.options.flags:
+            return name
+        if not self.warned_absolute:
+            self.proc.err("tar: Removing leading `/' from member names")
+            self.warned_absolute = True
+        return name.lstrip("/") or "./"
+
     def _excluded(self, member_name: str) -> bool:
         name = member_name.rstrip("/")
         base = name.rsplit("/", 1)[-1]
@@ -249,13 +258,7 @@ class _Job:
         try:
             recurse = "no-recursion" not in self.options.flags
             for cwd, name in names:
-                member = name
-                if member.startswith("/") and "P" not in self.options.flags:
-                    if not self.warned_absolute:
-                        self.proc.err("tar: Removing leading `/' from member names")
-                        self.warned_absolute = True
-                    member = member.lstrip("/") or "./"
-                self._add(normalize(name, cwd), member, recurse, verbose_to)
+                self._add(normalize(name, cwd), self._relative(name), recurse, verbose_to)
             self._write(b"\0" * (2 * BLOCK))
             self._write(b"\0" * (-self.written % RECORD))
         finally:
@@ -288,12 +291,9 @@ class _Job:
 
     def _read_source(self, source: str, cwd: str) -> bytes:
         if source == "-":
-            chunks = []
-            while chunk := self.proc.stdin.read(_CHUNK):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return self.proc.stdin.read()
         try:
-            with open(self.proc.fs.host_path(normalize(source, cwd)), "rb") as handle:
+            with open(self.proc.fs.host_path(source, cwd=cwd), "rb") as handle:
                 return handle.read()
         except OSError as exc:
             raise self.fatal(f"{source}: Cannot open: {exc.strerror}") from None
@@ -338,7 +338,7 @@ class _Job:
             if not recurse:
                 return
             try:
-                children = sorted(os.listdir(fs.host_path(pod_path)))
+                children = sorted(os.listdir(host))  # a folder, not a link: resolving it changes nothing
             except OSError as exc:
                 self.error(f"{member}: Cannot open: {exc.strerror}")
                 return
@@ -406,8 +406,8 @@ class _Job:
         source = self._open_archive_for_reading()
         wanted = {_clean(name): False for kind, _, name in self.options.items if kind == "name"}
         stream = _InputStream(source)
-        compressed = stream.peek(3)[:2] == b"\x1f\x8b" or stream.peek(3) == b"BZh"
-        mode = "r|gz" if stream.peek(2) == b"\x1f\x8b" else "r|bz2" if stream.peek(3) == b"BZh" else "r|"
+        magic = stream.peek(3)
+        mode = "r|gz" if magic[:2] == b"\x1f\x8b" else "r|bz2" if magic == b"BZh" else "r|"
         directories = []
         try:
             try:
@@ -419,7 +419,7 @@ class _Job:
                 return self.finish()
             for member in archive:
                 self._read_member(archive, member, base, extract, wanted, directories)
-            if stream.eof and not compressed and stream.total % BLOCK:
+            if stream.eof and mode == "r|" and stream.total % BLOCK:
                 raise tarfile.ReadError("unexpected end of data")
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile):
             raise self.fatal("Unexpected EOF in archive") from None
@@ -443,13 +443,7 @@ class _Job:
 
     def _read_member(self, archive, member: tarfile.TarInfo, base: str, extract: bool,
                      wanted: dict[str, bool], directories: list) -> None:
-        name = member.name
-        if name.startswith("/") and "P" not in self.options.flags:
-            if not self.warned_absolute:
-                self.proc.err("tar: Removing leading `/' from member names")
-                self.warned_absolute = True
-            name = name.lstrip("/")
-        parts = [part for part in name.split("/") if part not in ("", ".")]
+        parts = [part for part in self._relative(member.name).split("/") if part not in ("", ".")]
         if wanted:
             relative = "/".join(parts)
             match = next((w for w in wanted if relative == w or relative.startswith(w + "/")), None)
@@ -471,7 +465,7 @@ class _Job:
             self.proc.out(member.name + "\n")
         if "O" in self.options.flags:
             if member.isreg():
-                _copy_member(archive, member, self.proc.stdout)
+                copy_stream(archive.extractfile(member), self.proc.stdout)
             return
         target = normalize("/".join(parts), base)
         fs = self.proc.fs
@@ -489,7 +483,7 @@ class _Job:
                 os.unlink(host)  # GNU tar replaces existing files rather than writing through them
             if member.isreg():
                 with open(host, "wb") as out:
-                    _copy_member(archive, member, out)
+                    copy_stream(archive.extractfile(member), out)
                 self._set_metadata(host, member)
             elif member.issym():
                 if not fs.symlink_stays_inside(target, member.linkname):
@@ -502,7 +496,7 @@ class _Job:
                 if ".." in link_parts:
                     self.error(f"{'/'.join(parts)}: Cannot hard link to '{member.linkname}': Permission denied")
                     return
-                os.link(fs.host_path(normalize("/".join(link_parts), base), follow_symlinks=False), host)
+                os.link(fs.host_path("/".join(link_parts), follow_symlinks=False, cwd=base), host)
             elif member.isfifo():
                 os.mkfifo(host, member.mode & 0o777)
             else:
@@ -531,12 +525,6 @@ class _Job:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(member.mtime))
         suffix = f" -> {member.linkname}" if member.issym() else f" link to {member.linkname}" if member.islnk() else ""
         self.proc.out(f"{mode} {owner} {member.size:>{max(1, 19 - len(owner))}} {when} {name}{suffix}\n")
-
-
-def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, out) -> None:
-    source = archive.extractfile(member)
-    while chunk := source.read(_CHUNK):
-        out.write(chunk)
 
 
 def _fnmatch(name: str, pattern: str) -> bool:

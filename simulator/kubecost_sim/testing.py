@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -32,7 +31,7 @@ class SimulatorError(RuntimeError):
 class SimulatorProcess:
     def __init__(self, etl_dir: Path, workdir: Path, *, no_tar: bool = False, prometheus_retention: str = "15d",
                  hourly_hours: int = 49, faults: dict | None = None, plain_http: bool = False,
-                 extra_args: Sequence[str] = (), startup_timeout: float = 30.0):
+                 startup_timeout: float = 30.0):
         self.etl_dir = Path(etl_dir)
         self.workdir = Path(workdir)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -52,7 +51,6 @@ class SimulatorProcess:
             values = value if isinstance(value, list) else [value]
             for item in values:
                 self.args += ["--" + name.replace("_", "-"), str(item)]
-        self.args += list(extra_args)
         self.process: subprocess.Popen | None = None
         self.ready: dict = {}
         self._ssl: ssl.SSLContext | None = None

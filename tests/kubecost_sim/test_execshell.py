@@ -66,7 +66,7 @@ def test_tar_round_trip_through_stdout_and_stdin(pod: Pod):
     assert archive.code == 0, archive.err
     assert len(archive.out) % 10240 == 0  # GNU tar pads to whole records
     names = [m.name for m in tarfile.open(fileobj=io.BytesIO(archive.out))]
-    assert names[:2] == ["./", "./bingen/"] or names[0] == "."
+    assert names[:2] == [".", "./bingen"]  # (tarfile drops a directory's trailing "/")
     extracted = pod.sh("mkdir -p /var/configs/db/etl.staging-1 && tar -xmf - -C /var/configs/db/etl.staging-1",
                        stdin=archive.out)
     assert extracted.code == 0, extracted.err

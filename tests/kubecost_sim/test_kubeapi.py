@@ -113,6 +113,16 @@ def test_token_is_required(sim: SimulatorProcess):
     assert sim.state()["namespace"] == "kubecost"  # the admin endpoints need no token
 
 
+def test_plain_http_mode_and_faults_set_at_startup(simulator, etl_dir):
+    faults = {"repair_http_500": ["asset", "allocation"], "exec_cut_times": 2, "repair_seconds_per_day": 0.5}
+    sim = simulator(etl_dir, plain_http=True, faults=faults)
+    assert sim.api_url.startswith("http://") and sim.ca_cert is None
+    status, body = Api(sim).get(f"{NS}/pods")
+    assert status == 200 and len(body["items"]) == 2
+    assert Api(sim, token="wrong").get(f"{NS}/pods")[0] == 401  # the token is still checked
+    assert faults.items() <= sim.faults().items()  # each CLI flag parsed to the switch's type
+
+
 def test_not_found_is_a_status(kube: Api):
     status, body = kube.get(f"{NS}/pods/nope")
     assert status == 404
@@ -223,6 +233,19 @@ def test_exec_v5_stdin_close_stderr_and_exit_code(kube: Api, sim: SimulatorProce
                    "[sh -c cat; echo done >&2; exit 4], exit code 4",
         "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": "4"}]}}
     assert result.closed_cleanly
+
+
+def test_exec_stdin_read_to_the_end_spans_frames(kube: Api, sim: SimulatorProcess):
+    pod = sim.cost_model_pod()
+    files = kube.exec(pod, ["find", "/var/configs/db/etl", "-type", "f"]).stdout.split()[:2]
+    sums = kube.exec(pod, ["sha256sum", *(name.decode() for name in files)]).stdout.splitlines(keepends=True)
+    ws = kube.open_exec(pod, ["sha256sum", "-c", "-"], stdin=True)
+    for line in sums:  # one frame per line: reading the list to its end must not stop at the first
+        ws.send_binary(b"\x00" + line)
+    ws.send_binary(bytes([255, 0]))
+    result = collect(ws)
+    assert result.stdout == b"".join(name + b": OK\n" for name in files)
+    assert result.status == {"metadata": {}, "status": "Success"}
 
 
 def test_exec_v4_success_and_missing_binary(kube: Api, sim: SimulatorProcess):

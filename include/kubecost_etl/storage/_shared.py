@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 DEFAULT_LIST_PAGE_SIZE = 1000
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# Provider limits, here rather than in s3.py/gcs.py so that objstore_config can check a file
+# without importing either SDK.
+S3_MIN_PART_SIZE = 5 * 1024 * 1024  # S3 rejects smaller non-final parts
+GCS_CHUNK_ALIGNMENT = 256 * 1024  # resumable upload chunks must be multiples of this
 
 
 def iter_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[tuple[bytes, bool]]:
@@ -175,6 +180,11 @@ def ranged_chunks(
         with memoryview(data) as view:
             for offset in range(0, length, chunk_size):
                 yield bytes(view[offset : offset + chunk_size])
+
+
+def unquote_etag(etag: str | None) -> str | None:
+    """S3 and Azure return ETags in double quotes; ObjectInfo carries them bare."""
+    return etag.strip('"') if etag else None
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -15,12 +15,14 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoun
 from azure.storage.blob import BlobBlock, BlobProperties, ContainerClient, ContentSettings
 
 from kubecost_etl.storage._shared import (
+    DEFAULT_CONTENT_TYPE,
     DEFAULT_LIST_PAGE_SIZE,
     DEFAULT_PART_SIZE,
     PartUpload,
     StoreBase,
     batched,
     ranged_chunks,
+    unquote_etag,
 )
 from kubecost_etl.storage.base import ObjectInfo, StorageError
 
@@ -46,7 +48,8 @@ class AzureStore(StoreBase):
         response = self.container.get_blob_client(name).upload_blob(
             data, overwrite=True, content_settings=_content_settings(content_type)
         )
-        return ObjectInfo(self._key(name), len(data), _etag(response["etag"]), response.get("last_modified"))
+        etag = unquote_etag(response["etag"])
+        return ObjectInfo(self._key(name), len(data), etag, response.get("last_modified"))
 
     def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
         return _AzureBlockUpload(self, name, content_type)
@@ -137,7 +140,7 @@ class _AzureBlockUpload(PartUpload):
             content_settings=_content_settings(self.content_type),
         )
         return ObjectInfo(
-            self.store._key(self.name), self.size, _etag(response["etag"]), response.get("last_modified")
+            self.store._key(self.name), self.size, unquote_etag(response["etag"]), response.get("last_modified")
         )
 
     def abort(self) -> None:
@@ -145,12 +148,8 @@ class _AzureBlockUpload(PartUpload):
 
 
 def _content_settings(content_type: str | None) -> ContentSettings:
-    return ContentSettings(content_type=content_type or "application/octet-stream")
+    return ContentSettings(content_type=content_type or DEFAULT_CONTENT_TYPE)
 
 
 def _info(key: str, properties: BlobProperties) -> ObjectInfo:
-    return ObjectInfo(key, properties.size, _etag(properties.etag), properties.last_modified)
-
-
-def _etag(etag: str | None) -> str | None:
-    return etag.strip('"') if etag else None
+    return ObjectInfo(key, properties.size, unquote_etag(properties.etag), properties.last_modified)

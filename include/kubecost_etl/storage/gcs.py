@@ -16,8 +16,10 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from kubecost_etl.storage._shared import (
+    DEFAULT_CONTENT_TYPE,
     DEFAULT_LIST_PAGE_SIZE,
     DEFAULT_PART_SIZE,
+    GCS_CHUNK_ALIGNMENT,
     PartUpload,
     StoreBase,
     batched,
@@ -25,7 +27,6 @@ from kubecost_etl.storage._shared import (
 )
 from kubecost_etl.storage.base import ObjectInfo, StorageError
 
-CHUNK_ALIGNMENT = 256 * 1024  # resumable upload chunks must be multiples of this
 DELETE_BATCH_SIZE = 100  # the JSON API's recommended batch size
 SDK_ERRORS = (GoogleAPICallError, GoogleAuthError, InvalidResponse, DataCorruption, requests.RequestException)
 
@@ -40,15 +41,17 @@ class GCSStore(StoreBase):
         part_size: int = DEFAULT_PART_SIZE,
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
     ) -> None:
-        if part_size % CHUNK_ALIGNMENT:
-            raise ValueError(f"GCS part_size must be a multiple of {CHUNK_ALIGNMENT} bytes, got {part_size}")
+        if part_size % GCS_CHUNK_ALIGNMENT:
+            raise ValueError(
+                f"GCS part_size must be a multiple of {GCS_CHUNK_ALIGNMENT} bytes, got {part_size}"
+            )
         super().__init__(f"gs://{bucket}", prefix, part_size, list_page_size)
         self.client = client
         self.bucket = client.bucket(bucket)
 
     def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
         blob = self.bucket.blob(name)
-        blob.upload_from_string(data, content_type=content_type or "application/octet-stream")
+        blob.upload_from_string(data, content_type=content_type or DEFAULT_CONTENT_TYPE)
         return _info(self._key(name), blob)
 
     def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
@@ -56,7 +59,7 @@ class GCSStore(StoreBase):
         writer = blob.open(
             "wb",
             chunk_size=self.part_size,
-            content_type=content_type or "application/octet-stream",
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
             ignore_flush=True,
         )
         return _GCSResumableUpload(self, blob, writer)

@@ -28,14 +28,11 @@ from typing import Any
 
 import yaml
 
-from kubecost_etl.storage._shared import DEFAULT_PART_SIZE
+from kubecost_etl.storage._shared import DEFAULT_PART_SIZE, GCS_CHUNK_ALIGNMENT, S3_MIN_PART_SIZE
 from kubecost_etl.storage.base import ObjectStore, StorageConfigError
 
 log = logging.getLogger(__name__)
 
-S3_MIN_PART_SIZE = 5 * 1024 * 1024
-GCS_CHUNK_ALIGNMENT = 256 * 1024
-DEFAULT_S3_MAX_ATTEMPTS = 5
 AZURE_DEFAULT_ENDPOINT = "blob.core.windows.net"
 AWS_ENDPOINT = re.compile(r"(^|\.)amazonaws\.com(\.cn)?$")
 AWS_REGION_IN_ENDPOINT = re.compile(r"^s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com")
@@ -410,14 +407,12 @@ _PARSERS = {
 # --- building ----------------------------------------------------------------------------
 
 
-def build_store(
-    config: ObjStoreConfig, *, sub_prefix: str = "", s3_max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
-) -> ObjectStore:
+def build_store(config: ObjStoreConfig, *, sub_prefix: str = "") -> ObjectStore:
     """The store the config describes; `sub_prefix` nests under the file's own prefix."""
     prefix = "/".join(part.strip("/") for part in (config.prefix, sub_prefix) if part.strip("/"))
     backend = config.backend
     if isinstance(backend, S3Config):
-        return _build_s3(backend, prefix, s3_max_attempts)
+        return _build_s3(backend, prefix)
     if isinstance(backend, GCSConfig):
         return _build_gcs(backend, prefix, config.source)
     if isinstance(backend, AzureConfig):
@@ -427,7 +422,7 @@ def build_store(
     return FilesystemStore(backend.directory, prefix)
 
 
-def _build_s3(config: S3Config, prefix: str, max_attempts: int) -> ObjectStore:
+def _build_s3(config: S3Config, prefix: str) -> ObjectStore:
     from kubecost_etl.storage.s3 import S3Store, make_s3_client
 
     addressing_style = {"virtual-hosted": "virtual", "path": "path"}.get(
@@ -446,7 +441,6 @@ def _build_s3(config: S3Config, prefix: str, max_attempts: int) -> ObjectStore:
         access_key=config.access_key or None,
         secret_key=config.secret_key or None,
         session_token=config.session_token or None,
-        max_attempts=max_attempts,
         s3_compatible=not config.is_aws,
         addressing_style=addressing_style,
         signature_version="s3" if config.signature_version2 else None,

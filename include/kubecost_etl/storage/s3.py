@@ -12,13 +12,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kubecost_etl.storage._shared import (
     DEFAULT_LIST_PAGE_SIZE,
     DEFAULT_PART_SIZE,
+    S3_MIN_PART_SIZE,
     PartUpload,
     StoreBase,
     batched,
+    unquote_etag,
 )
 from kubecost_etl.storage.base import ObjectInfo, StorageError
 
-MIN_PART_SIZE = 5 * 1024 * 1024  # S3 rejects smaller non-final parts
 MAX_PARTS = 10_000
 DELETE_BATCH_SIZE = 1000  # DeleteObjects limit
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
@@ -75,8 +76,8 @@ class S3Store(StoreBase):
         put_extra_args: Mapping[str, Any] | None = None,
     ) -> None:
         """`put_extra_args` go to PutObject/CreateMultipartUpload (SSE, storage class, metadata)."""
-        if part_size < MIN_PART_SIZE:
-            raise ValueError(f"S3 part_size must be at least {MIN_PART_SIZE} bytes, got {part_size}")
+        if part_size < S3_MIN_PART_SIZE:
+            raise ValueError(f"S3 part_size must be at least {S3_MIN_PART_SIZE} bytes, got {part_size}")
         super().__init__(f"s3://{bucket}", prefix, part_size, list_page_size)
         self.client = client
         self.bucket = bucket
@@ -202,5 +203,4 @@ def _is_not_found(exc: BaseException | None) -> bool:
 
 
 def _etag(response: Mapping[str, Any]) -> str | None:
-    etag = response.get("ETag")
-    return etag.strip('"') if etag else None
+    return unquote_etag(response.get("ETag"))

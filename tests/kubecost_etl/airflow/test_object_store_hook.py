@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from azure.storage.blob import BlobServiceClient
 from kubecost_etl.airflow.hooks.object_store import object_store_from_connection
 from kubecost_etl.storage.azure import AzureStore
 from kubecost_etl.storage.base import StorageConfigError
@@ -64,8 +65,6 @@ def test_google_connection_against_the_emulator(monkeypatch, gcs_emulator_server
 
 
 def test_wasb_connection_with_a_connection_string(monkeypatch, azurite_server, unique_bucket_name):
-    from azure.storage.blob import BlobServiceClient
-
     container = BlobServiceClient.from_connection_string(azurite_server.connection_string()).create_container(
         unique_bucket_name
     )

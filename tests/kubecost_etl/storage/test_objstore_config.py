@@ -8,6 +8,7 @@ import traceback
 
 import pytest
 import yaml
+from azure.storage.blob import BlobServiceClient
 from kubecost_etl.storage.azure import AzureStore
 from kubecost_etl.storage.base import StorageConfigError
 from kubecost_etl.storage.filesystem import FilesystemStore
@@ -22,7 +23,7 @@ from kubecost_etl.storage.objstore_config import (
 )
 from kubecost_etl.storage.s3 import S3Store
 
-from tests.servers import MOTO_ACCESS_KEY, MOTO_SECRET_KEY
+from tests.servers import AZURITE_ACCOUNT, AZURITE_KEY, MOTO_ACCESS_KEY, MOTO_SECRET_KEY
 
 SECRET = "sUp3r-s3cr3t-v4lue"  # planted in secret fields; must never show up in reprs or errors
 
@@ -308,10 +309,6 @@ def test_build_gcs_store_with_an_inline_service_account(monkeypatch):
 
 @pytest.mark.parametrize("auth", ["connection_string", "account_key"])
 def test_build_azure_store_with_azurite(azurite_server, unique_bucket_name, auth):
-    from azure.storage.blob import BlobServiceClient
-
-    from tests.servers import AZURITE_ACCOUNT, AZURITE_KEY
-
     BlobServiceClient.from_connection_string(azurite_server.connection_string()).create_container(
         unique_bucket_name
     )

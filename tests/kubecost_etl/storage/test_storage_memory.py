@@ -13,9 +13,8 @@ UPLOAD_SIZE = 200 * MiB
 
 
 def constant_chunks(size: int):
-    block = (
-        b"\x5a" * MiB
-    )  # one shared block: the producer itself holds 1 MiB, so the store's memory is what shows
+    # One shared block: the producer itself holds 1 MiB, so the store's memory is what shows.
+    block = b"\x5a" * MiB
     for _ in range(size // MiB):
         yield block
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import pytest
-from kubecost_etl.storage._shared import iter_parts
-from kubecost_etl.storage.base import ObjectNotFound, validate_key
+from kubecost_etl.storage import filesystem
+from kubecost_etl.storage._shared import GCS_CHUNK_ALIGNMENT, S3_MIN_PART_SIZE, iter_parts
+from kubecost_etl.storage.base import (
+    ObjectNotFound,
+    normalize_store_prefix,
+    validate_key,
+    validate_list_prefix,
+)
+from kubecost_etl.storage.filesystem import FilesystemStore
+from kubecost_etl.storage.gcs import GCSStore
+from kubecost_etl.storage.s3 import S3Store
 
 from ..stores_under_test import STORE_PREFIX, TEST_PART_SIZE
 from .payloads import MiB, failing_after, payload, payload_chunks, sha256_of
@@ -146,6 +156,44 @@ def test_failed_overwrite_keeps_the_previous_object(store):
 def test_invalid_keys_are_rejected(key):
     with pytest.raises(ValueError):
         validate_key(key)
+
+
+@pytest.mark.parametrize("prefix", ["/abs", "../up", "a/../b/", "./x"])
+def test_list_prefixes_that_climb_out_are_rejected(prefix):
+    with pytest.raises(ValueError):
+        validate_list_prefix(prefix)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "normalized"), [("", ""), ("/", ""), ("tenant/a", "tenant/a/"), ("/tenant/a/", "tenant/a/")]
+)
+def test_store_prefixes_are_normalized(prefix, normalized):
+    assert normalize_store_prefix(prefix) == normalized
+
+
+def test_part_sizes_a_provider_would_refuse_fail_before_any_request(tmp_path):
+    with pytest.raises(ValueError, match="at least"):
+        S3Store(None, "bucket", part_size=S3_MIN_PART_SIZE - 1)
+    with pytest.raises(ValueError, match="multiple of"):
+        GCSStore(None, "bucket", part_size=GCS_CHUNK_ALIGNMENT + 1)
+    with pytest.raises(ValueError, match="positive"):
+        FilesystemStore(tmp_path, part_size=0)
+    with pytest.raises(ValueError):
+        normalize_store_prefix("tenant/../other")
+
+
+def test_a_failing_abort_is_logged_and_the_original_error_wins(tmp_path, monkeypatch, caplog):
+    def broken_abort(upload):
+        raise OSError("abort failed too")
+
+    monkeypatch.setattr(filesystem._AtomicFileUpload, "abort", broken_abort)
+    store = FilesystemStore(tmp_path, part_size=4)
+    chunks = failing_after(iter([b"12345678", b"9"]), 5, ProducerFailed("broke after one part"))
+
+    with caplog.at_level(logging.WARNING), pytest.raises(ProducerFailed):
+        store.put("partial", chunks)
+
+    assert f"could not abort the partial upload of {store.location('partial')}" in caplog.text
 
 
 @pytest.mark.parametrize(
