@@ -11,9 +11,10 @@ Tasks: preflight -> verify_snapshot (every object downloaded and re-hashed) -> p
 change; a dry run stops here) -> safety_backup (skipped when the pod has no data) -> stage ->
 check_staged -> swap -> restart (rollout; default on for replace) -> post_check -> finish.
 `finish` is the run's teardown (its setup is verify_snapshot): once the snapshot verified it runs
-whatever failed, also when the run is marked failed or success by hand. It keeps the restore only if the post-check passed; otherwise it removes the
-staging dir and, if the swap happened, puts the previous dir back (and restarts Kubecost again
-if it had been restarted). Stages are safe to retry: each looks at what exists in the pod first.
+whatever failed, also when the run is marked failed or success by hand. It keeps the restore only
+if the post-check passed; otherwise it removes the staging dir and, if the swap happened, puts the
+previous dir back (and restarts Kubecost again if it had been restarted). Stages are safe to
+retry: each looks at what exists in the pod first.
 """
 
 from __future__ import annotations

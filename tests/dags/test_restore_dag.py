@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from kubecost_etl.airflow.tasks import restore as stages
+from kubecost_etl.airflow.tasks.backup import run_backup
+from kubecost_etl.snapshots import Repository
+from kubecost_etl.storage.filesystem import FilesystemStore
 
 from tests.etl_trees import make_etl_dir, tree_digests
 
@@ -44,9 +48,7 @@ def damage(etl: Path) -> None:
 
 
 def test_replace_run_restores_the_snapshot(cluster, restore_dag):
-    from kubecost_etl.airflow.tasks.backup import run_backup
-
-    sim, etl, store = cluster
+    sim, etl, _ = cluster
     original = tree_digests(etl)
     run_backup(CLUSTER)
     damage(etl)
@@ -62,10 +64,7 @@ def test_replace_run_restores_the_snapshot(cluster, restore_dag):
 
 
 def test_a_failure_after_the_swap_puts_the_previous_data_back(cluster, restore_dag, monkeypatch):
-    from kubecost_etl.airflow.tasks import restore as stages
-    from kubecost_etl.airflow.tasks.backup import run_backup
-
-    sim, etl, store = cluster
+    _, etl, _ = cluster
     run_backup(CLUSTER)
     damage(etl)
     before = tree_digests(etl)
@@ -86,11 +85,7 @@ def test_a_failure_after_the_swap_puts_the_previous_data_back(cluster, restore_d
 
 
 def test_dry_run_and_a_corrupted_snapshot_change_nothing(cluster, restore_dag):
-    from kubecost_etl.airflow.tasks.backup import run_backup
-    from kubecost_etl.snapshots import Repository
-    from kubecost_etl.storage.filesystem import FilesystemStore
-
-    sim, etl, store = cluster
+    _, etl, store = cluster
     snapshot = run_backup(CLUSTER)["snapshot_id"]
     damage(etl)
     before = tree_digests(etl)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import tarfile
@@ -25,11 +26,12 @@ from kubecost_etl.airflow.tasks import restore as stages
 from kubecost_etl.config import load_config
 from kubecost_etl.kube.exec import ExecStreamCut, PodExec
 from kubecost_etl.kube.pods import find_cost_model_pod
-from kubecost_etl.kube.rollout import owning_workload, restart_workload, wait_for_replacement
+from kubecost_etl.kube.rollout import RolloutError, owning_workload, restart_workload, wait_for_replacement
 from kubecost_etl.kube.target import ExecTarget
+from kubecost_etl.restore.stage import StagingFailed
 from kubecost_etl.restore.swap import SwapFailed
 from kubecost_etl.snapshots import Repository
-from kubecost_etl.storage.base import ObjectStore
+from kubecost_etl.storage.base import ObjectNotFound, ObjectStore
 from kubecost_sim.testing import SimulatorProcess
 
 from tests.etl_trees import make_etl_dir, tree_digests
@@ -146,13 +148,33 @@ def damage(etl: Path) -> None:
     (etl / "bingen" / "allocations" / "1d" / "9999999999-extra").write_bytes(b"not in the snapshot")
 
 
+def back_up_then_damage(env: Env) -> tuple[dict, str, dict]:
+    """The tree as backed up, the snapshot's id, and the tree after ``damage``."""
+    original = tree_digests(env.etl)
+    snapshot = env.backup()
+    damage(env.etl)
+    return original, snapshot, tree_digests(env.etl)
+
+
+def preflight(snapshot: str, run: str) -> dict:
+    """The first stage alone (replace, no restart, no dry run), for tests that drive the later ones by hand."""
+    return stages.preflight(CLUSTER, snapshot, "replace", False, False, f"manual__{run}", datetime.now(UTC))
+
+
+def stage_and_check(ctx: dict, plan: dict) -> None:
+    stages.check_staged(ctx, plan, stages.stage_files(ctx, plan))
+
+
+def check_and_finish(ctx: dict, plan: dict, swapped: dict) -> dict:
+    """The post-check and the teardown after a swap: the teardown's result."""
+    return stages.finish(ctx, stages.check_restored(ctx, plan, swapped), swapped)
+
+
 @pytest.mark.parametrize("kind", ["filesystem", "s3"])
 def test_replace_round_trip_is_byte_identical_keeps_mtimes_and_restarts(make_env, kind):
     env = make_env(store_kind=kind)
-    original, mtimes = tree_digests(env.etl), tree_mtimes(env.etl)
-    snapshot = env.backup()
-    damage(env.etl)
-    damaged = tree_digests(env.etl)
+    mtimes = tree_mtimes(env.etl)
+    original, snapshot, damaged = back_up_then_damage(env)
     pod_before = env.pod()
 
     out = restore(env)
@@ -201,10 +223,10 @@ def test_a_safety_backup_not_stored_intact_stops_the_restore_before_the_pod_is_t
 
 def test_dry_run_changes_nothing_and_lists_every_change(make_env):
     env = make_env()
-    env.backup()
-    damage(env.etl)
-    before, pod = tree_digests(env.etl), env.pod()
+    _, _, before = back_up_then_damage(env)
+    pod = env.pod()
     out = restore(env, dry_run=True)
+    assert out.failure is None, out.failure
     assert tree_digests(env.etl) == before and env.pod() == pod and env.siblings() == ["etl"]
     assert out.plan["remove"] == [{"path": "bingen/allocations/1d/9999999999-extra", "size": 19}]
     assert len(out.plan["replace"]) == 2 and len(out.plan["add"]) == 1
@@ -323,9 +345,8 @@ def tamper_manifest(path: str):
 ], ids=["corrupted-object", "missing-object", "dot-dot-path", "absolute-path"])
 def test_a_broken_snapshot_is_refused_and_the_live_data_stays_identical(make_env, break_snapshot, refused_at):
     env = make_env()
-    snapshot = env.backup()
-    damage(env.etl)
-    before, pod = tree_digests(env.etl), env.pod()
+    _, snapshot, before = back_up_then_damage(env)
+    pod = env.pod()
     break_snapshot(env, snapshot)
 
     if refused_at == "preflight":
@@ -341,11 +362,8 @@ def test_a_broken_snapshot_is_refused_and_the_live_data_stays_identical(make_env
 
 def test_a_cut_stream_leaves_the_live_dir_untouched_and_no_staging_dir_and_a_retry_completes(make_env):
     env = make_env()
-    original = tree_digests(env.etl)
-    snapshot = env.backup()
-    damage(env.etl)
-    before = tree_digests(env.etl)
-    ctx = stages.preflight(CLUSTER, snapshot, "replace", False, False, "manual__cut", datetime.now(UTC))
+    original, snapshot, before = back_up_then_damage(env)
+    ctx = preflight(snapshot, "cut")
     stages.verify(ctx)
     plan = stages.plan(ctx)
     env.sim.set_faults(exec_cut_stdin_after_bytes=300_000)  # of about 800 KB: the connection drops mid-archive
@@ -354,20 +372,46 @@ def test_a_cut_stream_leaves_the_live_dir_untouched_and_no_staging_dir_and_a_ret
     assert env.sim.faults()["exec_cut_stdin_after_bytes"] is None, "the cut never happened"
     assert tree_digests(env.etl) == before and env.siblings() == ["etl"]
 
-    staged = stages.stage_files(ctx, plan)  # the task's retry
-    stages.check_staged(ctx, plan, staged)
-    swapped = stages.swap_in(ctx, plan)
-    checked = stages.check_restored(ctx, plan, swapped)
-    assert stages.finish(ctx, checked, swapped)["outcome"] == "restored"
+    stage_and_check(ctx, plan)  # the task's retry
+    assert check_and_finish(ctx, plan, stages.swap_in(ctx, plan))["outcome"] == "restored"
     assert tree_digests(env.etl) == original and env.siblings() == ["etl"]
+
+
+def test_a_store_error_while_staging_removes_the_staging_dir_and_leaves_the_live_dir(make_env):
+    env = make_env()
+    _, snapshot, before = back_up_then_damage(env)
+    ctx = preflight(snapshot, "store-error")
+    stages.verify(ctx)
+    plan = stages.plan(ctx)
+    delete_object(env, snapshot)  # gone from the store after it verified
+
+    with pytest.raises(ObjectNotFound):
+        stages.stage_files(ctx, plan)
+
+    assert tree_digests(env.etl) == before and env.siblings() == ["etl"]
+
+
+def test_staged_files_that_differ_from_the_snapshot_are_removed_before_any_swap(make_env):
+    env = make_env()
+    _, snapshot, before = back_up_then_damage(env)
+    ctx = preflight(snapshot, "bad-stage")
+    plan = stages.plan(ctx)
+    staged = stages.stage_files(ctx, plan)
+    staging = env.etl.parent / Path(ctx["dirs"]["staging"]).name
+    victim = max((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[::-1])  # same size: only the checksum can tell
+
+    with pytest.raises(StagingFailed, match="sha256 differs"):
+        stages.check_staged(ctx, plan, staged)
+
+    assert tree_digests(env.etl) == before and env.siblings() == ["etl"]
 
 
 def test_a_failed_post_check_puts_the_previous_data_back_and_reloads_kubecost(make_env):
     env = make_env()
-    env.backup()
     victim = sorted(p for p in env.etl.rglob("*") if p.is_file())[6].relative_to(env.etl)  # not damaged below
-    damage(env.etl)
-    before, pod = tree_digests(env.etl), env.pod()
+    _, _, before = back_up_then_damage(env)
+    pod = env.pod()
 
     out = restore(env, after_swap=lambda: (env.etl / victim).unlink())  # restored, then lost again
 
@@ -380,34 +424,28 @@ def test_a_failed_post_check_puts_the_previous_data_back_and_reloads_kubecost(ma
 
 def test_swap_resumes_after_stopping_between_its_renames_and_roll_back_recovers_that_state(make_env):
     env = make_env()
-    original = tree_digests(env.etl)
-    snapshot = env.backup()
-    damage(env.etl)
-    before = tree_digests(env.etl)
-    ctx = stages.preflight(CLUSTER, snapshot, "replace", False, False, "manual__resume", datetime.now(UTC))
+    original, snapshot, before = back_up_then_damage(env)
+    ctx = preflight(snapshot, "resume")
     plan = stages.plan(ctx)
-    stages.check_staged(ctx, plan, stages.stage_files(ctx, plan))
+    stage_and_check(ctx, plan)
     previous = env.etl.parent / Path(ctx["dirs"]["previous"]).name
     env.etl.rename(previous)  # the first rename happened, then the worker died
 
     assert stages.finish(ctx, None, None)["outcome"] == "rolled back"  # abandoned here: put back
     assert tree_digests(env.etl) == before and env.siblings() == ["etl"]
 
-    stages.check_staged(ctx, plan, stages.stage_files(ctx, plan))
+    stage_and_check(ctx, plan)
     env.etl.rename(previous)
     swapped = stages.swap_in(ctx, plan)  # retried: completes the second rename
     assert swapped["previous"] == ctx["dirs"]["previous"]
     assert stages.swap_in(ctx, plan)["outcome"] == "already swapped"
-    checked = stages.check_restored(ctx, plan, swapped)
-    stages.finish(ctx, checked, swapped)
+    check_and_finish(ctx, plan, swapped)
     assert tree_digests(env.etl) == original and env.siblings() == ["etl"]
 
 
 def test_a_pod_without_tar_restores_through_a_debug_container_also_after_the_restart(make_env):
     env = make_env(no_tar=True)
-    original = tree_digests(env.etl)
-    env.backup()
-    damage(env.etl)
+    original, _, _ = back_up_then_damage(env)
 
     out = restore(env)
 
@@ -419,11 +457,24 @@ def test_a_pod_without_tar_restores_through_a_debug_container_also_after_the_res
     assert new_pod["ephemeral_containers"], "the post-check ran in a fresh debug container of the new pod"
 
 
+def test_a_restore_adds_one_debug_container_for_all_its_stages(make_env):
+    env = make_env(no_tar=True)
+    back_up_then_damage(env)
+
+    def debug_containers() -> list[str]:
+        return next(p for p in env.sim.state()["pods"] if p["name"] == env.pod())["ephemeral_containers"]
+
+    before = debug_containers()
+    out = restore(env, mode="fill-missing")  # no restart: every stage, the safety backup too, runs in one pod
+
+    assert out.failure is None, out.failure
+    assert out.results["safety_backup"]["snapshot_id"]
+    assert len(debug_containers()) == len(before) + 1
+
+
 def test_restoring_twice_is_harmless(make_env):
     env = make_env()
-    original = tree_digests(env.etl)
-    snapshot = env.backup()
-    damage(env.etl)
+    original, snapshot, _ = back_up_then_damage(env)
     first = restore(env, snapshot=snapshot)
     second = restore(env, snapshot=snapshot)
     assert first.failure is None and second.failure is None
@@ -437,14 +488,14 @@ def test_leftovers_of_an_interrupted_earlier_run_are_reported_or_block_until_put
     stale_staging = env.etl.parent / "etl.restore-older-run"
     stale_staging.mkdir()
     (stale_staging / "x").write_bytes(b"copy")
-    ctx = stages.preflight(CLUSTER, snapshot, "replace", False, False, "manual__left", datetime.now(UTC))
+    ctx = preflight(snapshot, "left")
     assert ctx["leftovers"] == ["/var/configs/db/etl.restore-older-run"]
     stages.stage_files(ctx, stages.plan(ctx))
     assert not stale_staging.exists()  # a staging dir only ever holds a copy: removed
 
     env.etl.rename(env.etl.parent / "etl.previous-older-run")  # an earlier swap stopped half-way
     with pytest.raises(AirflowFailException, match="put it back first"):
-        stages.preflight(CLUSTER, snapshot, "replace", False, False, "manual__blocked", datetime.now(UTC))
+        preflight(snapshot, "blocked")
 
 
 def test_rollout_restart_finds_the_deployment_and_waits_for_the_new_ready_pod(make_env):
@@ -460,11 +511,21 @@ def test_rollout_restart_finds_the_deployment_and_waits_for_the_new_ready_pod(ma
     assert new.uid != old.uid and env.sim.state()["restarts"] == 2
 
 
+def test_waiting_for_a_replacement_that_never_comes_times_out(make_env):
+    make_env()
+    hook = KubecostClusterHook(load_config().cluster(CLUSTER))
+    old = find_cost_model_pod(hook.core_v1, "kubecost", "app=cost-analyzer")
+    ticks = itertools.count(0, 10)  # each look at the clock is 10 s later
+    with pytest.raises(RolloutError, match=f"no Ready replacement for pod {old.name}.*still {old.name}"):
+        wait_for_replacement(hook.core_v1, "kubecost", "app=cost-analyzer", "cost-model", old, timeout_s=25,
+                             clock=lambda: next(ticks), sleep=lambda s: None)
+
+
 def test_the_staged_archive_never_leaves_its_top_directory(make_env, monkeypatch):
     """What tar receives: one top dir (the staging dir's name), directories and regular files only."""
     env = make_env()
     snapshot = env.backup()
-    ctx = stages.preflight(CLUSTER, snapshot, "replace", False, False, "manual__peek", datetime.now(UTC))
+    ctx = preflight(snapshot, "peek")
     plan = stages.plan(ctx)
     captured = bytearray()
     original = PodExec.write_stdin

@@ -72,9 +72,11 @@ def wait_for_replacement(core_api, namespace: str, selector: str, container: str
     while True:
         try:
             pod = find_cost_model_pod(core_api, namespace, selector, container)
-            waiting_for = f"the newest Ready pod is still {pod.name}" if pod.uid == old.uid else \
-                f"old pod {old.name} is still there"
-            if pod.uid != old.uid and pod_uid(core_api, namespace, old.name) != old.uid:
+            if pod.uid == old.uid:
+                waiting_for = f"the newest Ready pod is still {pod.name}"
+            elif pod_uid(core_api, namespace, old.name) == old.uid:
+                waiting_for = f"old pod {old.name} is still there"
+            else:
                 return pod
         except PodNotFound as exc:
             waiting_for = str(exc)

@@ -23,6 +23,12 @@ REPLACE, FILL_MISSING = "replace", "fill-missing"
 MODES = (REPLACE, FILL_MISSING)
 
 
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise RestoreRefused(f"unknown mode {mode!r}; expected one of {MODES}")
+    return mode
+
+
 @dataclass
 class PodTree:
     """The ETL dir as the pod has it: regular files, directories, and everything else."""
@@ -115,12 +121,10 @@ class RestorePlan:
 def plan_restore(mode: str, snapshot_id: str, files: list[FileEntry], tree: PodTree,
                  digests: dict[str, str] | None) -> RestorePlan:
     """Compare the snapshot with the pod. ``digests``: sha256 of pod files of the same size, or None."""
-    if mode not in MODES:
-        raise RestoreRefused(f"unknown mode {mode!r}; expected one of {MODES}")
+    check_mode(mode)
     pod = {f.path: f for f in tree.files}
     plan = RestorePlan(mode, snapshot_id, tree.exists, compared_by="sha256" if digests is not None else "size+mtime",
                        pod_files=len(tree.files), pod_bytes=tree.total_bytes)
-    wanted = {e.path for e in files}
     if mode == FILL_MISSING:
         _refuse_odd_entries_on_paths(files, tree)
     for entry in files:
@@ -140,6 +144,7 @@ def plan_restore(mode: str, snapshot_id: str, files: list[FileEntry], tree: PodT
         else:
             plan.replace.append({"path": entry.path, "size": entry.size, "pod_size": current.size})
     if mode == REPLACE:
+        wanted = {e.path for e in files}
         plan.remove = [{"path": f.path, "size": f.size} for f in tree.files if f.path not in wanted]
         plan.dropped = list(tree.refused)
     return plan

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+import time
 from dataclasses import dataclass, field
 
 from ..kube.exec import ExecError
@@ -25,6 +26,7 @@ from ..kube.target import ExecTarget
 log = logging.getLogger(__name__)
 KINDS = ("restore", "previous", "discarded")
 _REMOVE_ATTEMPTS = 3  # a tar cut off a moment ago may still be writing into the staging dir
+_REMOVE_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -127,19 +129,27 @@ def remove(core_api, target: ExecTarget, dirs: RestoreDirs, path: str) -> None:
     removable = (dirs.staging, dirs.previous, dirs.discarded)
     if path not in removable:
         raise ValueError(f"refusing to remove {path!r}: only {removable} may be removed")
-    for _ in range(_REMOVE_ATTEMPTS):
-        target.exec(core_api, ["rm", "-rf", path]).run()
+    complaint = ""
+    for attempt in range(_REMOVE_ATTEMPTS):
+        if attempt:
+            time.sleep(_REMOVE_PAUSE_S)  # waiting for a writer in the pod to stop; not test timing
+        try:
+            target.exec(core_api, ["rm", "-rf", path]).run()
+        except ExecError as exc:
+            if exc.exit_code is None:
+                raise  # the exec itself failed, not rm
+            complaint = f" (rm: {exc})"  # e.g. "Directory not empty": something still writes into it
+            log.warning("removing %s in pod %s: %s", path, target.pod.name, exc)
         state = inspect(core_api, target, dirs)
         if not {dirs.staging: state.staging, dirs.previous: state.previous, dirs.discarded: state.discarded}[path]:
             log.info("removed %s in pod %s", path, target.pod.name)
             return
-    raise ExecError(f"{path} in pod {target.pod.name} is still there after {_REMOVE_ATTEMPTS} removals")
+    raise ExecError(f"{path} in pod {target.pod.name} is still there after {_REMOVE_ATTEMPTS} removals{complaint}")
 
 
-def remove_stale_staging(core_api, target: ExecTarget, dirs: RestoreDirs, state: DirState) -> list[str]:
+def remove_stale_staging(core_api, target: ExecTarget, dirs: RestoreDirs, state: DirState) -> None:
     """Staging dirs of earlier runs hold only copies of snapshots: removing them loses nothing."""
-    stale = [p for p in state.other_runs if posixpath.basename(p).startswith(f"{dirs.name}.restore-")]
-    for path in stale:
-        log.warning("removing the staging dir of an earlier restore run: %s", path)
-        target.exec(core_api, ["rm", "-rf", path]).run()
-    return stale
+    for path in state.other_runs:
+        if posixpath.basename(path).startswith(f"{dirs.name}.restore-"):
+            log.warning("removing the staging dir of an earlier restore run: %s", path)
+            target.exec(core_api, ["rm", "-rf", path]).run()

@@ -28,13 +28,10 @@ class PostCheckFailed(RuntimeError):
 def expired(path: str, now: datetime, hourly_hours: int, daily_days: int = DAILY_RETENTION_DAYS) -> bool:
     """Whether Kubecost's retention would prune this set file by now."""
     set_file = parse_set_file(path)
-    if set_file is None:
+    kept = {"1h": hourly_hours, "1d": daily_days}  # periods of each resolution Kubecost keeps
+    if set_file is None or set_file.resolution not in kept:
         return False
-    if set_file.resolution == "1h":
-        return set_file.end < now.timestamp() - hourly_hours * 3600
-    if set_file.resolution == "1d":
-        return set_file.end < now.timestamp() - daily_days * RESOLUTIONS["1d"]
-    return False
+    return set_file.end < now.timestamp() - kept[set_file.resolution] * RESOLUTIONS[set_file.resolution]
 
 
 def check_restored(core_api, target: ExecTarget, expected: list[FileEntry], now: datetime, hourly_hours: int,

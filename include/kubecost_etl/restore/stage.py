@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import posixpath
 import time
 
 from websocket import WebSocketException
@@ -58,23 +59,21 @@ def _stream(core_api, target: ExecTarget, repo: Repository, files: list[FileEntr
             uid: int, gid: int) -> dict:
     command = ["tar", "-x", "-f", "-", "-C", dirs.parent]
     started = last_report = time.monotonic()
-    done = {"bytes": 0}
-    total = sum(e.size for e in files)
+    done, total = 0, sum(e.size for e in files)
 
     def progress(nbytes: int) -> None:
-        nonlocal last_report
-        done["bytes"] += nbytes
+        nonlocal done, last_report
+        done += nbytes
         now = time.monotonic()
         if now - last_report >= PROGRESS_EVERY_S:
             last_report = now
-            log.info("streamed %.1f/%.1f MB, %.1f MB/s", done["bytes"] / 1e6, total / 1e6,
-                     done["bytes"] / 1e6 / (now - started))
+            log.info("streamed %.1f/%.1f MB, %.1f MB/s", done / 1e6, total / 1e6, done / 1e6 / (now - started))
 
     archive = [ArchiveFile(e.path, e.size, e.mtime, e.sha256, _content(repo, e)) for e in files]
     with target.exec(core_api, command, stdin=True) as session:
         sink = FrameSink(session.write_stdin)
         try:
-            stats = write_archive(sink, dirs.staging.rsplit("/", 1)[-1], archive, uid=uid, gid=gid,
+            stats = write_archive(sink, posixpath.basename(dirs.staging), archive, uid=uid, gid=gid,
                                   dir_mtime=int(time.time()), on_progress=progress)
             session.close_stdin()  # v5 only; on v4 tar stops at the archive's end marker
             session.run()  # tar's exit status: raises if it failed or the stream was cut

@@ -60,7 +60,8 @@ def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> dict:
         outcome = "already swapped"  # a retry after the renames went through
     else:
         raise SwapFailed(f"neither {dirs.staging} nor {dirs.live} exists in pod {target.pod.name}")
-    previous_kept = pod_dirs.inspect(core_api, target, dirs).previous
+    # The previous dir was there already (a resumed swap), or the live dir was just renamed to it.
+    previous_kept = state.previous or (state.staging and state.live)
     log.info("%s: %s is now the snapshot%s", outcome, dirs.live,
              f"; the previous data is kept in {dirs.previous}" if previous_kept else " (there was no previous ETL dir)")
     return {"outcome": outcome, "previous": dirs.previous if previous_kept else None, "swapped_at": swapped_at,
@@ -69,17 +70,20 @@ def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> dict:
 
 def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[str], batch: int = 400) -> dict:
     """Move the staged ``paths`` that the pod still lacks into the live dir, never overwriting."""
-    state = pod_dirs.inspect(core_api, target, dirs)
     swapped_at = datetime.now(UTC).isoformat()
+
+    def result(outcome: str, skipped: list[str]) -> dict:
+        return {"outcome": outcome, "moved": len(paths) - len(skipped), "skipped": skipped,
+                "swapped_at": swapped_at, "pod": target.pod.as_dict()}
+
     if not paths:
-        return {"outcome": "nothing to add", "moved": 0, "skipped": [], "swapped_at": swapped_at,
-                "pod": target.pod.as_dict()}
+        return result("nothing to add", [])
+    state = pod_dirs.inspect(core_api, target, dirs)
     if not state.staging:
         raise SwapFailed(f"the staging dir {dirs.staging} is gone; run the stage task again")
     if not state.live:
         pod_dirs.rename(core_api, target, dirs.staging, dirs.live)  # the pod had nothing: all of it is missing
-        return {"outcome": "moved in whole", "moved": len(paths), "skipped": [], "swapped_at": swapped_at,
-                "pod": target.pod.as_dict()}
+        return result("moved in whole", [])
     staged_target = dataclasses.replace(target, etl_root=dirs.staging)
     wanted = set(paths)
     for attempt in range(_MOVE_PASSES + 1):
@@ -97,8 +101,7 @@ def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[st
     for path in left:
         log.warning("not added: %s appeared in the pod meanwhile (left as it is)", path)
     log.info("added %d file(s) to %s", len(paths) - len(left), dirs.live)
-    return {"outcome": "moved", "moved": len(paths) - len(left), "skipped": left, "swapped_at": swapped_at,
-            "pod": target.pod.as_dict()}
+    return result("moved", left)
 
 
 def plan_moves(staged: list[str], live_files: set[str], live_dirs: set[str]) -> dict[str, list[str]]:

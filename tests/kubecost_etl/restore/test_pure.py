@@ -1,13 +1,18 @@
-"""The restore's decisions that need no pod: manifest refusals, snapshot choice, plans, moves, retention."""
+"""The restore's decisions that need no pod: manifest refusals, snapshot choice, plans, moves, retention,
+the workload a restart rolls."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from kubecost_etl.kube.pods import PodRef
+from kubecost_etl.kube.rollout import RolloutError, Workload, owning_workload
 from kubecost_etl.pod_files import PodFile
 from kubecost_etl.restore.plan import FILL_MISSING, REPLACE, PodTree, plan_restore, same_size_paths
 from kubecost_etl.restore.pod_dirs import RestoreDirs, restore_token
@@ -155,4 +160,35 @@ def test_dir_names_are_siblings_stable_per_run():
     assert dirs.token == restore_token("20260101T000000Z-aaaaaa", "manual__1") != restore_token("x", "manual__2")
     assert {dirs.staging, dirs.previous, dirs.discarded} == {dirs.live + s + dirs.token for s in
                                                               (".restore-", ".previous-", ".discarded-")}
-    assert asdict(dirs)["live"] == dirs.live
+    assert dirs.as_dict() == {"live": dirs.live, "staging": dirs.staging, "previous": dirs.previous,
+                              "discarded": dirs.discarded}
+
+
+def fake_apis(pod_owner: tuple[str, str] | None, replica_set_owner: tuple[str, str] | None = None):
+    """Core and apps APIs that know one pod (and its ReplicaSet), owned as given: (kind, name)."""
+    def metadata(owner):
+        refs = [SimpleNamespace(kind=owner[0], name=owner[1], controller=True)] if owner else None
+        return SimpleNamespace(metadata=SimpleNamespace(owner_references=refs))
+
+    core = SimpleNamespace(read_namespaced_pod=lambda name, namespace: metadata(pod_owner))
+    apps = SimpleNamespace(read_namespaced_replica_set=lambda name, namespace: metadata(replica_set_owner))
+    return core, apps
+
+
+POD = PodRef("kubecost", "kc-7d9-abcde", "uid-1", "cost-model")
+
+
+@pytest.mark.parametrize("pod_owner, replica_set_owner, kind", [
+    (("ReplicaSet", "kc-7d9"), ("Deployment", "kc"), "Deployment"),
+    (("StatefulSet", "kc"), None, "StatefulSet"),
+])
+def test_the_workload_to_restart_is_the_pods_deployment_or_statefulset(pod_owner, replica_set_owner, kind):
+    assert owning_workload(*fake_apis(pod_owner, replica_set_owner), POD) == Workload(kind, "kc", "kubecost")
+
+
+@pytest.mark.parametrize("pod_owner, found", [
+    (None, "no controller"), (("ReplicaSet", "kc-7d9"), "ReplicaSet kc-7d9"), (("DaemonSet", "kc"), "DaemonSet kc"),
+])
+def test_a_pod_not_run_by_a_deployment_or_statefulset_is_not_restarted(pod_owner, found):
+    with pytest.raises(RolloutError, match=re.escape(f"not run by a Deployment or StatefulSet ({found})")):
+        owning_workload(*fake_apis(pod_owner), POD)

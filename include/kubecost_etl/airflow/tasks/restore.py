@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from kubecost_etl.backup import verify_snapshot
+from kubecost_etl.backup import back_up
 from kubecost_etl.config import ClusterConfig, load_config
 from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, find_running_pod, pod_uid
 from kubecost_etl.kube.rollout import (
@@ -25,7 +25,14 @@ from kubecost_etl.kube.rollout import (
 )
 from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
 from kubecost_etl.restore import pod_dirs, post_check, stage, swap
-from kubecost_etl.restore.plan import MODES, REPLACE, plan_restore, pod_digests, same_size_paths, scan_tree
+from kubecost_etl.restore.plan import (
+    REPLACE,
+    check_mode,
+    plan_restore,
+    pod_digests,
+    same_size_paths,
+    scan_tree,
+)
 from kubecost_etl.restore.pod_dirs import RestoreDirs, restore_token
 from kubecost_etl.restore.snapshot import (
     RestoreRefused,
@@ -37,7 +44,6 @@ from kubecost_etl.restore.snapshot import (
 
 from ..hooks.kubecost_cluster import KubecostClusterHook
 from ..stores import open_repository
-from . import backup as backup_stages
 
 log = logging.getLogger(__name__)
 RESTART_TIMEOUT_S = 900.0
@@ -54,13 +60,9 @@ def _refusals_fail_without_retry(function):
     return wrapper
 
 
-def _cluster(cluster_id: str) -> tuple[ClusterConfig, KubecostClusterHook]:
+def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook]:
     cluster = load_config().cluster(cluster_id)
     return cluster, KubecostClusterHook(cluster)
-
-
-def _batch(cluster: ClusterConfig) -> int:
-    return cluster.backup.batch_files
 
 
 def _pinned(cluster: ClusterConfig, ctx: dict):
@@ -94,15 +96,14 @@ def _dirs(target: ExecTarget, ctx: dict) -> RestoreDirs:
 def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, dry_run: bool, run_id: str,
               created_before: datetime) -> dict:
     """Check the configuration, the snapshot, the pod and what lies next to its ETL dir."""
-    if mode not in MODES:
-        raise RestoreRefused(f"unknown mode {mode!r}; expected one of {MODES}")
-    cluster = load_config().cluster(cluster_id or None)
+    check_mode(mode)
+    cluster, hook = _cluster(cluster_id or None)
     repo = open_repository(cluster)
     snapshot_id = resolve_snapshot(repo, snapshot, created_before)
     pinned = load_pinned(repo, snapshot_id)
     log.info("restoring %s into cluster %s, mode %s%s", describe(pinned), cluster.id, mode,
              " (dry run)" if dry_run else "")
-    core = KubecostClusterHook(cluster).core_v1
+    core = hook.core_v1
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
     target = resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
     token = restore_token(snapshot_id, run_id)
@@ -144,7 +145,7 @@ def plan(ctx: dict) -> dict:
     _, pinned = _pinned(cluster, ctx)
     target = _target(cluster, core, ctx)
     tree = scan_tree(core, target)
-    digests = pod_digests(core, target, same_size_paths(pinned.files, tree), _batch(cluster))
+    digests = pod_digests(core, target, same_size_paths(pinned.files, tree), cluster.backup.batch_files)
     the_plan = plan_restore(ctx["mode"], ctx["snapshot_id"], pinned.files, tree, digests)
     prefix = "DRY RUN, nothing changed; would " if ctx["dry_run"] else ""
     for line in the_plan.lines():
@@ -163,13 +164,15 @@ def safety_backup(ctx: dict, plan: dict) -> dict:
     """
     if plan["pod_files"] == 0:
         raise AirflowSkipException("the pod's ETL dir is empty or missing: nothing to back up")
-    cluster_id = ctx["cluster_id"]
-    target = backup_stages.find_pod(cluster_id)
-    the_plan = backup_stages.plan(cluster_id, target)
-    streamed = backup_stages.stream(cluster_id, target, the_plan)
-    snapshot_id = backup_stages.commit(cluster_id, target, the_plan, streamed)
-    cluster, _ = _cluster(cluster_id)
-    report = verify_snapshot(open_repository(cluster), snapshot_id, full=True)
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    target = _target(cluster, core, ctx)  # preflight's: a second debug container is never added for this
+    # The same source record the backup DAG's commit writes.
+    source = {"namespace": cluster.namespace, "pod": target.pod.name, "container": cluster.container,
+              "etl_path": cluster.etl_path, "via_debug_container": target.via_debug_container}
+    manifest, report = back_up(core, target, open_repository(cluster), cluster.backup, source, full_verify=True,
+                               hourly_hours=cluster.hourly_hours)
+    snapshot_id = manifest.snapshot_id
     if not report["integrity_ok"]:
         raise RuntimeError(f"the safety backup {snapshot_id} is not stored intact, nothing was restored: "
                            + "; ".join(report["problems"][:10]))
@@ -204,13 +207,14 @@ def stage_files(ctx: dict, plan: dict) -> dict:
 
 @_refusals_fail_without_retry
 def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
+    if staged["files"] == 0:
+        return {"files": 0}
     cluster, hook = _cluster(ctx["cluster_id"])
     core = hook.core_v1
     _, pinned = _pinned(cluster, ctx)
-    if staged["files"] == 0:
-        return {"files": 0}
     target = _target(cluster, core, ctx)
-    report = stage.check_staged(core, target, _files_to_write(pinned, ctx, plan), _dirs(target, ctx), _batch(cluster))
+    report = stage.check_staged(core, target, _files_to_write(pinned, ctx, plan), _dirs(target, ctx),
+                                cluster.backup.batch_files)
     log.info("staged files checked: %s", report)
     return report
 
@@ -223,7 +227,7 @@ def swap_in(ctx: dict, plan: dict) -> dict:
     dirs = _dirs(target, ctx)
     if ctx["mode"] == REPLACE:
         return swap.swap_replace(core, target, dirs)
-    return swap.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]), _batch(cluster))
+    return swap.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]), cluster.backup.batch_files)
 
 
 def restart(ctx: dict, swapped: dict) -> dict:
@@ -260,7 +264,7 @@ def check_restored(ctx: dict, plan: dict, swapped: dict) -> dict:
     skipped = set(swapped.get("skipped", []))
     expected = [e for e in expected if e.path not in skipped]
     report = post_check.check_restored(core, target, expected, datetime.now(UTC), cluster.hourly_hours,
-                                       _batch(cluster), report_extra=ctx["mode"] == REPLACE)
+                                       cluster.backup.batch_files, report_extra=ctx["mode"] == REPLACE)
     log.info("post-check passed: %s", report)
     return report
 
