@@ -23,6 +23,7 @@ from .storage.base import ObjectNotFound, ObjectStore
 
 FORMAT = "kubecost-etl-backup/v1"
 ROOT = "kubecost-etl-backup"
+ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"  # the sortable prefix of every snapshot id
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,15 @@ class Manifest:
 
 def new_snapshot_id(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return now.strftime(ID_TIME_FORMAT) + "-" + secrets.token_hex(3)
+
+
+def snapshot_time(snapshot_id: str) -> datetime | None:
+    """When a snapshot was made, from its id; None for an id not made by ``new_snapshot_id``."""
+    try:
+        return datetime.strptime(snapshot_id[:16], ID_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def object_key(sha256: str, compression: str) -> str:
@@ -118,9 +127,13 @@ class Repository:
         except ObjectNotFound:
             return None
 
-    def latest_good(self) -> str | None:
-        """The newest snapshot whose verification passed."""
+    def latest_good(self, created_before: datetime | None = None) -> str | None:
+        """The newest snapshot whose verification passed (made no later than ``created_before``)."""
         for snapshot_id in reversed(self.snapshot_ids()):
+            if created_before is not None:
+                made = snapshot_time(snapshot_id)
+                if made is None or made > created_before:
+                    continue
             verification = self.load_verification(snapshot_id)
             if verification and verification.get("ok"):
                 return snapshot_id

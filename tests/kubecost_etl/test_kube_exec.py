@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kubecost_etl.kube.exec import CommandNotFound, ExecError, ExecStreamCut, PodExec
 
 

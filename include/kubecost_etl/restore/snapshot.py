@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..backup import verify_snapshot
 from ..compression import SUFFIX
@@ -24,7 +24,6 @@ from ..tar_stream import parent_directories
 LATEST = "latest"
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,99}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ID_TIME = "%Y%m%dT%H%M%SZ"  # the prefix of ids made by snapshots.new_snapshot_id
 _PROBLEMS_SHOWN = 10
 
 
@@ -48,13 +47,6 @@ def check_snapshot_id(snapshot_id: str) -> str:
     return snapshot_id
 
 
-def snapshot_time(snapshot_id: str) -> datetime | None:
-    try:
-        return datetime.strptime(snapshot_id[:16], _ID_TIME).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def resolve_snapshot(repo: Repository, requested: str, created_before: datetime) -> str:
     """The snapshot id to restore; ``latest`` is the newest verified one made before ``created_before``.
 
@@ -62,13 +54,9 @@ def resolve_snapshot(repo: Repository, requested: str, created_before: datetime)
     newer and verified, and must never become the thing restored if a stage is run again.
     """
     if requested == LATEST:
-        for snapshot_id in reversed(repo.snapshot_ids()):
-            made = snapshot_time(snapshot_id)
-            if made is None or made > created_before:
-                continue
-            verification = repo.load_verification(snapshot_id)
-            if verification and verification.get("ok"):
-                return snapshot_id
+        snapshot_id = repo.latest_good(created_before)
+        if snapshot_id:
+            return snapshot_id
         raise RestoreRefused(f"no verified snapshot of cluster {repo.cluster_id!r} made before "
                              f"{created_before:%Y-%m-%dT%H:%M:%SZ} in {repo.description}")
     snapshot_id = check_snapshot_id(requested)

@@ -20,7 +20,6 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
-from kubecost_etl.config import ClusterConfig
 from kubecost_etl.repair.log_matching import Outcome
 from kubecost_etl.repair.log_watch import LOG_READ_TIMEOUT, RepairLogWatch, pod_state
 from kubecost_etl.repair.transport import raw_get
@@ -84,9 +83,7 @@ class RepairLogSensor(BaseSensorOperator):
     def _core_v1(self):
         if self._core is None:
             kube = self.watch["kube"]
-            cluster = ClusterConfig(id="repair-sensor", kubernetes_conn_id=kube.get("conn_id"),
-                                    kubeconfig=kube.get("kubeconfig"), context=kube.get("context"))
-            self._core = KubecostClusterHook(cluster).core_v1
+            self._core = KubecostClusterHook(kube.get("conn_id"), kube.get("kubeconfig"), kube.get("context")).core_v1
         return self._core
 
     def _follower_for_poke(self) -> RepairLogWatch:

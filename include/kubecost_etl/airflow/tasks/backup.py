@@ -30,7 +30,7 @@ def select_clusters(requested: list[str] | None) -> list[str]:
 
 def _cluster(cluster_id: str):
     cluster = load_config().cluster(cluster_id)
-    return cluster, KubecostClusterHook(cluster).core_v1
+    return cluster, KubecostClusterHook.for_cluster(cluster).core_v1
 
 
 def _find_target(cluster, core) -> ExecTarget:
@@ -67,10 +67,15 @@ def stream(cluster_id: str, target: dict, plan: dict) -> dict:
     return backup.stream_files(core, live, open_repository(cluster), plan["transfer"], cluster.backup)
 
 
+def snapshot_source(cluster, pod_name: str, via_debug_container: bool) -> dict:
+    """Where a snapshot's files were read, as its manifest records it."""
+    return {"namespace": cluster.namespace, "pod": pod_name, "container": cluster.container,
+            "etl_path": cluster.etl_path, "via_debug_container": via_debug_container}
+
+
 def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
     cluster, _ = _cluster(cluster_id)
-    source = {"namespace": cluster.namespace, "pod": target["pod"]["name"], "container": cluster.container,
-              "etl_path": cluster.etl_path, "via_debug_container": target["via_debug_container"]}
+    source = snapshot_source(cluster, target["pod"]["name"], target["via_debug_container"])
     manifest = backup.commit_snapshot(open_repository(cluster), backup.Plan.from_dict(plan), streamed, source,
                                       cluster.hourly_hours)
     return manifest.snapshot_id

@@ -46,7 +46,7 @@ def preflight(params: dict, now: float | None = None) -> dict:
     try:
         cluster = load_config().cluster(params.get("cluster") or None)
         settings = cluster.repair
-        hook = KubecostClusterHook(cluster)  # connects only when a request goes through the cluster's API
+        hook = KubecostClusterHook.for_cluster(cluster)  # connects only when a request goes through the cluster's API
         profile = get_profile(params.get("profile") or DEFAULT_PROFILE)
         window = resolve_window(params.get("window"), now, settings.max_window_days)
         provider = _provider(params.get("provider"))
@@ -55,14 +55,14 @@ def preflight(params: dict, now: float | None = None) -> dict:
         log.info("window %s", window.describe())
         if params.get("backup_first", True) and not params.get("dry_run"):
             check_store_ref(cluster)
-        retention = _retention(hook, settings)
+        retention = _retention(hook, cluster.namespace, settings)
         check_window(window, retention, now)
     # ValueError covers ConfigError, WindowError and OutsideRetention (and a bad provider or URL).
     except (ValueError, RetentionUnknown) as exc:
         raise AirflowFailException(f"preflight: {exc}") from None
     log.info("Prometheus keeps %s (%s): the oldest repairable time is %s", retention.text, retention.source,
              iso(retention.oldest_repairable(now)))
-    api = KubecostApi(_kubecost_http(hook, settings))
+    api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
     steps = []
     for step in profile.steps:
         request = api.describe(step, window.query, provider)
@@ -118,7 +118,7 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     except OutsideRetention as exc:
         raise AirflowFailException(f"{step.title}: {exc}") from None
 
-    hook = KubecostClusterHook(cluster)
+    hook = KubecostClusterHook.for_cluster(cluster)
     core = hook.core_v1
     try:
         pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
@@ -129,7 +129,7 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
                                         tail_lines=_TAIL_LINES, _preload_content=False).data
     cursor = LogCursor.after(tail)
 
-    api = KubecostApi(_kubecost_http(hook, settings))
+    api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
     keys = None
     if step.keyed:
         keys = [plan["provider"]] if plan["provider"] and step.accepts_provider else api.cloud_integration_keys()
@@ -201,23 +201,23 @@ def _provider(value) -> str | None:
     return value
 
 
-def _retention(hook: KubecostClusterHook, settings: RepairSettings) -> Retention:
+def _retention(hook: KubecostClusterHook, namespace: str, settings: RepairSettings) -> Retention:
     if settings.prometheus_retention:
         return configured_retention(settings.prometheus_retention)
     if settings.prometheus_url:
         http = DirectHttp(settings.prometheus_url, verify=settings.tls_verify, timeout=settings.request_timeout_seconds)
     else:
-        http = ServiceProxyHttp(hook.core_v1.api_client, hook.cluster.namespace, settings.prometheus_service,
+        http = ServiceProxyHttp(hook.api_client, namespace, settings.prometheus_service,
                                 timeout=settings.request_timeout_seconds)
     return ask_prometheus(http)
 
 
-def _kubecost_http(hook: KubecostClusterHook, settings: RepairSettings):
+def _kubecost_http(hook: KubecostClusterHook, namespace: str, settings: RepairSettings):
     if settings.kubecost_url:
         headers, auth = _credentials(settings.kubecost_conn_id)
         return DirectHttp(settings.kubecost_url + settings.kubecost_api_path, headers, auth, settings.tls_verify,
                           settings.request_timeout_seconds)
-    return ServiceProxyHttp(hook.core_v1.api_client, hook.cluster.namespace, settings.kubecost_service,
+    return ServiceProxyHttp(hook.api_client, namespace, settings.kubecost_service,
                             settings.kubecost_api_path, settings.request_timeout_seconds)
 
 

@@ -44,6 +44,7 @@ from kubecost_etl.restore.snapshot import (
 
 from ..hooks.kubecost_cluster import KubecostClusterHook
 from ..stores import open_repository
+from .backup import snapshot_source
 
 log = logging.getLogger(__name__)
 RESTART_TIMEOUT_S = 900.0
@@ -62,7 +63,7 @@ def _refusals_fail_without_retry(function):
 
 def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook]:
     cluster = load_config().cluster(cluster_id)
-    return cluster, KubecostClusterHook(cluster)
+    return cluster, KubecostClusterHook.for_cluster(cluster)
 
 
 def _pinned(cluster: ClusterConfig, ctx: dict):
@@ -167,9 +168,7 @@ def safety_backup(ctx: dict, plan: dict) -> dict:
     cluster, hook = _cluster(ctx["cluster_id"])
     core = hook.core_v1
     target = _target(cluster, core, ctx)  # preflight's: a second debug container is never added for this
-    # The same source record the backup DAG's commit writes.
-    source = {"namespace": cluster.namespace, "pod": target.pod.name, "container": cluster.container,
-              "etl_path": cluster.etl_path, "via_debug_container": target.via_debug_container}
+    source = snapshot_source(cluster, target.pod.name, target.via_debug_container)
     manifest, report = back_up(core, target, open_repository(cluster), cluster.backup, source, full_verify=True,
                                hourly_hours=cluster.hourly_hours)
     snapshot_id = manifest.snapshot_id
