@@ -41,3 +41,14 @@ def test_debug_containers_off_means_tar_runs_in_cost_model_and_fails_clearly(sim
     assert all(not pod["ephemeral_containers"] for pod in sim.state()["pods"])
     with pytest.raises(CommandNotFound):
         target.exec(core, ["tar", "cf", "-", "-C", ETL, "."]).output()
+
+
+def test_a_running_debug_container_is_reused_not_added_again(simulator):
+    sim = simulator(no_tar=True)
+    core = sim.core_v1()
+    pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
+    first = resolve_exec_target(core, pod, ETL)
+    second = resolve_exec_target(core, pod, ETL)
+    assert first.via_debug_container and second.container == first.container
+    [cost_model_pod] = [p for p in sim.state()["pods"] if p["name"] == pod.name]
+    assert cost_model_pod["ephemeral_containers"] == [first.container]  # they can never be removed

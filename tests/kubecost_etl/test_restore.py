@@ -457,7 +457,7 @@ def test_a_pod_without_tar_restores_through_a_debug_container_also_after_the_res
     assert new_pod["ephemeral_containers"], "the post-check ran in a fresh debug container of the new pod"
 
 
-def test_a_restore_adds_one_debug_container_for_all_its_stages(make_env):
+def test_a_restore_reuses_the_running_debug_container_for_all_its_stages(make_env):
     env = make_env(no_tar=True)
     back_up_then_damage(env)
 
@@ -469,7 +469,7 @@ def test_a_restore_adds_one_debug_container_for_all_its_stages(make_env):
 
     assert out.failure is None, out.failure
     assert out.results["safety_backup"]["snapshot_id"]
-    assert len(debug_containers()) == len(before) + 1
+    assert len(before) == 1 and debug_containers() == before  # the backup's own, still running, is reused
 
 
 def test_restoring_twice_is_harmless(make_env):
@@ -500,7 +500,7 @@ def test_leftovers_of_an_interrupted_earlier_run_are_reported_or_block_until_put
 
 def test_rollout_restart_finds_the_deployment_and_waits_for_the_new_ready_pod(make_env):
     env = make_env()
-    hook = KubecostClusterHook(load_config().cluster(CLUSTER))
+    hook = KubecostClusterHook.for_cluster(load_config().cluster(CLUSTER))
     old = find_cost_model_pod(hook.core_v1, "kubecost", "app=cost-analyzer")
     workload = owning_workload(hook.core_v1, hook.apps_v1, old)
     assert (workload.kind, workload.name) == ("Deployment", "kubecost-cost-analyzer")
@@ -513,7 +513,7 @@ def test_rollout_restart_finds_the_deployment_and_waits_for_the_new_ready_pod(ma
 
 def test_waiting_for_a_replacement_that_never_comes_times_out(make_env):
     make_env()
-    hook = KubecostClusterHook(load_config().cluster(CLUSTER))
+    hook = KubecostClusterHook.for_cluster(load_config().cluster(CLUSTER))
     old = find_cost_model_pod(hook.core_v1, "kubecost", "app=cost-analyzer")
     ticks = itertools.count(0, 10)  # each look at the clock is 10 s later
     with pytest.raises(RolloutError, match=f"no Ready replacement for pod {old.name}.*still {old.name}"):

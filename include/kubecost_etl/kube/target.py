@@ -55,8 +55,18 @@ def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto"
     """
     if mode == "never" or (mode == "auto" and has_command(core_api, pod, pod.container, ["tar", "--help"])):
         return ExecTarget(pod, pod.container, etl_path)
-    name = add_debug_container(core_api, pod, debug_image, wait_seconds)
+    # Ephemeral containers can never be removed from a pod: reuse ours while it still runs.
+    name = running_debug_container(core_api, pod) or add_debug_container(core_api, pod, debug_image, wait_seconds)
     return ExecTarget(pod, name, "/proc/1/root" + etl_path, via_debug_container=True)
+
+
+def running_debug_container(core_api, pod: PodRef) -> str | None:
+    """A debug container this project added to the pod earlier that is still running."""
+    status = core_api.read_namespaced_pod(pod.name, pod.namespace).status
+    for cs in status.ephemeral_container_statuses or []:
+        if cs.name.startswith(DEBUG_CONTAINER_PREFIX) and cs.state and cs.state.running:
+            return cs.name
+    return None
 
 
 def add_debug_container(core_api, pod: PodRef, image: str, wait_seconds: float) -> str:
