@@ -7,11 +7,11 @@ import json
 import sys
 import time
 
-from kubecost_etl import backup
+from kubecost_etl.backup.pipeline import back_up
 from kubecost_etl.config import BackupSettings, ObjectStoreRef
 from kubecost_etl.kube.pods import find_cost_model_pod
 from kubecost_etl.kube.target import resolve_exec_target
-from kubecost_etl.snapshots import Repository
+from kubecost_etl.snapshots.repository import Repository
 from kubecost_etl.storage.objstore_config import build_store, parse_objstore_config
 
 
@@ -29,7 +29,7 @@ def main() -> int:
     started = time.perf_counter()
     target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
                                  "/var/configs/db/etl")
-    manifest, report = backup.back_up(core, target, repo, settings, {})
+    manifest, report = back_up(core, target, repo, settings, {})
     elapsed = time.perf_counter() - started
     print(json.dumps({**manifest.stats, "ok": report["ok"], "stream_seconds": manifest.stats["seconds"],
                       "seconds": elapsed}))

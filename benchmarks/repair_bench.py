@@ -33,7 +33,7 @@ NOISE_BATCH = 5000
 
 def _follow(step: str, window_text: str, poll_seconds: float) -> dict:
     """Request one repair step with the DAG's own stages and follow it with the sensor's trigger; its event."""
-    from kubecost_etl.airflow.tasks import repair as stages
+    from kubecost_etl.airflow.stages import repair as stages
     from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 
     plan = stages.preflight({"cluster": CLUSTER_ID, "window": window_text, "profile": "v1", "backup_first": False})

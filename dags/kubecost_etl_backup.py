@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, task_group
+from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.schedule import backup_schedule
-from kubecost_etl.airflow.tasks import backup as stages
 
 SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
+
+
+def _stages():
+    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
+    from kubecost_etl.airflow.stages import backup
+
+    return backup
 
 
 def _label(cluster_id: str) -> None:
@@ -44,36 +50,36 @@ def _cluster_task(**kwargs):
 def kubecost_etl_backup():
     @task
     def select_clusters(params=None) -> list[str]:
-        return stages.select_clusters(params["clusters"])
+        return _stages().select_clusters(params["clusters"])
 
     @task_group
     def backup_cluster(cluster_id: str):
         @_cluster_task()
         def find_pod(cluster_id: str) -> dict:
             _label(cluster_id)
-            return stages.find_pod(cluster_id)
+            return _stages().find_pod(cluster_id)
 
         @_cluster_task()
         def plan(cluster_id: str, target: dict) -> dict:
             _label(cluster_id)
-            return stages.plan(cluster_id, target)
+            return _stages().plan(cluster_id, target)
 
         @_cluster_task(execution_timeout=timedelta(hours=3))
         def stream(cluster_id: str, target: dict, plan: dict) -> dict:
             _label(cluster_id)
-            return stages.stream(cluster_id, target, plan)
+            return _stages().stream(cluster_id, target, plan)
 
         @_cluster_task()
         def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
             _label(cluster_id)
-            return stages.commit(cluster_id, target, plan, streamed)
+            return _stages().commit(cluster_id, target, plan, streamed)
 
         @_cluster_task(outlets=[SNAPSHOTS])
         def verify(cluster_id: str, snapshot_id: str, params=None, outlet_events=None) -> dict:
             _label(cluster_id)
-            result = stages.verify(cluster_id, snapshot_id, params["full_verify"])
+            result = _stages().verify(cluster_id, snapshot_id, params["full_verify"])
             # Only a verified snapshot is announced: downstream DAGs may schedule on it.
-            outlet_events[SNAPSHOTS].add(stages.snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
+            outlet_events[SNAPSHOTS].add(_stages().snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
             return result
 
         target = find_pod(cluster_id)
@@ -87,14 +93,13 @@ def kubecost_etl_backup():
     @task(trigger_rule="all_done", on_failure_callback=None)
     def report(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
-            raise stages.BackupFailed("no clusters were selected: see select_clusters")
+            raise _stages().BackupFailed("no clusters were selected: see select_clusters")
         # Pulled by explicit map index: one entry per cluster, None where that cluster failed.
         results = ti.xcom_pull(task_ids="backup_cluster.verify", map_indexes=range(len(cluster_ids)))
-        return stages.report(cluster_ids, results)
+        return _stages().report(cluster_ids, results)
 
     cluster_ids = select_clusters()
-    backups = backup_cluster.expand(cluster_id=cluster_ids)
-    backups >> report(cluster_ids)
+    chain(backup_cluster.expand(cluster_id=cluster_ids), report(cluster_ids))
 
 
 kubecost_etl_backup()

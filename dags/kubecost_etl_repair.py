@@ -7,17 +7,27 @@ preflight (window, cluster, Prometheus retention: nothing is sent before these p
 (the backup pipeline's own code, so a bad repair can be undone) -> the profile's chain, each step a
 request (one repair call, answer checked) and a deferrable sensor that follows the cost-model log
 until every day (and hour) of the window is rebuilt -> summary.
+
+Both profiles' chains are drawn: the profile is chosen when the run is triggered, while a DAG's
+shape is fixed when its file is parsed. ``choose_steps`` branches into the chosen profile's chain;
+the other chain shows as skipped.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, TaskGroup, dag, task
+from airflow.sdk import Param, TaskGroup, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.sensors.repair_log import RepairLogSensor
-from kubecost_etl.airflow.tasks import repair as stages
-from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES
+from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES, request_task_id, wait_task_id
+
+
+def _stages():
+    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
+    from kubecost_etl.airflow.stages import repair
+
+    return repair
 
 
 @dag(
@@ -46,38 +56,36 @@ from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES
 def kubecost_etl_repair():
     @task(retries=0)
     def preflight(params=None) -> dict:
-        return stages.preflight(dict(params))
+        return _stages().preflight(dict(params))
 
     @task(execution_timeout=timedelta(hours=3))
     def backup(plan: dict) -> dict:
-        return stages.backup(plan)
+        return _stages().backup(plan)
 
     @task.branch(trigger_rule="none_failed")  # runs after a skipped backup too
     def choose_steps(plan: dict) -> str | None:
-        return stages.choose_steps(plan)
+        return _stages().choose_steps(plan)
 
     @task
     def request_step(plan: dict, step_name: str) -> dict:
-        return stages.request_step(plan, step_name)
+        return _stages().request_step(plan, step_name)
 
     @task(trigger_rule="all_done", retries=0)
     def summary(plan, results: dict) -> dict:
-        return stages.summary(plan, results[plan["profile"]] if plan else [])
+        return _stages().summary(plan, results[plan["profile"]] if plan else [])
 
     plan = preflight()
     route = choose_steps(plan)
-    backup(plan) >> route
+    chain(backup(plan), route)
     results: dict[str, list] = {}
-    for name, profile in PROFILES.items():
+    for name, profile in PROFILES.items():  # every profile drawn; choose_steps enters the one asked for
         with TaskGroup(group_id=name, tooltip=profile.description):
-            previous, results[name] = route, []
+            steps = []
             for step in profile.steps:
-                request = request_step.override(task_id=stages.request_task_id(step.name))(plan, step.name)
-                wait = RepairLogSensor(task_id=stages.wait_task_id(step.name), watch=request, retries=0)
-                previous >> request
-                previous = wait
-                results[name].append(wait.output)
+                request = request_step.override(task_id=request_task_id(step.name))(plan, step.name)
+                steps += [request, RepairLogSensor(task_id=wait_task_id(step.name), watch=request, retries=0)]
+            chain(route, *steps)
+            results[name] = [wait.output for wait in steps[1::2]]
     summary(plan, results)
-
 
 kubecost_etl_repair()

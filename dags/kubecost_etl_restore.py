@@ -22,13 +22,19 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
-from kubecost_etl.airflow.tasks import restore as stages
-from kubecost_etl.restore.plan import MODES
+from kubecost_etl.restore.modes import MODES
 
 log = logging.getLogger(__name__)
 LONG = timedelta(hours=3)  # verify and stage move the whole snapshot
+
+
+def _stages():
+    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
+    from kubecost_etl.airflow.stages import restore
+
+    return restore
 
 
 @dag(
@@ -56,16 +62,16 @@ LONG = timedelta(hours=3)  # verify and stage move the whole snapshot
 def kubecost_etl_restore():
     @task
     def preflight(params=None, run_id=None, dag_run=None) -> dict:
-        return stages.preflight(params["cluster"], params["snapshot"], params["mode"], params["restart"],
+        return _stages().preflight(params["cluster"], params["snapshot"], params["mode"], params["restart"],
                                 params["dry_run"], run_id, dag_run.run_after)
 
     @task(execution_timeout=LONG)
     def verify_snapshot(ctx: dict) -> dict:
-        return stages.verify(ctx)
+        return _stages().verify_snapshot(ctx)
 
     @task
     def plan(ctx: dict) -> dict:
-        return stages.plan(ctx)
+        return _stages().plan(ctx)
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)  # the teardown still runs (and does nothing)
     def apply_changes(ctx: dict) -> bool:
@@ -75,48 +81,49 @@ def kubecost_etl_restore():
 
     @task(execution_timeout=LONG)
     def safety_backup(ctx: dict, plan: dict) -> dict:
-        return stages.safety_backup(ctx, plan)
+        return _stages().safety_backup(ctx, plan)
 
     @task(trigger_rule="none_failed_min_one_success", execution_timeout=LONG)  # runs after a skipped backup
     def stage(ctx: dict, plan: dict) -> dict:
-        return stages.stage_files(ctx, plan)
+        return _stages().stage(ctx, plan)
 
     @task
     def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
-        return stages.check_staged(ctx, plan, staged)
+        return _stages().check_staged(ctx, plan, staged)
 
     @task
     def swap(ctx: dict, plan: dict) -> dict:
-        return stages.swap_in(ctx, plan)
+        return _stages().swap(ctx, plan)
 
     @task
     def restart(ctx: dict, swapped: dict) -> dict:
-        return stages.restart(ctx, swapped)
+        return _stages().restart(ctx, swapped)
 
     @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped restart
     def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
-        return stages.check_restored(ctx, plan, swapped)
+        return _stages().post_check(ctx, plan, swapped)
 
     @task
     def finish(ctx: dict, ti=None) -> dict:
         # Pulled, not passed: after a failure these tasks have no result, and that is the point.
-        return stages.finish(ctx, ti.xcom_pull(task_ids="post_check"), ti.xcom_pull(task_ids="swap"))
+        return _stages().finish(ctx, ti.xcom_pull(task_ids="post_check"), ti.xcom_pull(task_ids="swap"))
 
     ctx = preflight()
     verified = verify_snapshot(ctx)  # the setup: nothing touches the pod before it passes
     the_plan = plan(ctx)
-    verified >> the_plan
-    gate = apply_changes(ctx)
-    the_plan >> gate
-    backed_up = safety_backup(ctx, the_plan)
-    gate >> backed_up
     staged = stage(ctx, the_plan)
-    backed_up >> staged
     swapped = swap(ctx, the_plan)
-    check_staged(ctx, the_plan, staged) >> swapped
-    checked = post_check(ctx, the_plan, swapped)
-    restart(ctx, swapped) >> checked
-    checked >> finish(ctx).as_teardown(setups=verified)
-
+    chain(
+        verified,
+        the_plan,
+        apply_changes(ctx),
+        safety_backup(ctx, the_plan),
+        staged,
+        check_staged(ctx, the_plan, staged),
+        swapped,
+        restart(ctx, swapped),
+        post_check(ctx, the_plan, swapped),
+        finish(ctx).as_teardown(setups=verified),
+    )
 
 kubecost_etl_restore()

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
-from .repair.settings import RepairSettings, parse_repair_settings
+from kubecost_etl.errors import ConfigError
+from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 
 CONFIG_ENV = "KUBECOST_ETL_CONFIG"
 _CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from kubecost_etl.airflow.tasks import restore as stages
-from kubecost_etl.airflow.tasks.backup import run_backup
-from kubecost_etl.snapshots import Repository
+from kubecost_etl.airflow.stages import restore as stages
+from kubecost_etl.airflow.stages.backup import run_backup
+from kubecost_etl.snapshots.repository import Repository
 from kubecost_etl.storage.filesystem import FilesystemStore
 
 from tests.etl_trees import make_etl_dir, tree_digests
@@ -68,13 +68,13 @@ def test_a_failure_after_the_swap_puts_the_previous_data_back(cluster, restore_d
     run_backup(CLUSTER)
     damage(etl)
     before = tree_digests(etl)
-    real_check = stages.check_restored
+    real_check = stages.post_check
 
     def check_after_a_loss(ctx, plan, swapped):
         next(p for p in sorted(etl.rglob("*")) if p.is_file()).unlink()  # restored, then lost again
         return real_check(ctx, plan, swapped)
 
-    monkeypatch.setattr(stages, "check_restored", check_after_a_loss)
+    monkeypatch.setattr(stages, "post_check", check_after_a_loss)
 
     run = restore_dag.test(run_conf={"cluster": CLUSTER, "restart": False})
 

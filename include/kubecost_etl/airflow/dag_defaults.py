@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pendulum
 
-from .notifiers import notify_failure
+from kubecost_etl.airflow.notifiers import notify_failure
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 DEFAULT_ARGS = {

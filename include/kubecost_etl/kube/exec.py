@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 from websocket import ABNF, WebSocketConnectionClosedException, WebSocketTimeoutException
 
+from kubecost_etl.errors import TransientError
+
 STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
 _STDERR_KEPT = 64 * 1024
 _STDIN_FRAME = 256 * 1024
@@ -23,7 +25,7 @@ _STDIN_FRAME = 256 * 1024
 MAX_COMMAND_URL_BYTES = 6 * 1024
 
 
-class ExecError(RuntimeError):
+class ExecError(TransientError, RuntimeError):
     """The command could not run or failed; ``exit_code`` is set when it ran and exited non-zero."""
 
     def __init__(self, message: str, exit_code: int | None = None, stderr: str = ""):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kubecost_etl.errors import TransientError
 
-class PodNotFound(LookupError):
+
+class PodNotFound(TransientError, LookupError):
     """No suitable pod; the message lists what was found and why each was passed over."""
 
 

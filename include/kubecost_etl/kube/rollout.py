@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .pods import PodNotFound, PodRef, find_cost_model_pod, pod_uid
+from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, pod_uid
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 _STRATEGIC_MERGE = "application/strategic-merge-patch+json"  # what kubectl sends for this patch
 
 
-class RolloutError(RuntimeError):
+class RolloutError(KubecostEtlError, RuntimeError):
     pass
 
 

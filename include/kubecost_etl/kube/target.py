@@ -10,8 +10,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .exec import CommandNotFound, ExecError, PodExec
-from .pods import PodRef
+from kubecost_etl.kube.exec import CommandNotFound, ExecError, PodExec
+from kubecost_etl.kube.pods import PodRef
 
 DEBUG_CONTAINER_PREFIX = "kubecost-etl-"
 DEBUG_CONTAINER_LIFETIME_S = 4 * 3600  # the container's sleep: it ends by itself after the work

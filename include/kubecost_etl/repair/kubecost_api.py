@@ -12,11 +12,12 @@ import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
-from .profiles import Step
-from .transport import HttpAnswer, TransportError
+from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.repair.profiles import Step
+from kubecost_etl.repair.transport import HttpAnswer, TransportError
 
 
-class RepairRequestFailed(RuntimeError):
+class RepairRequestFailed(KubecostEtlError, RuntimeError):
     def __init__(self, message: str, retryable: bool):
         super().__init__(message)
         self.retryable = retryable

@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kubecost_etl.windows import DAY, HOUR, RepairWindow, ceil_to, iso
-
-from .profiles import RepairProfile, StepLog
+from kubecost_etl.etl.windows import DAY, HOUR, RepairWindow, ceil_to, iso
+from kubecost_etl.repair.profiles import RepairProfile, StepLog
 
 REQUIRED, OPTIONAL, NONE = "required", "optional", "none"
 

@@ -18,8 +18,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .log_matching import LogCursor, Outcome, StepTracker, parse_k8s_timestamp, read_message, split_lines
-from .profiles import get_profile
+from kubecost_etl.repair.log_matching import (
+    LogCursor,
+    Outcome,
+    StepTracker,
+    parse_k8s_timestamp,
+    read_message,
+    split_lines,
+)
+from kubecost_etl.repair.profiles import get_profile
 
 DEFAULT_LIMIT_BYTES = 1 << 20
 MAX_LIMIT_BYTES = 64 << 20

@@ -160,3 +160,11 @@ def get_profile(name: str) -> RepairProfile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown repair profile {name!r}; known: {sorted(PROFILES)}") from None
+
+
+def request_task_id(step_name: str) -> str:
+    return f"request_{step_name}"
+
+
+def wait_task_id(step_name: str) -> str:
+    return f"wait_{step_name}"

@@ -16,20 +16,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubecost_etl.windows import DAY, RepairWindow, ceil_to, iso
-
-from .transport import TransportError
+from kubecost_etl.errors import KubecostEtlError, Refusal
+from kubecost_etl.etl.windows import DAY, RepairWindow, ceil_to, iso
+from kubecost_etl.repair.transport import TransportError
 
 _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_UNITS = (365 * DAY, 7 * DAY, DAY, 3600, 60, 1, 0.001)
 _PROMETHEUS_DEFAULT = "15d"  # what Prometheus uses when neither time nor size retention is set
 
 
-class RetentionUnknown(RuntimeError):
+class RetentionUnknown(KubecostEtlError, RuntimeError):
     """Prometheus' retention could not be found: the repair is refused."""
 
 
-class OutsideRetention(ValueError):
+class OutsideRetention(Refusal, ValueError):
     """The window starts before the oldest time Prometheus can rebuild."""
 
 

@@ -29,8 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kubecost_etl.errors import ConfigError
-
-from .retention import parse_duration
+from kubecost_etl.repair.retention import parse_duration
 
 _SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:[A-Za-z0-9-]+)?$")
 

@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from kubecost_etl.errors import TransientError
 
-class TransportError(RuntimeError):
+
+class TransportError(TransientError, RuntimeError):
     """The request got no HTTP answer at all (connection refused, timeout, TLS failure)."""
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from ..etl_layout import UnsafePathError, check_relative_path
-from ..kube.exec import CommandNotFound
-from ..kube.target import ExecTarget
-from ..pod_files import EtlDirMissing, PodFile, hash_files, list_files
-from ..snapshots import FileEntry
-from ..tar_stream import parent_directories
-from .snapshot import RestoreRefused
+from kubecost_etl.etl.layout import UnsafePathError, check_relative_path
+from kubecost_etl.kube.exec import CommandNotFound
+from kubecost_etl.kube.pod_files import EtlDirMissing, PodFile, hash_files, list_files
+from kubecost_etl.kube.target import ExecTarget
+from kubecost_etl.restore.modes import FILL_MISSING, MODES, REPLACE
+from kubecost_etl.snapshots.pinned import RestoreRefused
+from kubecost_etl.snapshots.repository import FileEntry
+from kubecost_etl.transfer.tar_stream import parent_directories
 
 log = logging.getLogger(__name__)
-REPLACE, FILL_MISSING = "replace", "fill-missing"
-MODES = (REPLACE, FILL_MISSING)
 
 
 def check_mode(mode: str) -> str:

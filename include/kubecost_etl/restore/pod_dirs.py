@@ -20,8 +20,8 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 
-from ..kube.exec import ExecError
-from ..kube.target import ExecTarget
+from kubecost_etl.kube.exec import ExecError
+from kubecost_etl.kube.target import ExecTarget
 
 log = logging.getLogger(__name__)
 KINDS = ("restore", "previous", "discarded")

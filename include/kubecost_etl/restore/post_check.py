@@ -11,17 +11,18 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..etl_layout import RESOLUTIONS, parse_set_file
-from ..kube.exec import CommandNotFound
-from ..kube.target import ExecTarget
-from ..pod_files import EtlDirMissing, hash_files, list_files
-from ..snapshots import FileEntry
+from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.etl.layout import RESOLUTIONS, parse_set_file
+from kubecost_etl.kube.exec import CommandNotFound
+from kubecost_etl.kube.pod_files import EtlDirMissing, hash_files, list_files
+from kubecost_etl.kube.target import ExecTarget
+from kubecost_etl.snapshots.repository import FileEntry
 
 log = logging.getLogger(__name__)
 DAILY_RETENTION_DAYS = 91  # Kubecost's default etlDailyStoreDurationDays
 
 
-class PostCheckFailed(RuntimeError):
+class PostCheckFailed(KubecostEtlError, RuntimeError):
     pass
 
 

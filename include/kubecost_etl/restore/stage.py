@@ -16,21 +16,22 @@ import time
 
 from websocket import WebSocketException
 
-from ..compression import decompress
-from ..kube.exec import CommandNotFound, ExecError, ExecStreamCut, PodExec
-from ..kube.target import ExecTarget
-from ..pod_files import hash_files, list_files
-from ..snapshots import FileEntry, Repository
-from ..tar_stream import ArchiveFile, FrameSink, write_archive
-from . import pod_dirs
-from .pod_dirs import RestoreDirs
-from .snapshot import RestoreRefused
+from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.kube.exec import CommandNotFound, ExecError, ExecStreamCut, PodExec
+from kubecost_etl.kube.pod_files import hash_files, list_files
+from kubecost_etl.kube.target import ExecTarget
+from kubecost_etl.restore import pod_dirs
+from kubecost_etl.restore.pod_dirs import RestoreDirs
+from kubecost_etl.snapshots.pinned import RestoreRefused
+from kubecost_etl.snapshots.repository import FileEntry, Repository
+from kubecost_etl.transfer.compression import decompress
+from kubecost_etl.transfer.tar_stream import ArchiveFile, FrameSink, write_archive
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
 
 
-class StagingFailed(RuntimeError):
+class StagingFailed(KubecostEtlError, RuntimeError):
     """The staged files are not what the snapshot holds; the staging dir was removed."""
 
 

@@ -22,19 +22,20 @@ import logging
 import posixpath
 from datetime import UTC, datetime
 
-from ..kube.exec import ExecError, command_batches
-from ..kube.target import ExecTarget
-from ..pod_files import list_files
-from ..tar_stream import parent_directories
-from . import pod_dirs
-from .plan import scan_tree
-from .pod_dirs import RestoreDirs
+from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.kube.exec import ExecError, command_batches
+from kubecost_etl.kube.pod_files import list_files
+from kubecost_etl.kube.target import ExecTarget
+from kubecost_etl.restore import pod_dirs
+from kubecost_etl.restore.plan import scan_tree
+from kubecost_etl.restore.pod_dirs import RestoreDirs
+from kubecost_etl.transfer.tar_stream import parent_directories
 
 log = logging.getLogger(__name__)
 _MOVE_PASSES = 3  # a directory Kubecost creates meanwhile turns a directory move into file moves
 
 
-class SwapFailed(RuntimeError):
+class SwapFailed(KubecostEtlError, RuntimeError):
     pass
 
 

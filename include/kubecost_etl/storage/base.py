@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from kubecost_etl.errors import KubecostEtlError, Refusal
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -21,7 +23,7 @@ class ObjectInfo:
     last_modified: datetime | None = None
 
 
-class StorageError(Exception):
+class StorageError(KubecostEtlError):
     """An object-store operation failed; the message names the store and the key."""
 
 
@@ -31,7 +33,7 @@ class ObjectNotFound(StorageError):
         self.location = location
 
 
-class StorageConfigError(StorageError):
+class StorageConfigError(StorageError, Refusal):
     """The store is configured wrongly (bad object-store.yaml, missing connection...)."""
 
 

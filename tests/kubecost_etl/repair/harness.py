@@ -98,7 +98,7 @@ def repair_cluster(repair_cluster_factory) -> RepairCluster:
 
 def requested(window: str, step: str, profile: str = "v1") -> dict:
     """What the sensor of ``step`` watches: the preflight (no backup) and the step's request, run."""
-    from kubecost_etl.airflow.tasks import repair as stages
+    from kubecost_etl.airflow.stages import repair as stages
 
     plan = stages.preflight({"cluster": CLUSTER_ID, "window": window, "profile": profile, "backup_first": False})
     return stages.request_step(plan, step)

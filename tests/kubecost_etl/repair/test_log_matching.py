@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from kubecost_etl.etl.windows import RepairWindow
 from kubecost_etl.repair.log_matching import (
     NONE,
     OPTIONAL,
@@ -21,7 +22,6 @@ from kubecost_etl.repair.log_matching import (
 )
 from kubecost_etl.repair.log_watch import MAX_LIMIT_BYTES, PodState, RepairLogWatch
 from kubecost_etl.repair.profiles import PROFILES, get_profile
-from kubecost_etl.windows import RepairWindow
 
 V1 = get_profile("v1")
 NOW = int(datetime(2023, 1, 4, 10, 30, tzinfo=UTC).timestamp())

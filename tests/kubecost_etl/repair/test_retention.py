@@ -6,6 +6,7 @@ import socket
 from datetime import UTC, datetime
 
 import pytest
+from kubecost_etl.etl.windows import RepairWindow
 from kubecost_etl.repair.retention import (
     OutsideRetention,
     Retention,
@@ -18,7 +19,6 @@ from kubecost_etl.repair.retention import (
     parse_duration,
 )
 from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
-from kubecost_etl.windows import RepairWindow
 
 DAY = 86400
 

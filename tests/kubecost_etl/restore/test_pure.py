@@ -11,21 +11,21 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from kubecost_etl.kube.pod_files import PodFile
 from kubecost_etl.kube.pods import PodRef
 from kubecost_etl.kube.rollout import RolloutError, Workload, owning_workload
-from kubecost_etl.pod_files import PodFile
 from kubecost_etl.restore.plan import FILL_MISSING, REPLACE, PodTree, plan_restore, same_size_paths
 from kubecost_etl.restore.pod_dirs import RestoreDirs, restore_token
 from kubecost_etl.restore.post_check import expired
-from kubecost_etl.restore.snapshot import (
+from kubecost_etl.restore.swap import plan_moves
+from kubecost_etl.snapshots.pinned import (
     RestoreRefused,
     check_snapshot_id,
     load_pinned,
     manifest_problems,
     resolve_snapshot,
 )
-from kubecost_etl.restore.swap import plan_moves
-from kubecost_etl.snapshots import FileEntry, Manifest, Repository, object_key
+from kubecost_etl.snapshots.repository import FileEntry, Manifest, Repository, object_key
 
 CLUSTER = "cluster-a"
 

@@ -1,4 +1,5 @@
-"""An `ObjectStore` from an Airflow connection: the provider hooks make the SDK clients, the domain stores wrap them.
+"""Object stores for the pipelines: from an Airflow connection (the provider hooks make the SDK clients, the
+domain stores wrap them) or from a Thanos objstore config; and a cluster's backup repository on top.
 
 Supported connection types:
 - `aws`: `S3Hook(aws_conn_id).get_client_type("s3")`; an S3-compatible server goes in the
@@ -14,6 +15,9 @@ from __future__ import annotations
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from kubecost_etl.config import ClusterConfig, ConfigError, ObjectStoreRef
+from kubecost_etl.snapshots.repository import Repository
+from kubecost_etl.storage import objstore_config
 from kubecost_etl.storage.base import ObjectStore, StorageConfigError
 
 
@@ -61,3 +65,47 @@ def object_store_from_connection(conn_id: str, bucket: str, prefix: str = "") ->
             f"object stores need one of {', '.join(sorted(_BUILDERS))}"
         )
     return builder(conn_id, bucket, prefix)
+
+
+# Opening a cluster's backup repository from its configured object store reference.
+def _objstore(ref: ObjectStoreRef) -> objstore_config.ObjStoreConfig:
+    if ref.config_file:
+        return objstore_config.load_objstore_config(ref.config_file)
+    return objstore_config.parse_objstore_config(ref.inline, source="inline object_store")
+
+
+def open_store(ref: ObjectStoreRef) -> ObjectStore:
+    if ref.conn_id:
+        from kubecost_etl.airflow.hooks.object_store import object_store_from_connection
+
+        return object_store_from_connection(ref.conn_id, ref.bucket, ref.prefix)
+    # A prefix next to config_file nests under the file's own top-level prefix.
+    return objstore_config.build_store(_objstore(ref), sub_prefix=ref.prefix if ref.config_file else "")
+
+
+def check_store_ref(cluster: ClusterConfig) -> None:
+    """Fail early, naming the cluster, if its store cannot be configured (no network involved)."""
+    if cluster.backup is None:
+        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)")
+    ref = cluster.backup.object_store
+    try:
+        if ref.conn_id:
+
+            try:
+                BaseHook.get_connection(ref.conn_id)
+            except AirflowNotFoundException:
+                raise StorageConfigError(f"Airflow connection {ref.conn_id!r} is not defined") from None
+        else:
+            _objstore(ref)
+    except StorageConfigError as exc:
+        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: {exc}") from None
+
+
+def open_repository(cluster: ClusterConfig) -> Repository:
+    if cluster.backup is None:
+        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)")
+    try:
+        store = open_store(cluster.backup.object_store)
+    except StorageConfigError as exc:
+        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: {exc}") from None
+    return Repository(store, cluster.id)

@@ -20,12 +20,10 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
+from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 from kubecost_etl.repair.log_matching import Outcome
 from kubecost_etl.repair.log_watch import LOG_READ_TIMEOUT, RepairLogWatch, pod_state
 from kubecost_etl.repair.transport import raw_get
-
-from ..hooks.kubecost_cluster import KubecostClusterHook
-from ..triggers.repair_log import RepairLogTrigger
 
 _DEFER_GRACE = timedelta(minutes=5)  # the trigger reports its own timeout; this only backs it up
 
@@ -83,6 +81,8 @@ class RepairLogSensor(BaseSensorOperator):
     def _core_v1(self):
         if self._core is None:
             kube = self.watch["kube"]
+            from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+
             self._core = KubecostClusterHook(kube.get("conn_id"), kube.get("kubeconfig"), kube.get("context")).core_v1
         return self._core
 

@@ -1,0 +1,139 @@
+"""The backup pipeline's stages as task callables (cluster id and JSON values in, JSON values out)."""
+
+from __future__ import annotations
+
+import logging
+
+from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+from kubecost_etl.airflow.hooks.object_store import check_store_ref, open_repository
+from kubecost_etl.backup.commit import commit_snapshot
+from kubecost_etl.backup.plan import Plan, plan_backup
+from kubecost_etl.backup.stream import stream_files
+from kubecost_etl.config import load_config
+from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.kube.pods import PodRef, find_cost_model_pod, pod_uid
+from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
+from kubecost_etl.snapshots.verify import verify_snapshot
+
+log = logging.getLogger(__name__)
+
+
+class BackupFailed(KubecostEtlError, RuntimeError):
+    pass
+
+
+def select_clusters(requested: list[str] | None) -> list[str]:
+    """Validate the configuration and the requested ids before anything touches a pod or bucket."""
+    config = load_config()
+    clusters = config.select(requested or None)
+    for cluster in clusters:
+        check_store_ref(cluster)
+    return [c.id for c in clusters]
+
+
+def _cluster(cluster_id: str):
+    cluster = load_config().cluster(cluster_id)
+    return cluster, KubecostClusterHook.for_cluster(cluster).core_v1
+
+
+def _find_target(cluster, core) -> ExecTarget:
+    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+
+
+def find_pod(cluster_id: str) -> dict:
+    cluster, core = _cluster(cluster_id)
+    target = _find_target(cluster, core)
+    pod = target.pod
+    log.info("cluster %s: pod %s, exec in %s, ETL root %s", cluster_id, pod.name, target.container, target.etl_root)
+    return target.as_dict()
+
+
+def _live_target(cluster, core, target: dict) -> ExecTarget:
+    """The target found earlier, or a fresh one if the pod was replaced in between (a restart)."""
+    pod = PodRef(**target["pod"])
+    if pod_uid(core, pod.namespace, pod.name) == pod.uid:
+        return ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
+    log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
+    return _find_target(cluster, core)
+
+
+def plan(cluster_id: str, target: dict) -> dict:
+    cluster, core = _cluster(cluster_id)
+    live = _live_target(cluster, core, target)
+    return plan_backup(core, live, open_repository(cluster), cluster.backup).as_dict()
+
+
+def stream(cluster_id: str, target: dict, plan: dict) -> dict:
+    cluster, core = _cluster(cluster_id)
+    live = _live_target(cluster, core, target)
+    return stream_files(core, live, open_repository(cluster), plan["transfer"], cluster.backup)
+
+
+def snapshot_source(cluster, pod_name: str, via_debug_container: bool) -> dict:
+    """Where a snapshot's files were read, as its manifest records it."""
+    return {"namespace": cluster.namespace, "pod": pod_name, "container": cluster.container,
+            "etl_path": cluster.etl_path, "via_debug_container": via_debug_container}
+
+
+def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
+    cluster, _ = _cluster(cluster_id)
+    source = snapshot_source(cluster, target["pod"]["name"], target["via_debug_container"])
+    manifest = commit_snapshot(open_repository(cluster), Plan.from_dict(plan), streamed, source,
+                                      cluster.hourly_hours)
+    return manifest.snapshot_id
+
+
+def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
+    cluster, _ = _cluster(cluster_id)
+    repo = open_repository(cluster)
+    report = verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full)
+    for store, cov in report["coverage"].items():
+        log.info("coverage %s: %d files, %s h, windows %s, gaps %s %s", store, cov["files"], cov["covered_hours"],
+                 cov["windows"], cov["gaps"], "; ".join(cov["warnings"]))
+    for finding in report["damaged"]:
+        log.error("damaged in the pod itself (copied as found): %s: %s", finding["path"], finding["reason"])
+    if not report["ok"]:
+        findings = report["problems"][:10] + [f"{d['path']}: {d['reason']}" for d in report["damaged"][:10]]
+        raise BackupFailed(f"verification of snapshot {snapshot_id} of {cluster_id} failed: " + "; ".join(findings))
+    log.info("snapshot %s of %s verified: %d objects present, %d re-hashed", snapshot_id, cluster_id,
+             report["objects_present"], report["rehashed"])
+    return {"cluster_id": cluster_id, "snapshot_id": snapshot_id, "repository": repo.description,
+            "objects": report["objects"], "rehashed": report["rehashed"], "coverage": report["coverage"]}
+
+
+def run_backup(cluster_id: str, full_verify: bool = False) -> dict:
+    """The whole pipeline in one call (for the repair and restore pipelines' safety backups)."""
+    target = find_pod(cluster_id)
+    the_plan = plan(cluster_id, target)
+    streamed = stream(cluster_id, target, the_plan)
+    snapshot_id = commit(cluster_id, target, the_plan, streamed)
+    return verify(cluster_id, snapshot_id, full_verify)
+
+
+def snapshot_asset(cluster_id: str):
+    from airflow.sdk import Asset
+
+    return Asset(uri=f"kubecost-etl://{cluster_id}/snapshots", name=f"kubecost_etl_snapshots_{cluster_id}")
+
+
+def report(cluster_ids: list[str], results: list[dict]) -> dict:
+    """One line per cluster: the verified snapshot, or that it failed (its own tasks say why).
+
+    ``results`` holds one entry per cluster, in order, None where the cluster failed."""
+    done = {r["cluster_id"]: r for r in results if r}  # None: that cluster's verify never succeeded
+    lines, failed = [], []
+    for cid in cluster_ids:
+        if cid in done:
+            r = done[cid]
+            lines.append(f"{cid}: snapshot {r['snapshot_id']} verified ({r['objects']} objects, "
+                         f"{r['rehashed']} re-hashed) in {r['repository']}")
+        else:
+            failed.append(cid)
+            lines.append(f"{cid}: FAILED (see its tasks in this run)")
+    for line in lines:
+        log.info("%s", line)
+    if failed:
+        # The run's leaf task: failing here keeps a partly failed run from showing green.
+        raise BackupFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not backed up: {', '.join(failed)}")
+    return {"succeeded": sorted(done), "lines": lines}

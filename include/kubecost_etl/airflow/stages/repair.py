@@ -1,0 +1,225 @@
+"""The repair pipeline's stages as task callables (params and JSON values in, JSON values out).
+
+preflight (no call to Kubecost: window, cluster, retention) -> backup (the backup pipeline's own
+code) -> per step: request_step (one repair call, answer checked) -> RepairLogSensor -> summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+from kubecost_etl.airflow.hooks.object_store import check_store_ref
+from kubecost_etl.airflow.stages import backup as backup_stages
+from kubecost_etl.config import load_config
+from kubecost_etl.etl.windows import RepairWindow, iso, resolve_window
+from kubecost_etl.kube.pods import PodNotFound, find_cost_model_pod
+from kubecost_etl.repair.kubecost_api import KubecostApi, RepairRequestFailed
+from kubecost_etl.repair.log_matching import LogCursor, expectation
+from kubecost_etl.repair.log_watch import pod_state
+from kubecost_etl.repair.profiles import DEFAULT_PROFILE, get_profile, request_task_id
+from kubecost_etl.repair.retention import (
+    OutsideRetention,
+    Retention,
+    RetentionUnknown,
+    ask_prometheus,
+    check_window,
+    configured_retention,
+)
+from kubecost_etl.repair.settings import RepairSettings
+from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
+
+log = logging.getLogger(__name__)
+
+_PROVIDER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,252}$")
+_TAIL_LINES = 50  # lines read to place the cursor at the end of the log before a request
+
+
+def preflight(params: dict, now: float | None = None) -> dict:
+    """Everything that can be checked before Kubecost is called; the plan the other stages follow."""
+    now = int(time.time() if now is None else now)
+    try:
+        cluster = load_config().cluster(params.get("cluster") or None)
+        settings = cluster.repair
+        hook = KubecostClusterHook.for_cluster(cluster)  # connects only when a request goes through the cluster's API
+        profile = get_profile(params.get("profile") or DEFAULT_PROFILE)
+        window = resolve_window(params.get("window"), now, settings.max_window_days)
+        provider = _provider(params.get("provider"))
+        log.info("cluster %s, profile %s (%s), log patterns %s", cluster.id, profile.name, profile.description,
+                 profile.log_patterns.label)
+        log.info("window %s", window.describe())
+        if params.get("backup_first", True) and not params.get("dry_run"):
+            check_store_ref(cluster)
+        retention = _retention(hook, cluster.namespace, settings)
+        check_window(window, retention, now)
+    # ValueError covers ConfigError, WindowError and OutsideRetention (and a bad provider or URL).
+    except (ValueError, RetentionUnknown) as exc:
+        raise AirflowFailException(f"preflight: {exc}") from None
+    log.info("Prometheus keeps %s (%s): the oldest repairable time is %s", retention.text, retention.source,
+             iso(retention.oldest_repairable(now)))
+    api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
+    steps = []
+    for step in profile.steps:
+        request = api.describe(step, window.query, provider)
+        steps.append({"step": step.name, "title": step.title, "request": request})
+        log.info("step %d: %s", len(steps), request)
+    plan = {
+        "cluster_id": cluster.id, "profile": profile.name, "window": window.as_dict(), "provider": provider,
+        "backup_first": bool(params.get("backup_first", True)), "dry_run": bool(params.get("dry_run", False)),
+        "retention": retention.as_dict(), "steps": steps, "planned_at": now,
+    }
+    if plan["dry_run"]:
+        log.info("dry run: nothing will be backed up or sent to Kubecost")
+    return plan
+
+
+def backup(plan: dict) -> dict:
+    """A verified backup first, so a bad repair can be undone by a restore."""
+    if plan["dry_run"]:
+        raise AirflowSkipException("dry run")
+    if not plan["backup_first"]:
+        raise AirflowSkipException("backup_first is false: repairing without a fresh backup")
+    result = backup_stages.run_backup(plan["cluster_id"])
+    log.info("safety backup: snapshot %s of %s (restore it to undo this repair)", result["snapshot_id"],
+             plan["cluster_id"])
+    return result
+
+
+def choose_steps(plan: dict) -> str | None:
+    """The first task of the profile's chain, or None (nothing runs) for a dry run."""
+    if plan["dry_run"]:
+        return None
+    return f"{plan['profile']}.{request_task_id(get_profile(plan['profile']).steps[0].name)}"
+
+
+def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
+    """Send one repair call and return what its sensor must watch for."""
+    cluster = load_config().cluster(plan["cluster_id"])
+    settings = cluster.repair
+    profile = get_profile(plan["profile"])
+    step = profile.step(step_name)
+    window = RepairWindow.from_dict(plan["window"])
+    now = int(time.time() if now is None else now)
+    try:  # Prometheus' cutoff moves on while earlier steps run
+        check_window(window, Retention.from_dict(plan["retention"]), now)
+    except OutsideRetention as exc:
+        raise AirflowFailException(f"{step.title}: {exc}") from None
+
+    hook = KubecostClusterHook.for_cluster(cluster)
+    core = hook.core_v1
+    try:
+        pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    except PodNotFound as exc:
+        raise AirflowFailException(f"{step.title}: {exc}") from None
+    restarts = pod_state(core.read_namespaced_pod(pod.name, pod.namespace), pod.container).restarts
+    tail = core.read_namespaced_pod_log(pod.name, pod.namespace, container=pod.container, timestamps=True,
+                                        tail_lines=_TAIL_LINES, _preload_content=False).data
+    cursor = LogCursor.after(tail)
+
+    api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
+    keys = None
+    if step.keyed:
+        keys = [plan["provider"]] if plan["provider"] and step.accepts_provider else api.cloud_integration_keys()
+        if keys is None:
+            log.warning("%s: cannot list the cloud integrations (/etl/status); the step counts as done once every "
+                        "integration seen in the log has covered the window", step.title)
+    if not profile.step_log(step.name).confirmed:
+        log.warning("%s: no public example of its log lines exists; patterns %s are a best guess. If the step never "
+                    "completes although Kubecost finished, compare its log with them", step.title,
+                    profile.log_patterns.label)
+    expected = expectation(profile, step.name, window, now, cluster.hourly_hours, keys)
+    log.info("%s: following pod %s from the end of its log; expecting %d day(s)%s%s", step.title, pod.name,
+             len(expected["days"]),
+             f" and {len(expected['hours'])} hour(s) ({expected['hourly']})" if expected["hours"] else "",
+             f" for integrations {keys}" if keys else "")
+
+    requested_at = time.time()
+    try:
+        answer = api.repair(step, window.query, plan["provider"])
+    except RepairRequestFailed as exc:
+        if exc.retryable:
+            raise  # Airflow retries the request task (a 5xx or no answer: the repair probably did not start)
+        raise AirflowFailException(str(exc)) from None
+    log.info("%s -> HTTP %d, code %d: %s", answer.request, answer.status, answer.code, answer.data)
+    return {
+        "step": step.name, "title": step.title, "request": answer.request, "answer": answer.as_dict(),
+        "requested_at": requested_at, "deadline": requested_at + settings.step_timeout_minutes * 60,
+        "timeout_minutes": settings.step_timeout_minutes, "poll_seconds": settings.poll_seconds,
+        "kube": {"conn_id": cluster.kubernetes_conn_id, "kubeconfig": cluster.kubeconfig, "context": cluster.context},
+        "pod": {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid, "container": pod.container,
+                "restarts": restarts},
+        "cursor": cursor.as_dict(), "expected": expected,
+    }
+
+
+def summary(plan: dict, results: list[dict | None]) -> dict:
+    """One line per step: request, answer, days completed, duration; fails the run if a step did not finish."""
+    if plan is None:
+        raise AirflowFailException("preflight did not pass: nothing was sent to Kubecost (see the preflight task)")
+    by_step = {r["step"]: r for r in results if r}
+    lines, unfinished = [], []
+    for planned in plan["steps"]:
+        result = by_step.get(planned["step"])
+        if plan["dry_run"]:
+            lines.append(f"{planned['title']}: dry run, not sent: {planned['request']}")
+        elif result is None:
+            unfinished.append(planned["title"])
+            lines.append(f"{planned['title']}: NOT COMPLETED (see its request_/wait_ tasks): {planned['request']}")
+        else:
+            answer = result["answer"]
+            lines.append(f"{result['title']}: {result['request']} -> HTTP {answer['status']} code {answer['code']} "
+                         f"{answer['data']!r}; days completed {result['days_done']}/{result['days_expected']}"
+                         + "".join(f", {p['pass']} {p['done']}/{p['expected']}" for p in result["passes"])
+                         + f"; {result['seconds']:.1f} s")
+    for line in lines:
+        log.info("%s", line)
+    if unfinished:
+        raise AirflowFailException(f"repair of {plan['cluster_id']} window {plan['window']['query']} incomplete: "
+                                   f"{', '.join(unfinished)} did not finish")
+    return {"cluster_id": plan["cluster_id"], "window": plan["window"], "profile": plan["profile"],
+            "dry_run": plan["dry_run"], "lines": lines}
+
+
+def _provider(value) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _PROVIDER_KEY.match(value):
+        raise ValueError(f"provider {value!r} is not a cloud integration key")
+    return value
+
+
+def _retention(hook: KubecostClusterHook, namespace: str, settings: RepairSettings) -> Retention:
+    if settings.prometheus_retention:
+        return configured_retention(settings.prometheus_retention)
+    if settings.prometheus_url:
+        http = DirectHttp(settings.prometheus_url, verify=settings.tls_verify, timeout=settings.request_timeout_seconds)
+    else:
+        http = ServiceProxyHttp(hook.api_client, namespace, settings.prometheus_service,
+                                timeout=settings.request_timeout_seconds)
+    return ask_prometheus(http)
+
+
+def _kubecost_http(hook: KubecostClusterHook, namespace: str, settings: RepairSettings):
+    if settings.kubecost_url:
+        headers, auth = _credentials(settings.kubecost_conn_id)
+        return DirectHttp(settings.kubecost_url + settings.kubecost_api_path, headers, auth, settings.tls_verify,
+                          settings.request_timeout_seconds)
+    return ServiceProxyHttp(hook.api_client, namespace, settings.kubecost_service,
+                            settings.kubecost_api_path, settings.request_timeout_seconds)
+
+
+def _credentials(conn_id: str | None) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """Headers (``extra.headers``) and basic auth (login/password) of an Airflow connection."""
+    if not conn_id:
+        return {}, None
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    headers = conn.extra_dejson.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise AirflowFailException(f"connection {conn_id!r}: extra.headers must be a mapping of header names to values")
+    return {str(k): str(v) for k, v in headers.items()}, ((conn.login, conn.password or "") if conn.login else None)

@@ -1,0 +1,298 @@
+"""The restore pipeline's stages as task callables (JSON values in, JSON values out).
+
+``preflight`` returns the run's context (``ctx``): cluster, pinned snapshot, mode, whether to
+restart, the dir token and the exec target. Every later stage reloads the manifest and checks it
+against the pinned sha256, and re-resolves the pod when a restart replaced it. ``finish`` is the
+run's teardown: it removes this run's dirs after a passed post-check, and otherwise puts the
+previous ETL dir back (restarting Kubecost again if the restore had restarted it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import UTC, datetime
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+from kubecost_etl.airflow.hooks.object_store import open_repository
+from kubecost_etl.airflow.stages.backup import snapshot_source
+from kubecost_etl.backup.pipeline import back_up
+from kubecost_etl.config import ClusterConfig, load_config
+from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, find_running_pod, pod_uid
+from kubecost_etl.kube.rollout import (
+    owning_workload,
+    restart_workload,
+    wait_for_replacement,
+)
+from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
+from kubecost_etl.restore import pod_dirs
+from kubecost_etl.restore import post_check as checking
+from kubecost_etl.restore import stage as staging
+from kubecost_etl.restore import swap as swapping
+from kubecost_etl.restore.plan import (
+    REPLACE,
+    check_mode,
+    plan_restore,
+    pod_digests,
+    same_size_paths,
+    scan_tree,
+)
+from kubecost_etl.restore.pod_dirs import RestoreDirs, restore_token
+from kubecost_etl.snapshots.pinned import (
+    RestoreRefused,
+    describe,
+    load_pinned,
+    resolve_snapshot,
+    verify_pinned,
+)
+
+log = logging.getLogger(__name__)
+RESTART_TIMEOUT_S = 900.0
+
+
+def _refusals_fail_without_retry(function):
+    """A refusal (bad snapshot, unsafe manifest, failed verification) will not pass on a retry."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except RestoreRefused as exc:
+            raise AirflowFailException(f"restore refused: {exc}") from exc
+    return wrapper
+
+
+def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook]:
+    cluster = load_config().cluster(cluster_id)
+    return cluster, KubecostClusterHook.for_cluster(cluster)
+
+
+def _pinned(cluster: ClusterConfig, ctx: dict):
+    repo = open_repository(cluster)
+    return repo, load_pinned(repo, ctx["snapshot_id"], ctx["manifest_sha256"])
+
+
+def _target(cluster: ClusterConfig, core, ctx: dict, ready: bool = True) -> ExecTarget:
+    """The exec target found by preflight, or a fresh one when the pod was replaced (a restart).
+
+    ``ready=False`` accepts a pod that runs but is not Ready: a roll back must still reach it.
+    """
+    known = ctx["target"]
+    try:
+        pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    except PodNotFound:
+        if ready:
+            raise
+        pod = find_running_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    if pod.uid == known["pod"]["uid"]:
+        return ExecTarget(PodRef(**known["pod"]), known["container"], known["etl_root"], known["via_debug_container"])
+    log.info("pod %s replaced %s since preflight; resolving where to exec again", pod.name, known["pod"]["name"])
+    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+
+
+def _dirs(target: ExecTarget, ctx: dict) -> RestoreDirs:
+    return RestoreDirs(target.etl_root, ctx["token"])
+
+
+@_refusals_fail_without_retry
+def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, dry_run: bool, run_id: str,
+              created_before: datetime) -> dict:
+    """Check the configuration, the snapshot, the pod and what lies next to its ETL dir."""
+    check_mode(mode)
+    cluster, hook = _cluster(cluster_id or None)
+    repo = open_repository(cluster)
+    snapshot_id = resolve_snapshot(repo, snapshot, created_before)
+    pinned = load_pinned(repo, snapshot_id)
+    log.info("restoring %s into cluster %s, mode %s%s", describe(pinned), cluster.id, mode,
+             " (dry run)" if dry_run else "")
+    core = hook.core_v1
+    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
+    target = resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    token = restore_token(snapshot_id, run_id)
+    dirs = RestoreDirs(target.etl_root, token)
+    state = pod_dirs.inspect(core, target, dirs)
+    if state.live_not_a_directory:
+        raise RestoreRefused(f"{dirs.live} in pod {pod.name} exists but is not a directory")
+    earlier_previous = [p for p in state.other_runs if f"{dirs.name}.previous-" in p]
+    if not state.live and earlier_previous:
+        raise RestoreRefused(
+            f"{dirs.live} is missing but {earlier_previous} exist: an earlier restore stopped between its two "
+            f"renames. Its data is there; put it back first (kubectl exec -n {pod.namespace} {pod.name} -c "
+            f"{target.container} -- mv -T {earlier_previous[-1]} {dirs.live})")
+    for leftover in state.other_runs:
+        log.warning("left by an earlier restore run (kept; remove it once you no longer need it): %s", leftover)
+    return {
+        "cluster_id": cluster.id, "snapshot_id": snapshot_id, "manifest_sha256": pinned.sha256, "mode": mode,
+        "restart": (mode == REPLACE) if restart is None else bool(restart), "dry_run": bool(dry_run),
+        "token": token, "target": target.as_dict(), "dirs": dirs.as_dict(), "leftovers": state.other_runs,
+        "files": len(pinned.files), "bytes": pinned.manifest.total_bytes,
+    }
+
+
+@_refusals_fail_without_retry
+def verify_snapshot(ctx: dict) -> dict:
+    """Download and re-hash every object of the snapshot before anything touches the pod."""
+    cluster, _ = _cluster(ctx["cluster_id"])
+    repo, pinned = _pinned(cluster, ctx)
+    report = verify_pinned(repo, pinned)
+    log.info("snapshot %s verified: %d objects re-hashed", ctx["snapshot_id"], report["rehashed"])
+    return report
+
+
+@_refusals_fail_without_retry
+def plan(ctx: dict) -> dict:
+    """What the restore would change; logged line by line (the whole answer of a dry run)."""
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    _, pinned = _pinned(cluster, ctx)
+    target = _target(cluster, core, ctx)
+    tree = scan_tree(core, target)
+    digests = pod_digests(core, target, same_size_paths(pinned.files, tree), cluster.backup.batch_files)
+    the_plan = plan_restore(ctx["mode"], ctx["snapshot_id"], pinned.files, tree, digests)
+    prefix = "DRY RUN, nothing changed; would " if ctx["dry_run"] else ""
+    for line in the_plan.lines():
+        log.info("%s%s", prefix, line)
+    log.info("plan: %s", the_plan.summary())
+    return the_plan.as_dict()
+
+
+def safety_backup(ctx: dict, plan: dict) -> dict:
+    """Back up what the pod has now (skipped when its ETL dir is empty or missing).
+
+    The pod is often restored because its files are damaged: set files whose bingen header is
+    broken in the pod are kept as they are (and the snapshot is not marked good); a stored copy
+    that differs from what was read (missing object, wrong hash) fails the task before the pod
+    is touched.
+    """
+    if plan["pod_files"] == 0:
+        raise AirflowSkipException("the pod's ETL dir is empty or missing: nothing to back up")
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    target = _target(cluster, core, ctx)  # preflight's: a second debug container is never added for this
+    source = snapshot_source(cluster, target.pod.name, target.via_debug_container)
+    manifest, report = back_up(core, target, open_repository(cluster), cluster.backup, source, full_verify=True,
+                               hourly_hours=cluster.hourly_hours)
+    snapshot_id = manifest.snapshot_id
+    if not report["integrity_ok"]:
+        raise RuntimeError(f"the safety backup {snapshot_id} is not stored intact, nothing was restored: "
+                           + "; ".join(report["problems"][:10]))
+    for finding in report["damaged"]:
+        log.warning("the pod's current data is damaged (kept as it is in the safety backup): %s: %s",
+                    finding["path"], finding["reason"])
+    log.info("safety backup of the current data: snapshot %s (%d objects re-hashed)", snapshot_id,
+             report["rehashed"])
+    return {"snapshot_id": snapshot_id, "objects": report["objects"], "damaged_files": len(report["damaged"])}
+
+
+def _files_to_write(pinned, ctx: dict, plan: dict) -> list:
+    if ctx["mode"] == REPLACE:
+        return list(pinned.files)
+    wanted = {f["path"] for f in plan["add"]}
+    return [e for e in pinned.files if e.path in wanted]
+
+
+@_refusals_fail_without_retry
+def stage(ctx: dict, plan: dict) -> dict:
+    """Stream the files into the staging dir next to the ETL dir (the live dir is not touched)."""
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    repo, pinned = _pinned(cluster, ctx)
+    files = _files_to_write(pinned, ctx, plan)
+    if not files:
+        log.info("nothing is missing from the pod: nothing to stage")
+        return {"files": 0, "bytes": 0}
+    target = _target(cluster, core, ctx)
+    return staging.stage_files(core, target, repo, files, _dirs(target, ctx))
+
+
+@_refusals_fail_without_retry
+def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
+    if staged["files"] == 0:
+        return {"files": 0}
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    _, pinned = _pinned(cluster, ctx)
+    target = _target(cluster, core, ctx)
+    report = staging.check_staged(core, target, _files_to_write(pinned, ctx, plan), _dirs(target, ctx),
+                                cluster.backup.batch_files)
+    log.info("staged files checked: %s", report)
+    return report
+
+
+def swap(ctx: dict, plan: dict) -> dict:
+    """Replace: two renames. Fill-missing: no-clobber moves of the absent files."""
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    target = _target(cluster, core, ctx)
+    dirs = _dirs(target, ctx)
+    if ctx["mode"] == REPLACE:
+        return swapping.swap_replace(core, target, dirs)
+    return swapping.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]), cluster.backup.batch_files)
+
+
+def restart(ctx: dict, swapped: dict) -> dict:
+    """Roll the workload so Kubecost reloads its files; wait for the new Ready pod."""
+    if not ctx["restart"]:
+        raise AirflowSkipException("restart not asked")
+    cluster, hook = _cluster(ctx["cluster_id"])
+    new_pod, workload = _restart(cluster, hook, PodRef(**swapped["pod"]))
+    return {"pod": new_pod.as_dict(), "workload": workload}
+
+
+def _restart(cluster: ClusterConfig, hook: KubecostClusterHook, old: PodRef) -> tuple[PodRef, dict | None]:
+    core = hook.core_v1
+    workload = None
+    if pod_uid(core, old.namespace, old.name) == old.uid:  # a retry after the restart took effect skips this
+        owner = owning_workload(core, hook.apps_v1, old)
+        stamp = restart_workload(hook.apps_v1, owner)
+        workload = {**owner.as_dict(), "restarted_at": stamp}
+        log.info("rollout restart of %s %s/%s", owner.kind, owner.namespace, owner.name)
+    new_pod = wait_for_replacement(core, cluster.namespace, cluster.selector, cluster.container, old,
+                                   RESTART_TIMEOUT_S)
+    log.info("pod %s is Ready (replaced %s)", new_pod.name, old.name)
+    return new_pod, workload
+
+
+@_refusals_fail_without_retry
+def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
+    """The pod is Ready and the restored files are in place (sizes; sha256 where the pod can)."""
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    _, pinned = _pinned(cluster, ctx)
+    target = _target(cluster, core, ctx)
+    expected = _files_to_write(pinned, ctx, plan)
+    skipped = set(swapped.get("skipped", []))
+    expected = [e for e in expected if e.path not in skipped]
+    report = checking.check_restored(core, target, expected, datetime.now(UTC), cluster.hourly_hours,
+                                       cluster.backup.batch_files, report_extra=ctx["mode"] == REPLACE)
+    log.info("post-check passed: %s", report)
+    return report
+
+
+def finish(ctx: dict, checked: dict | None, swapped: dict | None) -> dict:
+    """Teardown: keep the restore if the post-check passed, else put the previous data back."""
+    if ctx["dry_run"]:
+        return {"outcome": "dry run", "actions": []}
+    cluster, hook = _cluster(ctx["cluster_id"])
+    core = hook.core_v1
+    target = _target(cluster, core, ctx, ready=False)
+    dirs = _dirs(target, ctx)
+    if checked and checked.get("ok"):
+        removed = swapping.finish(core, target, dirs)
+        log.info("restore of %s complete; %s", ctx["snapshot_id"], removed or "nothing left to remove")
+        return {"outcome": "restored", "actions": removed}
+    try:
+        rolled = swapping.roll_back(core, target, dirs)
+    except Exception as exc:
+        raise RuntimeError(f"putting the previous ETL data back failed ({exc}); by hand: "
+                           f"{dirs.manual_rollback(target.pod.namespace, target.pod.name, target.container)}") from exc
+    actions = rolled["actions"]
+    restarted_since_swap = swapped is not None and target.pod.uid != swapped["pod"]["uid"]
+    if rolled["put_back"] and restarted_since_swap:
+        new_pod, _ = _restart(cluster, hook, target.pod)  # Kubecost loaded the restored files: reload the old
+        actions.append(f"restarted Kubecost again ({new_pod.name}) to reload the previous data")
+    outcome = "rolled back" if rolled["put_back"] else "cleaned up"
+    log.warning("restore of %s did not complete: %s; %s", ctx["snapshot_id"], outcome, actions or "nothing to undo")
+    return {"outcome": outcome, "actions": actions}
+

@@ -1,0 +1,1 @@
+"""The backup pipeline: plan, stream, commit (verification lives with the repository in snapshots/)."""

@@ -1,0 +1,1 @@
+"""The backup repository: content-addressed objects, manifests, verification, pinned reads."""

@@ -1,0 +1,1 @@
+"""Moving bytes: tar streams, compression, chunked readers."""
