@@ -13,11 +13,11 @@ AZURITE := .local/azurite/node_modules/.bin/azurite-blob
 install: $(INSTALLED) $(AZURITE)
 
 # The venv is rebuilt from the lock whenever the lock or the packaging changes.
-$(INSTALLED): requirements.txt pyproject.toml
+$(INSTALLED): requirements.txt pyproject.toml simulator/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(UV) pip sync --quiet --python $(PY) requirements.txt
-	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	$(UV) pip install --quiet --python $(PY) --no-deps -e . -e simulator
 	@touch $@
 
 $(AZURITE): scripts/install-azurite.sh
