@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", type=Path, required=True, help="where to write the kubeconfig")
     serve.add_argument("--request-log", type=Path, help="JSON-lines log of every request received")
     serve.add_argument("--prometheus-retention", default="15d")
+    serve.add_argument("--prometheus-retention-size", metavar="SIZE",
+                       help="a size limit Prometheus reports besides the time (e.g. 10GiB: '15d or 10GiB')")
     serve.add_argument("--hourly-hours", type=int, default=49, help="cost-model's etlHourlyStoreDurationHours")
     serve.add_argument("--no-tar", action="store_true", help="the cost-model container has no tar (current images)")
     serve.add_argument("--costmodel-port", type=int, default=0, help="the model API (9003 in the pod)")
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         etl_dir=args.etl_dir.resolve(), kubeconfig=args.kubeconfig.resolve(), port=args.port, host=args.host,
         costmodel_port=args.costmodel_port, frontend_port=args.frontend_port,
         prometheus_port=args.prometheus_port, request_log=args.request_log, no_tar=args.no_tar,
-        prometheus_retention=args.prometheus_retention, hourly_hours=args.hourly_hours, token=args.token,
+        prometheus_retention=args.prometheus_retention,
+        prometheus_retention_size=args.prometheus_retention_size, hourly_hours=args.hourly_hours, token=args.token,
         work_dir=args.work_dir, plain_http=args.plain_http, faults=faults,
     )
 

@@ -22,12 +22,20 @@ class Faults:
     repair_fail_step: str | None = None  # step that logs a documented failure line instead of completing
     restart_during_step: str | None = None  # step during which the pod is restarted (rollout) mid-repair
     repair_seconds_per_day: float = 0.0  # slow a repair down: pause between per-day progress lines
+    # Prometheus side: what data exists (see prometheus.py) and how its query API misbehaves
+    prometheus_data_from: int | None = None  # unix seconds: no samples before (a wiped or re-installed Prometheus)
+    prometheus_gap: list[str] = field(default_factory=list)  # "S,E" unix seconds: no samples in [S, E) (repeatable)
+    prometheus_http_status: int | None = None  # /api/v1/query(_range) answers this status with an error body
+    prometheus_body: str | None = None  # /api/v1/query(_range) answers 200 with this body instead (malformed JSON)
+    prometheus_delay_seconds: float = 0.0  # /api/v1/query(_range) answers only after this pause (a slow server)
 
     def update(self, changes: dict) -> None:
         known = {f.name for f in fields(self)}
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown fault switch(es): {sorted(unknown)}; known: {sorted(known)}")
+        for gap in changes.get("prometheus_gap") or []:
+            parse_gap(gap)
         for name, value in changes.items():
             setattr(self, name, value)
 
@@ -37,3 +45,14 @@ class Faults:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def parse_gap(text: str) -> tuple[int, int]:
+    """``"S,E"`` (unix seconds, S < E) as a pair; ValueError naming the problem otherwise."""
+    try:
+        start, end = (int(part) for part in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"prometheus_gap {text!r}: expected 'S,E' in unix seconds") from None
+    if end <= start:
+        raise ValueError(f"prometheus_gap {text!r}: the end must be after the start")
+    return start, end

@@ -53,6 +53,7 @@ class ServeOptions:
     prometheus_port: int = 0
     request_log: Path | None = None
     prometheus_retention: str = "15d"
+    prometheus_retention_size: str | None = None  # e.g. "10GiB": reported as "15d or 10GiB"
     hourly_hours: int = 49
     no_tar: bool = False
     token: str | None = None
@@ -153,7 +154,8 @@ async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyn
         prometheus_retention_seconds=retention, hourly_hours=options.hourly_hours,
     )
     cluster.on_restart(costmodel.on_pod_restart)
-    prometheus = Prometheus(retention, request_log)
+    prometheus = Prometheus(retention, request_log, faults=faults,
+                            retention_size=options.prometheus_retention_size)
 
     sockets = {name: _listen(options.host, port) for name, port in (
         ("api", options.port), ("costmodel", options.costmodel_port),

@@ -3,6 +3,7 @@
     with SimulatorProcess(etl_dir=tmp_path / "db" / "etl", workdir=tmp_path / "sim") as sim:
         subprocess.run(["kubectl", "get", "pods"], env=sim.kubectl_env())
         sim.set_faults(exec_cut_after_bytes=1 << 20)
+        sim.set_faults(prometheus_data_from=int(time.time()) - 3 * 86400)  # Prometheus holds 3 days only
         new_pod = sim.restart_pod()
 
 The process is started on free ports, the ready JSON line is awaited with a deadline, and the
@@ -31,7 +32,7 @@ class SimulatorError(RuntimeError):
 class SimulatorProcess:
     def __init__(self, etl_dir: Path, workdir: Path, *, no_tar: bool = False, prometheus_retention: str = "15d",
                  hourly_hours: int = 49, faults: dict | None = None, plain_http: bool = False,
-                 startup_timeout: float = 30.0):
+                 startup_timeout: float = 30.0, prometheus_retention_size: str | None = None):
         self.etl_dir = Path(etl_dir)
         self.workdir = Path(workdir)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -41,6 +42,8 @@ class SimulatorProcess:
         self.args = ["--etl-dir", str(self.etl_dir), "--kubeconfig", str(self.kubeconfig),
                      "--request-log", str(self.request_log), "--work-dir", str(self.workdir / "cluster"),
                      "--prometheus-retention", prometheus_retention, "--hourly-hours", str(hourly_hours)]
+        if prometheus_retention_size:
+            self.args += ["--prometheus-retention-size", prometheus_retention_size]
         if no_tar:
             self.args.append("--no-tar")
         if plain_http:
