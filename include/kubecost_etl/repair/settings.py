@@ -10,9 +10,11 @@ clusters:
       kubecost_service: kubecost-cost-analyzer:9090 # service (name:port) reached through the proxy
       verify_tls: true                              # for kubecost_url and prometheus_url
       ca_file: /etc/ssl/internal-ca.pem
-      prometheus_url: http://prometheus.example:9090
+      prometheus_url: http://prometheus.example:9090  # or a Thanos Query URL (the data check asks it)
       prometheus_service: kubecost-prometheus-server:80
-      prometheus_retention: 15d                     # overrides asking Prometheus
+      prometheus_retention: 15d                     # overrides asking Prometheus ("15d or 10GiB" too)
+      required_metrics: [node_total_hourly_cost, container_cpu_allocation]  # default: DEFAULT_METRICS
+      min_coverage: 1.0                             # share of a day's hours that must hold every metric
       max_window_days: 31
       step_timeout_minutes: 120
       poll_seconds: 10
@@ -29,7 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kubecost_etl.errors import ConfigError
-from kubecost_etl.repair.retention import parse_duration
+from kubecost_etl.repair.prometheus_coverage import DEFAULT_METRICS, check_metrics, check_min_coverage
+from kubecost_etl.repair.retention import parse_retention
 
 _SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:[A-Za-z0-9-]+)?$")
 
@@ -45,6 +48,8 @@ class RepairSettings:
     prometheus_url: str | None = None
     prometheus_service: str = "kubecost-prometheus-server:80"
     prometheus_retention: str | None = None
+    required_metrics: tuple[str, ...] = DEFAULT_METRICS
+    min_coverage: float = 1.0
     max_window_days: int = 31
     step_timeout_minutes: int = 120
     poll_seconds: float = 10.0
@@ -97,9 +102,13 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
             values[key] = float(_positive(raw[key], f"{where}.{key}", (int, float)))
     if "prometheus_retention" in values:
         try:
-            parse_duration(values["prometheus_retention"])
+            parse_retention(values["prometheus_retention"])
         except ValueError as exc:
             raise ConfigError(f"{where}.prometheus_retention: {exc}") from None
+    if "required_metrics" in raw:
+        values["required_metrics"] = check_metrics(raw["required_metrics"], f"{where}.required_metrics")
+    if "min_coverage" in raw:
+        values["min_coverage"] = check_min_coverage(raw["min_coverage"], f"{where}.min_coverage")
     if values.get("kubecost_conn_id") and not values.get("kubecost_url"):
         raise ConfigError(f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
                           "cluster's own Kubernetes credentials)")

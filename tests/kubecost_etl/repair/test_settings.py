@@ -16,6 +16,8 @@ def test_defaults_reach_kubecost_and_prometheus_through_the_service_proxy():
         None, "kubecost-cost-analyzer:9090", "/model")
     assert (settings.prometheus_url, settings.prometheus_service) == (None, "kubecost-prometheus-server:80")
     assert settings.tls_verify is True
+    assert settings.min_coverage == 1.0 and "node_total_hourly_cost" in settings.required_metrics
+    assert "container_cpu_allocation" in settings.required_metrics
 
 
 def test_every_key(tmp_path):
@@ -26,8 +28,12 @@ def test_every_key(tmp_path):
         "kubecost_service": "cost-analyzer:9003", "verify_tls": True, "ca_file": str(ca),
         "prometheus_url": "http://prometheus:9090", "prometheus_service": "prom:http",
         "prometheus_retention": "97h", "max_window_days": 7, "step_timeout_minutes": 30, "poll_seconds": 2,
-        "request_timeout_seconds": 5.5,
+        "request_timeout_seconds": 5.5, "min_coverage": 0.75,
+        "required_metrics": ["node_total_hourly_cost", 'container_cpu_allocation{cluster_id="prod"}'],
     }, WHERE)
+    assert settings.min_coverage == 0.75
+    assert settings.required_metrics == ("node_total_hourly_cost", 'container_cpu_allocation{cluster_id="prod"}')
+    assert parse_repair_settings({"prometheus_retention": "15d or 10GiB"}, WHERE).prometheus_retention == "15d or 10GiB"
     assert settings.kubecost_url == "https://kubecost.example.com" and settings.kubecost_api_path == "/model"
     assert settings.tls_verify == str(ca)
     assert (settings.max_window_days, settings.poll_seconds, settings.request_timeout_seconds) == (7, 2.0, 5.5)
@@ -46,7 +52,15 @@ def test_every_key(tmp_path):
     ({"max_window_days": 0}, "repair.max_window_days: expected a positive number"),
     ({"step_timeout_minutes": 1.5}, "repair.step_timeout_minutes: expected a positive number"),
     ({"poll_seconds": True}, "repair.poll_seconds: expected a positive number"),
-    ({"prometheus_retention": "two weeks"}, "repair.prometheus_retention: 'two weeks' is not a Prometheus duration"),
+    ({"prometheus_retention": "two weeks"}, "repair.prometheus_retention: 'two weeks' is not a retention such as"),
+    ({"prometheus_retention": "15d or 20d"}, "repair.prometheus_retention: '15d or 20d' is not a retention"),
+    ({"required_metrics": []}, "repair.required_metrics: expected a non-empty list"),
+    ({"required_metrics": "node_total_hourly_cost"}, "repair.required_metrics: expected a non-empty list"),
+    ({"required_metrics": ["rate(x[5m])"]}, "repair.required_metrics: 'rate(x[5m])' is not a metric name"),
+    ({"required_metrics": ["up", "up"]}, "repair.required_metrics: a metric is listed twice"),
+    ({"min_coverage": 0}, "repair.min_coverage: expected a fraction of the day's hours in (0, 1]"),
+    ({"min_coverage": 1.5}, "repair.min_coverage: expected a fraction"),
+    ({"min_coverage": True}, "repair.min_coverage: expected a fraction"),
     ({"kubecost_conn_id": "kc"}, "repair.kubecost_conn_id: only used with kubecost_url"),
     ({"ca_file": "/nonexistent/ca.pem"}, "repair.ca_file: /nonexistent/ca.pem does not exist"),
 ])
