@@ -1,9 +1,10 @@
 """kubecost_etl_repair: rebuild a window of Kubecost's ETL safely, one step after the other.
 
 Manual only. Trigger with ``{"cluster": "prod-east", "window": "2026-01-01T00:00:00Z,2026-01-04T00:00:00Z"}``
-(``profile`` v1 or v2, ``provider``, ``backup_first``, ``dry_run`` optional).
+(``profile`` v1 or v2, ``provider``, ``backup_first``, ``dry_run``, ``allow_partial_days`` optional).
 
-preflight (window, cluster, Prometheus retention: nothing is sent before these pass) -> backup
+preflight (window, cluster, Prometheus retention, and the metrics Prometheus really holds for every
+day of the window: nothing is sent before these pass) -> backup
 (the backup pipeline's own code, so a bad repair can be undone) -> the profile's chain, each step a
 request (one repair call, answer checked) and a deferrable sensor that follows the cost-model log
 until every day (and hour) of the window is rebuilt -> summary.
@@ -51,6 +52,10 @@ def _stages():
                           description="Cloud integration key for CloudUsage/Reconciliation; empty means all."),
         "backup_first": Param(True, type="boolean", description="Back the cluster's ETL up before repairing."),
         "dry_run": Param(False, type="boolean", description="Check and plan only: no backup, no repair call."),
+        "allow_partial_days": Param(
+            [], type=["null", "array"], items={"type": "string", "pattern": r"^\d{4}-\d\d-\d\d$"},
+            description="Days (YYYY-MM-DD, UTC) to repair although Prometheus lacks metrics for some of their hours: "
+                        "the preflight refuses them otherwise. Logged and named in the summary."),
     },
 )
 def kubecost_etl_repair():

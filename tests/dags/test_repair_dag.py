@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import time
 from datetime import timedelta
 
 import pytest
+from kubecost_etl.etl.windows import DAY, iso
 
 from tests.kubecost_etl.repair import harness
 from tests.kubecost_etl.repair.harness import CLUSTER_ID
@@ -51,7 +53,8 @@ def test_the_dag_parses_without_io_and_declares_its_params(monkeypatch):
     monkeypatch.delenv("KUBECOST_ETL_CONFIG", raising=False)
     dag = load_dag("kubecost_etl_repair")
     assert type(dag.timetable).__name__ == "NullTimetable" and dag.max_active_runs == 1  # manual only
-    assert {"cluster", "window", "profile", "provider", "backup_first", "dry_run"} <= set(dag.params)
+    assert {"cluster", "window", "profile", "provider", "backup_first", "dry_run", "allow_partial_days"} <= set(
+        dag.params)
     assert dag.params["profile"] == "v1" and dag.params["backup_first"] is True and dag.params["dry_run"] is False
     assert [t for t in dag.task_ids if t.startswith("v1.")] == [
         "v1.request_asset", "v1.wait_asset", "v1.request_cloudUsage", "v1.wait_cloudUsage",
@@ -117,3 +120,34 @@ def test_a_bad_window_fails_the_run_in_preflight_without_any_call(repair_dag, re
     assert dag_run.state == "failed"
     assert states(dag_run)["preflight"] == "failed" and states(dag_run)["backup"] == "upstream_failed"
     assert repair_cluster.sim.request_log_lines() == []
+
+
+def _days_ago(first: int, last: int) -> str:
+    today = int(time.time()) // DAY * DAY
+    return f"{iso(today - first * DAY)},{iso(today - (last - 1) * DAY)}"
+
+
+def test_days_prometheus_lost_are_refused_in_preflight_and_nothing_is_backed_up_or_repaired(repair_dag,
+                                                                                          repair_cluster):
+    today = int(time.time()) // DAY * DAY
+    repair_cluster.sim.set_faults(prometheus_data_from=today - 3 * DAY)  # wiped; still reports 15d retention
+    dag_run = run(repair_dag, window=_days_ago(6, 4))
+    assert dag_run.state == "failed"
+    got = states(dag_run)
+    assert got["preflight"] == "failed" and got["backup"] == "upstream_failed"
+    assert repair_cluster.repair_calls() == []
+    assert not any(entry["path"].endswith("/exec") for entry in repair_cluster.sim.request_log_lines())
+
+
+def test_a_gap_day_named_in_allow_partial_days_is_repaired_and_the_summary_says_so(repair_dag, repair_cluster):
+    today = int(time.time()) // DAY * DAY
+    gap_day = today - 2 * DAY
+    repair_cluster.sim.set_faults(prometheus_gap=[f"{gap_day},{gap_day + DAY}"])
+    dag_run = run(repair_dag, window=_days_ago(3, 1), profile="v2", backup_first=False,
+                  allow_partial_days=[iso(gap_day)[:10]])
+    assert dag_run.state == "success", states(dag_run)
+    assert [path for path, _ in repair_cluster.repair_calls()] == V2_CALLS
+    summary = xcom(dag_run, "summary")
+    assert summary["partial_days"] == [iso(gap_day)[:10]]
+    assert summary["lines"][-1].startswith(f"allow_partial_days: {iso(gap_day)[:10]} repaired although Prometheus")
+    assert "0/24 hours" in summary["lines"][-1]

@@ -1,6 +1,7 @@
 """The repair pipeline's stages as task callables (params and JSON values in, JSON values out).
 
-preflight (no call to Kubecost: window, cluster, retention) -> backup (the backup pipeline's own
+preflight (no call to Kubecost: window, cluster, retention, the metrics Prometheus really holds for
+every day of the window; ``allow_partial_days`` lets named short days through) -> backup (the backup pipeline's own
 code) -> per step: request_step (one repair call, answer checked) -> RepairLogSensor -> summary.
 """
 
@@ -13,15 +14,24 @@ import time
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
-from kubecost_etl.airflow.hooks.object_store import check_store_ref
+from kubecost_etl.airflow.hooks.object_store import check_store_ref, open_repository
 from kubecost_etl.airflow.stages import backup as backup_stages
 from kubecost_etl.config import load_config
+from kubecost_etl.errors import Refusal
 from kubecost_etl.etl.windows import RepairWindow, iso, resolve_window
 from kubecost_etl.kube.pods import PodNotFound, find_cost_model_pod
 from kubecost_etl.repair.kubecost_api import KubecostApi, RepairRequestFailed
 from kubecost_etl.repair.log_matching import LogCursor, expectation
 from kubecost_etl.repair.log_watch import pod_state
 from kubecost_etl.repair.profiles import DEFAULT_PROFILE, get_profile, request_task_id
+from kubecost_etl.repair.prometheus_coverage import (
+    CoverageReport,
+    DayCoverage,
+    measure,
+    newest_snapshot_covering,
+    parse_allowed_days,
+    refuse_if_short,
+)
 from kubecost_etl.repair.retention import (
     OutsideRetention,
     Retention,
@@ -54,13 +64,25 @@ def preflight(params: dict, now: float | None = None) -> dict:
         log.info("window %s", window.describe())
         if params.get("backup_first", True) and not params.get("dry_run"):
             check_store_ref(cluster)
+        allowed_days = parse_allowed_days(params.get("allow_partial_days"), window)
         retention = _retention(hook, cluster.namespace, settings)
         check_window(window, retention, now)
-    # ValueError covers ConfigError, WindowError and OutsideRetention (and a bad provider or URL).
-    except (ValueError, RetentionUnknown) as exc:
+        oldest = retention.oldest_repairable(now)
+        log.info("Prometheus keeps %s (%s): %s", retention.describe(), retention.source,
+                 f"the oldest repairable time is {iso(oldest)}" if oldest is not None else
+                 "no time bound: the data it holds decides")
+        coverage = measure(_prometheus_http(hook, cluster.namespace, settings), settings.required_metrics, window,
+                           now, cluster.hourly_hours, settings.min_coverage)
+        log.info("%s", coverage.table())
+        snapshot, where = _covering_snapshot(cluster, coverage, allowed_days)
+        partial_days = refuse_if_short(coverage, allowed_days, snapshot, where)
+    # ValueError covers WindowError and a bad provider or URL; Refusal covers ConfigError, OutsideRetention and
+    # the coverage refusals (Prometheus cannot tell, or days lack metrics).
+    except (ValueError, Refusal, RetentionUnknown) as exc:
         raise AirflowFailException(f"preflight: {exc}") from None
-    log.info("Prometheus keeps %s (%s): the oldest repairable time is %s", retention.text, retention.source,
-             iso(retention.oldest_repairable(now)))
+    for day in partial_days:
+        log.warning("allow_partial_days: %s is repaired although Prometheus lacks metrics for it: %s; its ETL files "
+                    "will hold only what those hours give", day.date, day.describe())
     api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
     steps = []
     for step in profile.steps:
@@ -71,6 +93,9 @@ def preflight(params: dict, now: float | None = None) -> dict:
         "cluster_id": cluster.id, "profile": profile.name, "window": window.as_dict(), "provider": provider,
         "backup_first": bool(params.get("backup_first", True)), "dry_run": bool(params.get("dry_run", False)),
         "retention": retention.as_dict(), "steps": steps, "planned_at": now,
+        "coverage": {"metrics": list(coverage.metrics), "min_coverage": coverage.min_coverage,
+                     "queries": coverage.queries, "source": coverage.source},
+        "partial_days": [day.as_dict() for day in partial_days],
     }
     if plan["dry_run"]:
         log.info("dry run: nothing will be backed up or sent to Kubecost")
@@ -175,13 +200,17 @@ def summary(plan: dict, results: list[dict | None]) -> dict:
                          f"{answer['data']!r}; days completed {result['days_done']}/{result['days_expected']}"
                          + "".join(f", {p['pass']} {p['done']}/{p['expected']}" for p in result["passes"])
                          + f"; {result['seconds']:.1f} s")
+    for day in map(DayCoverage.from_dict, plan.get("partial_days") or []):
+        lines.append(f"allow_partial_days: {day.date} {'would be ' if plan['dry_run'] else ''}repaired although "
+                     f"Prometheus lacked metrics: {day.describe()}")
     for line in lines:
         log.info("%s", line)
     if unfinished:
         raise AirflowFailException(f"repair of {plan['cluster_id']} window {plan['window']['query']} incomplete: "
                                    f"{', '.join(unfinished)} did not finish")
     return {"cluster_id": plan["cluster_id"], "window": plan["window"], "profile": plan["profile"],
-            "dry_run": plan["dry_run"], "lines": lines}
+            "dry_run": plan["dry_run"], "lines": lines,
+            "partial_days": [day["date"] for day in plan.get("partial_days") or []]}
 
 
 def _provider(value) -> str | None:
@@ -192,15 +221,32 @@ def _provider(value) -> str | None:
     return value
 
 
+def _prometheus_http(hook: KubecostClusterHook, namespace: str, settings: RepairSettings):
+    """Prometheus (or a Thanos Query) at ``repair.prometheus_url``, else its service through the cluster's API."""
+    if settings.prometheus_url:
+        return DirectHttp(settings.prometheus_url, verify=settings.tls_verify,
+                          timeout=settings.request_timeout_seconds)
+    return ServiceProxyHttp(hook.api_client, namespace, settings.prometheus_service,
+                            timeout=settings.request_timeout_seconds)
+
+
 def _retention(hook: KubecostClusterHook, namespace: str, settings: RepairSettings) -> Retention:
     if settings.prometheus_retention:
         return configured_retention(settings.prometheus_retention)
-    if settings.prometheus_url:
-        http = DirectHttp(settings.prometheus_url, verify=settings.tls_verify, timeout=settings.request_timeout_seconds)
-    else:
-        http = ServiceProxyHttp(hook.api_client, namespace, settings.prometheus_service,
-                                timeout=settings.request_timeout_seconds)
-    return ask_prometheus(http)
+    return ask_prometheus(_prometheus_http(hook, namespace, settings))
+
+
+def _covering_snapshot(cluster, coverage: CoverageReport, allowed_days: set[str]) -> tuple[str | None, str]:
+    """The newest verified snapshot covering the days about to be refused, and where it lives ("" if none)."""
+    refused = [day.day for day in coverage.below() if day.date not in allowed_days]
+    if not refused or cluster.backup is None:
+        return None, ""
+    try:
+        repository = open_repository(cluster)
+        return newest_snapshot_covering(repository, refused), f", in {repository.description}"
+    except Exception as exc:  # noqa: BLE001 (a hint for the refusal: the refusal itself must not be lost)
+        log.warning("cannot look for a snapshot covering the short days: %s: %s", type(exc).__name__, exc)
+        return None, ""
 
 
 def _kubecost_http(hook: KubecostClusterHook, namespace: str, settings: RepairSettings):
