@@ -15,9 +15,9 @@ from kubecost_etl.airflow.stages import repair as stages
 from kubecost_etl.etl.windows import DAY, iso
 from kubecost_etl.repair.kubecost_api import RepairRequestFailed
 
+from tests.kubecost_etl.etl.test_windows import BAD, NOW
 from tests.kubecost_etl.repair import harness
 from tests.kubecost_etl.repair.harness import CLUSTER_ID
-from tests.kubecost_etl.etl.test_windows import BAD, NOW
 
 repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_cluster_factory  # fixtures
 
