@@ -92,7 +92,7 @@ def test_v1_backs_up_then_repairs_in_order_with_every_day_and_hour_matched(repai
 
 
 def test_v2_without_backup_and_slow_repairs_waited_for_in_the_triggerer(repair_dag, repair_cluster):
-    repair_cluster.sim.set_faults(repair_seconds_per_day=1.5)  # each step runs for seconds: its sensor defers
+    repair_cluster.sim.set_faults(repair_seconds_per_day=4)  # each step runs for seconds: its sensor defers
     dag_run = run(repair_dag, window="yesterday", profile="v2", backup_first=False)
     assert dag_run.state == "success", states(dag_run)
     waits = [ti for ti in dag_run.get_task_instances() if ti.task_id.startswith("v2.wait_")]

@@ -20,10 +20,9 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
+from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
-from kubecost_etl.repair.log_matching import Outcome
-from kubecost_etl.repair.log_watch import LOG_READ_TIMEOUT, RepairLogWatch, pod_state
-from kubecost_etl.repair.transport import raw_get
+from kubecost_etl.repair.log_watch import RepairLogWatch
 
 _DEFER_GRACE = timedelta(minutes=5)  # the trigger reports its own timeout; this only backs it up
 
@@ -43,7 +42,7 @@ class RepairLogSensor(BaseSensorOperator):
         self.watch = watch
         self.deferrable = deferrable
         self._follower: RepairLogWatch | None = None  # poke mode keeps its log position between pokes
-        self._core = None
+        self._cluster_hook: KubecostClusterHook | None = None
 
     def execute(self, context) -> Any:
         self.poke_interval = self.watch["poll_seconds"]
@@ -71,20 +70,17 @@ class RepairLogSensor(BaseSensorOperator):
 
     def poke(self, context) -> PokeReturnValue:
         follower = self._follower_for_poke()
-        outcome = _poll_sync(follower, self._core_v1())
+        outcome = self._hook().poll_repair_log(follower)
         outcome = outcome or follower.overdue(self.watch["deadline"], self.watch["timeout_minutes"])
         if outcome is None:
             self.log.info("%s: %s", self.watch["title"], follower.tracker.missing() or "waiting")
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(follower.event(outcome)))
 
-    def _core_v1(self):
-        if self._core is None:
-            kube = self.watch["kube"]
-            from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
-
-            self._core = KubecostClusterHook(kube.get("conn_id"), kube.get("kubeconfig"), kube.get("context")).core_v1
-        return self._core
+    def _hook(self) -> KubecostClusterHook:
+        if self._cluster_hook is None:
+            self._cluster_hook = KubecostClusterHook.for_watch(self.watch["kube"])
+        return self._cluster_hook
 
     def _follower_for_poke(self) -> RepairLogWatch:
         if self._follower is None:
@@ -109,24 +105,3 @@ class RepairLogSensor(BaseSensorOperator):
             "polls": event["polls"], "bytes_read": event["bytes_read"],
             "max_bytes_per_poll": event["max_bytes_per_poll"],
         }
-
-
-def _poll_sync(follower: RepairLogWatch, core) -> Outcome | None:
-    """One poll with the sync client: the pod first (a restart ends the wait), then the new log lines."""
-    from kubernetes.client.exceptions import ApiException
-
-    pod = follower.pod
-    while True:
-        try:
-            state = pod_state(core.read_namespaced_pod(pod["name"], pod["namespace"]), pod["container"])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            state = None
-        if restarted := follower.check_pod(state):
-            return restarted
-        answer = raw_get(core.api_client, follower.log_path(), follower.log_query(), "text/plain", LOG_READ_TIMEOUT,
-                         "pods/log")
-        outcome = follower.read(answer.status, answer.body)
-        if outcome is not None or not follower.more_waiting:
-            return outcome

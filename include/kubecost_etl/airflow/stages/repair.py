@@ -41,7 +41,6 @@ from kubecost_etl.repair.retention import (
     configured_retention,
 )
 from kubecost_etl.repair.settings import RepairSettings
-from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +70,12 @@ def preflight(params: dict, now: float | None = None) -> dict:
         log.info("Prometheus keeps %s (%s): %s", retention.describe(), retention.source,
                  f"the oldest repairable time is {iso(oldest)}" if oldest is not None else
                  "no time bound: the data it holds decides")
-        coverage = measure(_prometheus_http(hook, cluster.namespace, settings), settings.required_metrics, window,
+        coverage = measure(hook.prometheus_http(cluster.namespace, settings), settings.required_metrics, window,
                            now, cluster.hourly_hours, settings.min_coverage)
         log.info("%s", coverage.table())
         snapshot, where = _covering_snapshot(cluster, coverage, allowed_days)
         partial_days = refuse_if_short(coverage, allowed_days, snapshot, where)
+        api = KubecostApi(hook.kubecost_http(cluster.namespace, settings))  # its connection is checked here
     # ValueError covers WindowError and a bad provider or URL; Refusal covers ConfigError, OutsideRetention and
     # the coverage refusals (Prometheus cannot tell, or days lack metrics).
     except (ValueError, Refusal, RetentionUnknown) as exc:
@@ -83,7 +83,6 @@ def preflight(params: dict, now: float | None = None) -> dict:
     for day in partial_days:
         log.warning("allow_partial_days: %s is repaired although Prometheus lacks metrics for it: %s; its ETL files "
                     "will hold only what those hours give", day.date, day.describe())
-    api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
     steps = []
     for step in profile.steps:
         request = api.describe(step, window.query, provider)
@@ -145,7 +144,7 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
                                         tail_lines=_TAIL_LINES, _preload_content=False).data
     cursor = LogCursor.after(tail)
 
-    api = KubecostApi(_kubecost_http(hook, cluster.namespace, settings))
+    api = KubecostApi(hook.kubecost_http(cluster.namespace, settings))
     keys = None
     if step.keyed:
         keys = [plan["provider"]] if plan["provider"] and step.accepts_provider else api.cloud_integration_keys()
@@ -221,19 +220,10 @@ def _provider(value) -> str | None:
     return value
 
 
-def _prometheus_http(hook: KubecostClusterHook, namespace: str, settings: RepairSettings):
-    """Prometheus (or a Thanos Query) at ``repair.prometheus_url``, else its service through the cluster's API."""
-    if settings.prometheus_url:
-        return DirectHttp(settings.prometheus_url, verify=settings.tls_verify,
-                          timeout=settings.request_timeout_seconds)
-    return ServiceProxyHttp(hook.api_client, namespace, settings.prometheus_service,
-                            timeout=settings.request_timeout_seconds)
-
-
 def _retention(hook: KubecostClusterHook, namespace: str, settings: RepairSettings) -> Retention:
     if settings.prometheus_retention:
         return configured_retention(settings.prometheus_retention)
-    return ask_prometheus(_prometheus_http(hook, namespace, settings))
+    return ask_prometheus(hook.prometheus_http(namespace, settings))
 
 
 def _covering_snapshot(cluster, coverage: CoverageReport, allowed_days: set[str]) -> tuple[str | None, str]:
@@ -247,25 +237,3 @@ def _covering_snapshot(cluster, coverage: CoverageReport, allowed_days: set[str]
     except Exception as exc:  # noqa: BLE001 (a hint for the refusal: the refusal itself must not be lost)
         log.warning("cannot look for a snapshot covering the short days: %s: %s", type(exc).__name__, exc)
         return None, ""
-
-
-def _kubecost_http(hook: KubecostClusterHook, namespace: str, settings: RepairSettings):
-    if settings.kubecost_url:
-        headers, auth = _credentials(settings.kubecost_conn_id)
-        return DirectHttp(settings.kubecost_url + settings.kubecost_api_path, headers, auth, settings.tls_verify,
-                          settings.request_timeout_seconds)
-    return ServiceProxyHttp(hook.api_client, namespace, settings.kubecost_service,
-                            settings.kubecost_api_path, settings.request_timeout_seconds)
-
-
-def _credentials(conn_id: str | None) -> tuple[dict[str, str], tuple[str, str] | None]:
-    """Headers (``extra.headers``) and basic auth (login/password) of an Airflow connection."""
-    if not conn_id:
-        return {}, None
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    headers = conn.extra_dejson.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise AirflowFailException(f"connection {conn_id!r}: extra.headers must be a mapping of header names to values")
-    return {str(k): str(v) for k, v in headers.items()}, ((conn.login, conn.password or "") if conn.login else None)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from kubecost_etl.airflow.hooks.kubecost_cluster import AsyncKubecostClusterHook
 from kubecost_etl.repair.log_matching import Outcome
-from kubecost_etl.repair.log_watch import DEFAULT_LIMIT_BYTES, LOG_READ_TIMEOUT, RepairLogWatch, pod_state
+from kubecost_etl.repair.log_watch import DEFAULT_LIMIT_BYTES, RepairLogWatch
 
 API_ERRORS_IN_A_ROW = 5  # transient API trouble is waited out; this many failed polls in a row is not
 
@@ -61,11 +61,11 @@ class RepairLogTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RepairLogWatch(self.expected, self.cursor, self.pod, self.limit_bytes)
-        connect = _client_factory(self.kube)
+        hook = AsyncKubecostClusterHook.for_watch(self.kube)
         errors_in_a_row = 0
         while True:
             try:
-                outcome = await self._poll(connect, watch)
+                outcome = await hook.poll_repair_log(watch)
                 errors_in_a_row = 0
             except Exception as exc:  # the API may hiccup; only persistent failure ends the wait
                 errors_in_a_row += 1
@@ -82,48 +82,3 @@ class RepairLogTrigger(BaseTrigger):
                 return
             if not watch.more_waiting:
                 await asyncio.sleep(self.poll_seconds)
-
-    async def _poll(self, connect, watch: RepairLogWatch) -> Outcome | None:
-        from kubernetes_asyncio.client import CoreV1Api
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        async with connect() as api:
-            try:
-                pod = await CoreV1Api(api).read_namespaced_pod(self.pod["name"], self.pod["namespace"])
-                state = pod_state(pod, self.pod["container"])
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                state = None
-            if restarted := watch.check_pod(state):
-                return restarted
-            response = await api.call_api(
-                watch.log_path(), "GET", query_params=list(watch.log_query().items()),
-                header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
-                _preload_content=False, _return_http_data_only=True, _request_timeout=LOG_READ_TIMEOUT,
-            )
-            async with response:
-                raw = await response.read()
-        self.log.debug("%s repair: pods/log answered HTTP %d, %d bytes", watch.title, response.status, len(raw))
-        return watch.read(response.status, raw)
-
-
-def _client_factory(kube: dict):
-    """Opens an async ApiClient per poll: exec-based credentials (EKS, GKE) expire and must be reloaded."""
-    if kube.get("kubeconfig"):
-        @asynccontextmanager
-        async def from_kubeconfig():
-            from kubernetes_asyncio import client, config
-
-            configuration = client.Configuration()
-            await config.load_kube_config(config_file=kube["kubeconfig"], context=kube.get("context"),
-                                          client_configuration=configuration)
-            async with client.ApiClient(configuration) as api:
-                yield api
-
-        return from_kubeconfig
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
-
-    # One hook for the whole wait: it reads the connection once and reloads exec credentials itself.
-    hook = AsyncKubernetesHook(conn_id=kube["conn_id"]) if kube.get("conn_id") else AsyncKubernetesHook()
-    return hook.get_conn
