@@ -131,21 +131,24 @@ class Process:
             raise DeploymentError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
         return text in self.tail(200_000)
 
+    def terminate(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> None:
-        """SIGTERM to the whole group, SIGKILL after a grace period."""
-        for signum, wait in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.popen.pid, signum)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-            try:
-                os.killpg(self.popen.pid, 0)  # the leader is gone; are its children?
-            except ProcessLookupError:
-                break
+        """SIGTERM to the whole group; SIGKILL to what is left of it after a grace period."""
+        self.terminate()
+        try:
+            self.popen.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)  # the leader may be gone while its children are not
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=10)
 
 
 def leftover_processes(run_id: str) -> list[int]:
@@ -335,5 +338,7 @@ class AirflowDeployment:
             raise DeploymentError(f"{method} {path}: HTTP {error.code}: {error.read()[:2000]!r}") from None
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):  # workers first, the API server last
-            self.processes[name].stop()
+        for process in self.processes.values():  # all at once: each has its own grace period
+            process.terminate()
+        for process in self.processes.values():
+            process.stop()
