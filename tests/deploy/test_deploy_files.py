@@ -18,8 +18,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_VERSION = "1.22.0"
-AIRFLOW_SERVICES = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer", "airflow-worker"]  # fmt: skip
+AIRFLOW_SERVICES = [
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+]
 LONG_RUNNING = ["postgres", "redis", *AIRFLOW_SERVICES[1:]]
 SHARED_SECRETS = ["AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"]
 _REFERENCE = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?:(:?[-?])([^}]*))?\}")
@@ -65,7 +71,9 @@ def test_the_dockerfile_builds_on_the_locked_airflow_and_ships_no_simulator():
         assert "--no-cache-dir" in command, command
     assert "-c /tmp/requirements/requirements.txt" in image  # every version from the lock
     runtime = (REPO / "requirements.in").read_text().split("# test tools")[0]
-    assert not {"pytest", "moto[server]", "ruff"} & {line.split("#")[0].strip() for line in runtime.splitlines()}
+    assert not {"pytest", "moto[server]", "ruff"} & {
+        line.split("#")[0].strip() for line in runtime.splitlines()
+    }
 
 
 # ------------------------------------------------------------------------------ compose
@@ -78,9 +86,13 @@ def test_compose_has_the_official_celery_layout_from_one_image(compose):
     assert images == {"${AIRFLOW_IMAGE_NAME:-kubecost-etl-airflow:latest}"}
     assert {services[name]["build"]["target"] for name in AIRFLOW_SERVICES} == {"image"}
     commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES[1:]}
-    assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
-                        "airflow-worker": "celery worker"}  # fmt: skip
+    assert commands == {
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-triggerer": "triggerer",
+        "airflow-worker": "celery worker",
+    }
     for name in AIRFLOW_SERVICES:
         env = services[name]["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
@@ -132,11 +144,21 @@ def test_airflow_init_checks_the_env_and_the_config_before_migrating(compose):
     init = compose["services"]["airflow-init"]
     script = init["command"][-1]
     checked = set(re.search(r"for name in ([A-Z0-9_ ]+); do", script).group(1).split())
-    required = {m.group(1) for m in _REFERENCE.finditer((REPO / "docker-compose.yaml").read_text())
-                if m.group(2) == ":?"}  # fmt: skip
+    required = {
+        m.group(1)
+        for m in _REFERENCE.finditer((REPO / "docker-compose.yaml").read_text())
+        if m.group(2) == ":?"
+    }
     assert checked == required
-    order = [script.index(part) for part in (
-        "not set in .env", "is not mounted", "python -m kubecost_etl check-config", "airflow db migrate")]
+    order = [
+        script.index(part)
+        for part in (
+            "not set in .env",
+            "is not mounted",
+            "python -m kubecost_etl check-config",
+            "airflow db migrate",
+        )
+    ]
     assert order == sorted(order)  # every check before the database is touched
     assert "healthcheck" not in init  # a one-shot job
 
@@ -167,8 +189,10 @@ def helm_values() -> dict:
 def test_helm_values_validate_against_the_charts_schema(helm_values):
     schema_path = os.environ.get("KUBECOST_ETL_HELM_SCHEMA")
     if not schema_path:
-        pytest.skip(f"KUBECOST_ETL_HELM_SCHEMA not set: give it chart {CHART_VERSION}'s values.schema.json to "
-                    "validate against it (the structural checks below run regardless)")  # fmt: skip
+        pytest.skip(
+            f"KUBECOST_ETL_HELM_SCHEMA not set: give it chart {CHART_VERSION}'s values.schema.json to "
+            "validate against it (the structural checks below run regardless)"
+        )
     import json
 
     import jsonschema

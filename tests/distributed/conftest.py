@@ -8,7 +8,9 @@ import pytest
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "distributed: starts a whole CeleryExecutor Airflow; make test-distributed")
+    config.addinivalue_line(
+        "markers", "distributed: starts a whole CeleryExecutor Airflow; make test-distributed"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -65,8 +65,11 @@ def _postgres_bin() -> Path | None:
 
 def ensure_debian_packages() -> Path:
     """The PostgreSQL bin folder; installs postgresql and redis-server from Debian first if needed."""
-    missing = [name for name, present in (("postgresql", _postgres_bin()), ("redis-server",
-               shutil.which("redis-server"))) if not present]  # fmt: skip
+    missing = [
+        name
+        for name, present in (("postgresql", _postgres_bin()), ("redis-server", shutil.which("redis-server")))
+        if not present
+    ]
     if missing:
         reason = None
         if os.geteuid() != 0:
@@ -74,8 +77,10 @@ def ensure_debian_packages() -> Path:
         elif shutil.which("apt-get") is None:
             reason = "no apt-get on this machine"
         if reason:
-            pytest.skip(f"{' and '.join(missing)} not installed and cannot be installed ({reason}): "
-                        f"apt-get install {' '.join(missing)}, then run make test-distributed")  # fmt: skip
+            pytest.skip(
+                f"{' and '.join(missing)} not installed and cannot be installed ({reason}): "
+                f"apt-get install {' '.join(missing)}, then run make test-distributed"
+            )
         _apt_install(missing)
     return _postgres_bin()
 
@@ -89,7 +94,10 @@ def _apt_install(packages: list[str]) -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *packages]):
+        for command in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+        ):
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
             if done.returncode != 0:
                 message = f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}"
@@ -107,15 +115,29 @@ def _apt_install(packages: list[str]) -> None:
 class Process:
     """One server process in its own process group, its output in ``log``."""
 
-    def __init__(self, name: str, command: list[str], log: Path, env: dict, user: str | None = None,
-                 cwd: Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        log: Path,
+        env: dict,
+        user: str | None = None,
+        cwd: Path | None = None,
+    ):
         self.name = name
         self.log = log
         if user is not None:
             command = ["runuser", "-u", user, "--", *command]
         with open(log, "ab") as out:
-            self.popen = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=env, cwd=cwd, start_new_session=True)  # fmt: skip
+            self.popen = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -182,20 +204,55 @@ class PostgresServer:
         data.mkdir(parents=True)
         if self.user:
             shutil.chown(data, self.user, self.user)
-        initdb = [str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync"]  # fmt: skip
+        initdb = [
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]
         if self.user:
             initdb = ["runuser", "-u", self.user, "--", *initdb]
-        done = subprocess.run(initdb, capture_output=True, text=True, timeout=120, env=self.env, cwd=self.root)
+        done = subprocess.run(
+            initdb, capture_output=True, text=True, timeout=120, env=self.env, cwd=self.root
+        )
         if done.returncode != 0:
             raise DeploymentError(f"initdb failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
-        self.process = Process("postgres", [
-            str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(data),
-            "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-        ], self.root / "postgres.log", self.env, self.user, cwd=self.root)  # fmt: skip
-        wait_for(lambda: self.process.output_has("database system is ready to accept connections"),
-                 "PostgreSQL to accept connections", 60)  # fmt: skip
+        self.process = Process(
+            "postgres",
+            [
+                str(self.bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(data),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            self.root / "postgres.log",
+            self.env,
+            self.user,
+            cwd=self.root,
+        )
+        wait_for(
+            lambda: self.process.output_has("database system is ready to accept connections"),
+            "PostgreSQL to accept connections",
+            60,
+        )
         self._create_database()
         return self
 
@@ -227,11 +284,30 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self.process = Process("redis", [
-            shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-        ], self.root / "redis.log", self.env, cwd=self.root)  # fmt: skip
-        wait_for(lambda: self.process.output_has("Ready to accept connections"), "Redis to accept connections", 30)
+        self.process = Process(
+            "redis",
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.root),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            self.root / "redis.log",
+            self.env,
+            cwd=self.root,
+        )
+        wait_for(
+            lambda: self.process.output_has("Ready to accept connections"), "Redis to accept connections", 30
+        )
         return self
 
     def stop(self) -> None:
@@ -245,8 +321,15 @@ class RedisServer:
 class AirflowDeployment:
     """The CeleryExecutor layout of the official docker-compose, as local processes."""
 
-    def __init__(self, root: Path, base_env: dict, database_url: str, broker_url: str, result_backend: str,
-                 extra_env: dict):  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        base_env: dict,
+        database_url: str,
+        broker_url: str,
+        result_backend: str,
+        extra_env: dict,
+    ):
         self.root = root
         self.home = root / "airflow-home"
         self.home.mkdir(parents=True)
@@ -263,72 +346,118 @@ class AirflowDeployment:
             "AIRFLOW__CELERY__BROKER_URL": broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),  # shared by every component, as in compose
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(
+                32
+            ),  # shared by every component, as in compose
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # loopback only, torn down after
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.worker_identity.hostname",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_loopback_port()),
             **extra_env,
-        }  # fmt: skip
+        }
         self.processes: dict[str, Process] = {}
 
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(VENV_BIN / "airflow"), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root)  # fmt: skip
+        done = subprocess.run(
+            [str(VENV_BIN / "airflow"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+        )
         if done.returncode != 0:
-            raise DeploymentError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            raise DeploymentError(
+                f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+            )
         return done
 
     def start(self, workers: list[str], concurrency: int = 2) -> AirflowDeployment:
         self.airflow("db", "migrate")
         components = {
-            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"],
+            "api-server": [
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.api_port),
+                "--workers",
+                "1",
+            ],
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer"],
         }
         for worker in workers:
-            components[worker] = ["celery", "worker", "--celery-hostname", f"{worker}@%h", "--concurrency",
-                                  str(concurrency), "--pid", str(self.root / f"{worker}.pid")]  # fmt: skip
+            components[worker] = [
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"{worker}@%h",
+                "--concurrency",
+                str(concurrency),
+                "--pid",
+                str(self.root / f"{worker}.pid"),
+            ]
         for name, args in components.items():
             env = dict(self.env)
             if name in workers:
                 env["KUBECOST_ETL_TEST_HOSTNAME"] = name  # what its tasks record as their hostname
                 env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_loopback_port())
-            self.processes[name] = Process(name, [str(VENV_BIN / "airflow"), *args], self.root / f"{name}.log", env,
-                                           cwd=self.root)  # fmt: skip
-        wait_for(self._healthy, "the API server, scheduler, DAG processor and triggerer to report healthy", 180,
-                 interval=1, diagnose=self.diagnose)  # fmt: skip
+            self.processes[name] = Process(
+                name, [str(VENV_BIN / "airflow"), *args], self.root / f"{name}.log", env, cwd=self.root
+            )
+        wait_for(
+            self._healthy,
+            "the API server, scheduler, DAG processor and triggerer to report healthy",
+            180,
+            interval=1,
+            diagnose=self.diagnose,
+        )
         for worker in workers:
-            wait_for(lambda w=worker: self.processes[w].output_has(f"{w}@") and self.processes[w].output_has(
-                " ready."), f"Celery worker {worker} to be ready", 120, interval=0.5, diagnose=self.diagnose)
+            wait_for(
+                lambda w=worker: (
+                    self.processes[w].output_has(f"{w}@") and self.processes[w].output_has(" ready.")
+                ),
+                f"Celery worker {worker} to be ready",
+                120,
+                interval=0.5,
+                diagnose=self.diagnose,
+            )
         return self
 
     def _healthy(self) -> bool:
         for process in self.processes.values():
             if not process.alive():
-                raise DeploymentError(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
+                raise DeploymentError(
+                    f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}"
+                )
         try:
             health = self.api("GET", "/api/v2/monitor/health")
         except (OSError, DeploymentError):
             return False
-        return all((health.get(part) or {}).get("status") == "healthy"
-                   for part in ("metadatabase", "scheduler", "triggerer", "dag_processor"))  # fmt: skip
+        return all(
+            (health.get(part) or {}).get("status") == "healthy"
+            for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        )
 
     def diagnose(self) -> str:
         return "".join(f"\n--- {p.name} ---\n{p.tail(1500)}" for p in self.processes.values())
 
     def api(self, method: str, path: str, body: dict | None = None, ok: tuple = (200,)) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read() or b"null")
