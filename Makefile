@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 AZURITE := .local/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: install test demo bench lint lock clean
+.PHONY: install test test-distributed demo bench lint lock clean
 
 install: $(INSTALLED) $(AZURITE)
 
@@ -25,6 +25,11 @@ $(AZURITE): scripts/install-azurite.sh
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A whole CeleryExecutor Airflow on this machine (PostgreSQL and Redis from Debian, installed when
+# missing; API server, scheduler, DAG processor, triggerer, two workers): a few minutes.
+test-distributed: install
+	$(PY) -m pytest -m distributed tests/distributed $(PYTEST_ARGS)
 
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--work-dir", type=Path, help="where the pods' scratch folders live (default: a temp dir)")
     serve.add_argument("--plain-http", action="store_true",
                        help="serve the API over http (kubectl then sends no token: see server.py)")
+    serve.add_argument("--rbac-role", type=Path, metavar="FILE",
+                       help="enforce this Role (YAML; may also hold its ServiceAccount and RoleBinding): "
+                            "requests it does not grant get 403, as from a real API server")
     serve.add_argument("--log-level", default="INFO")
     _fault_flags(serve)
 
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         prometheus_port=args.prometheus_port, request_log=args.request_log, no_tar=args.no_tar,
         prometheus_retention=args.prometheus_retention,
         prometheus_retention_size=args.prometheus_retention_size, hourly_hours=args.hourly_hours, token=args.token,
-        work_dir=args.work_dir, plain_http=args.plain_http, faults=faults,
+        work_dir=args.work_dir, plain_http=args.plain_http, faults=faults, rbac_role=args.rbac_role,
     )
 
     def announce(urls: dict) -> None:

@@ -194,6 +194,7 @@ class CostModel:
             hourly_hours=self.hourly_hours,
             repairing=self._repairing,
             rng=self._rng,
+            held=lambda: step in self.faults.repair_hold_steps,
         )
 
     async def _status(self, request: web.Request) -> web.Response:

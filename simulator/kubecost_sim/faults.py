@@ -22,6 +22,7 @@ class Faults:
     repair_fail_step: str | None = None  # step that logs a documented failure line instead of completing
     restart_during_step: str | None = None  # step during which the pod is restarted (rollout) mid-repair
     repair_seconds_per_day: float = 0.0  # slow a repair down: pause between per-day progress lines
+    repair_hold_steps: list[str] = field(default_factory=list)  # accepted, but not started until removed
     # Prometheus side: what data exists (see prometheus.py) and how its query API misbehaves
     prometheus_data_from: int | None = None  # unix seconds: no samples before (a wiped or re-installed Prometheus)
     prometheus_gap: list[str] = field(default_factory=list)  # "S,E" unix seconds: no samples in [S, E) (repeatable)

@@ -40,6 +40,7 @@ from .cluster import (
 )
 from .execstream import PROTOCOLS, ExecSession
 from .faults import Faults
+from .rbac import RoleAuthorizer
 from .requestlog import RequestLog
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,9 @@ def _timestamp(ns: int) -> str:
 
 class KubeApi:
     def __init__(self, cluster: Cluster, faults: Faults, token: str, upstreams: dict[str, str],
-                 request_log: RequestLog):
+                 request_log: RequestLog, authorizer: RoleAuthorizer | None = None):
         self.cluster = cluster
+        self.authorizer = authorizer  # None: the token may do everything
         self.faults = faults
         self.token = token
         self.upstreams = upstreams  # "model", "frontend", "prometheus" -> base URL
@@ -167,6 +169,7 @@ class KubeApi:
         route("POST", "/_sim/restart", self.admin_restart)
         route("GET", "/_sim/state", self.admin_state)
         route("POST", "/_sim/log", self.admin_log)
+        route("GET", "/_sim/rbac", self.admin_rbac)
         return app
 
     async def _start(self, app: web.Application) -> None:
@@ -210,6 +213,9 @@ class KubeApi:
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        if self.authorizer is not None:
+            self.authorizer.check(request.method, request.path, request.query,
+                                  websocket=request.headers.get("Upgrade", "").lower() == "websocket")
         return await handler(request)
 
     # ------------------------------------------------------------------------ discovery
@@ -680,6 +686,10 @@ class KubeApi:
 
     async def admin_state(self, request: web.Request) -> web.Response:
         return _json(self.cluster.state())
+
+    async def admin_rbac(self, request: web.Request) -> web.Response:
+        """The Role in force and what it granted, what was used, what was denied (``rbac.report()``)."""
+        return _json(self.authorizer.report() if self.authorizer is not None else {"role": None})
 
     async def admin_log(self, request: web.Request) -> web.Response:
         """Append lines to the cost-model pod's log: ``{"lines": [...], "container": "cost-model"}``."""

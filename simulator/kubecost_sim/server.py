@@ -35,6 +35,7 @@ from .costmodel import CostModel
 from .faults import Faults
 from .kubeapi import KubeApi
 from .prometheus import Prometheus
+from .rbac import RoleAuthorizer
 from .requestlog import RequestLog
 from .windows import parse_duration
 
@@ -60,6 +61,7 @@ class ServeOptions:
     work_dir: Path | None = None  # the pods' scratch folders; a temporary folder if None
     plain_http: bool = False
     faults: dict = field(default_factory=dict)
+    rbac_role: Path | None = None  # a Role (YAML) every API request is checked against: see rbac.py
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -139,6 +141,7 @@ def write_kubeconfig(path: Path, server: str, token: str, ca_pem: bytes | None) 
 async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     loop = asyncio.get_running_loop()
+    authorizer = RoleAuthorizer.from_file(options.rbac_role) if options.rbac_role else None
     faults = Faults()
     faults.update(options.faults)
     request_log = RequestLog(options.request_log)
@@ -170,7 +173,7 @@ async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyn
         ca_file.write_bytes(ca_pem)
     token = options.token or secrets.token_urlsafe(24)
     kube = KubeApi(cluster, faults, token, {"model": urls["costmodel"], "frontend": urls["frontend"],
-                                            "prometheus": urls["prometheus"]}, request_log)
+                                            "prometheus": urls["prometheus"]}, request_log, authorizer)
     apps = {"api": kube.app(), "costmodel": costmodel.model_app(), "frontend": costmodel.frontend_app(),
             "prometheus": prometheus.app()}
     runners = []

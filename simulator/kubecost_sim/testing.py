@@ -32,7 +32,8 @@ class SimulatorError(RuntimeError):
 class SimulatorProcess:
     def __init__(self, etl_dir: Path, workdir: Path, *, no_tar: bool = False, prometheus_retention: str = "15d",
                  hourly_hours: int = 49, faults: dict | None = None, plain_http: bool = False,
-                 startup_timeout: float = 30.0, prometheus_retention_size: str | None = None):
+                 startup_timeout: float = 30.0, prometheus_retention_size: str | None = None,
+                 rbac_role: Path | None = None):
         self.etl_dir = Path(etl_dir)
         self.workdir = Path(workdir)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -48,6 +49,8 @@ class SimulatorProcess:
             self.args.append("--no-tar")
         if plain_http:
             self.args.append("--plain-http")
+        if rbac_role is not None:
+            self.args += ["--rbac-role", str(rbac_role)]
         for name, value in (faults or {}).items():
             if value is None:
                 continue
@@ -172,6 +175,10 @@ class SimulatorProcess:
 
     def append_log(self, *lines: str, container: str = "cost-model") -> None:
         self.admin("POST", "log", {"lines": list(lines), "container": container})
+
+    def rbac_report(self) -> dict:
+        """With ``rbac_role``: the Role's rules, what it grants, what was used by which rule, what was denied."""
+        return self.admin("GET", "rbac")
 
     def request_log_lines(self) -> list[dict]:
         if not self.request_log.exists():

@@ -64,7 +64,7 @@ class PodExec:
                 _preload_content=False, binary=True,
             )
         except Exception as exc:  # the client reports a refused handshake in several shapes
-            raise ExecError(f"{self.description}: cannot start the exec session: {exc}") from exc
+            raise ExecError(f"{self.description}: cannot start the exec session: {_handshake_failure(exc)}") from exc
         self._sock = self._client.sock
         self._sock.settimeout(read_timeout)
         self.protocol = self._client.subprotocol or ""
@@ -190,6 +190,27 @@ def command_batches(base: list[str], arguments: list[str], max_count: int | None
         used += cost
     if batch:
         yield batch
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    """What the API server said when it refused the exec, e.g. an RBAC 403 and its Status message.
+
+    kubernetes 36.x wraps a refused handshake in ``ApiException(status=0, reason="Handshake status
+    403 Forbidden -+-+- {headers} -+-+- {body}")`` and then fails on it with an AttributeError
+    (``e.body.decode``), so the server's answer is only in the exception's context."""
+    seen = exc
+    while seen is not None:
+        reason = str(getattr(seen, "reason", "") or "")
+        if reason.startswith("Handshake status"):
+            status_line, _, rest = reason.partition(" -+-+- ")
+            body = rest.rpartition(" -+-+- ")[2]
+            try:
+                message = json.loads(body).get("message") or body
+            except (ValueError, AttributeError):
+                message = body
+            return f"the API server answered {status_line.removeprefix('Handshake status ')}: {message}"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc)
 
 
 def _exit_code(status: dict) -> int | None:
