@@ -217,7 +217,9 @@ def test_a_role_missing_a_verb_fails_the_pipeline_with_the_api_servers_403(tmp_p
     role.write_text(yaml.safe_dump_all(role_without(shipped_documents(), "pods/exec", "create")))
     cluster = repair_cluster_factory(rbac_role=role)
 
-    with pytest.raises(Exception) as failed:
+    from kubecost_etl.errors import Refusal
+
+    with pytest.raises(Refusal) as failed:  # no retry can fix a Role: it is refused, not retried
         run_backup(CLUSTER_ID)
     assert "the API server answered 403 Forbidden" in str(failed.value)
     assert (

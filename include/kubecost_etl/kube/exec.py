@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from websocket import ABNF, WebSocketConnectionClosedException, WebSocketTimeoutException
 
-from kubecost_etl.errors import TransientError
+from kubecost_etl.errors import Refusal, TransientError
 
 STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
 _STDERR_KEPT = 64 * 1024
@@ -36,6 +36,10 @@ class ExecError(TransientError, RuntimeError):
 
 class ExecStreamCut(ExecError):
     """The stream ended without the API server's final status: the output may be incomplete."""
+
+
+class ExecForbidden(Refusal, RuntimeError):
+    """The API server refused the exec (401/403): the credentials or their RBAC Role must change first."""
 
 
 class CommandNotFound(ExecError):
@@ -64,7 +68,9 @@ class PodExec:
                 _preload_content=False, binary=True,
             )
         except Exception as exc:  # the client reports a refused handshake in several shapes
-            raise ExecError(f"{self.description}: cannot start the exec session: {_handshake_failure(exc)}") from exc
+            why = _handshake_failure(exc)
+            error = ExecForbidden if why.startswith(_REFUSED_HANDSHAKES) else ExecError
+            raise error(f"{self.description}: cannot start the exec session: {why}") from exc
         self._sock = self._client.sock
         self._sock.settimeout(read_timeout)
         self.protocol = self._client.subprotocol or ""
@@ -190,6 +196,9 @@ def command_batches(base: list[str], arguments: list[str], max_count: int | None
         used += cost
     if batch:
         yield batch
+
+
+_REFUSED_HANDSHAKES = ("the API server answered 401", "the API server answered 403")
 
 
 def _handshake_failure(exc: BaseException) -> str:
