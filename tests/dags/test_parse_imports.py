@@ -1,0 +1,59 @@
+"""Parsing a DAG file imports no client library: each file is executed in a fresh interpreter after
+`import airflow.sdk` (what the DAG processor and every task start pay), and the modules it added are
+compared with the heavy ones. `airflow.sdk` itself already imports some (zstandard): only what the
+DAG file adds counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+HEAVY = ("kubernetes", "kubernetes_asyncio", "boto3", "botocore", "google.cloud.storage", "azure.storage.blob",
+         "zstandard", "requests", "websocket")
+
+# Runs in the child: import airflow.sdk, note sys.modules, execute the DAG file, report what it added.
+PROBE = """
+import json, runpy, sys, time
+import airflow.sdk  # noqa: F401
+before = set(sys.modules)
+started = time.perf_counter()
+runpy.run_path(sys.argv[1], run_name="dag_file_under_test")
+elapsed = time.perf_counter() - started
+print(json.dumps({"added": sorted(set(sys.modules) - before), "ms": elapsed * 1000}))
+"""
+
+
+def parse_in_fresh_interpreter(path: Path, env: dict | None = None) -> dict:
+    """{"added": modules the file imported beyond airflow.sdk's, "ms": time to execute it}."""
+    result = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def heavy_modules(added: list[str]) -> list[str]:
+    return [m for m in added if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+
+
+@pytest.mark.parametrize("path", sorted(DAGS.glob("*.py")), ids=lambda p: p.name)
+def test_dag_file_imports_no_client_library(path, tmp_path):
+    config = tmp_path / "kubecost-etl.yaml"  # a config naming a cluster: parsing must not reach it
+    config.write_text("clusters: [{id: x, kubeconfig: /nonexistent}]\n")
+    env = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "KUBECOST_ETL_CONFIG": str(config)}
+    found = heavy_modules(parse_in_fresh_interpreter(path, env)["added"])
+    assert found == [], f"{path.name} imports at parse time: {found}"
+
+
+def test_the_check_sees_a_heavy_import(tmp_path):
+    """The probe itself works: a DAG file importing boto3 at top level is caught."""
+    bad = tmp_path / "bad_dag.py"
+    bad.write_text("import boto3  # noqa\nfrom airflow.sdk import dag\n")
+    added = parse_in_fresh_interpreter(bad, {"AIRFLOW_HOME": str(tmp_path / "airflow")})["added"]
+    assert "boto3" in heavy_modules(added)
