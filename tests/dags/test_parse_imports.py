@@ -57,3 +57,30 @@ def test_the_check_sees_a_heavy_import(tmp_path):
     bad.write_text("import boto3  # noqa\nfrom airflow.sdk import dag\n")
     added = parse_in_fresh_interpreter(bad, {"AIRFLOW_HOME": str(tmp_path / "airflow")})["added"]
     assert "boto3" in heavy_modules(added)
+
+
+LIGHT_TASKS = """
+import json, sys
+import airflow.sdk  # noqa: F401
+before = set(sys.modules)
+from kubecost_etl.airflow.stages import backup
+assert backup.select_clusters(None) == ["x"]
+backup.report(["x"], [{"cluster_id": "x", "snapshot_id": "s", "objects": 1, "rehashed": 1, "repository": "r"}])
+print(json.dumps({"added": sorted(set(sys.modules) - before), "ms": 0}))
+"""
+
+
+def test_light_backup_tasks_import_no_client_library(tmp_path):
+    """select_clusters and report start in a fresh task process: they must not pay for the Kubernetes
+    client, the provider hooks or the object-store SDKs (seconds of start-up each)."""
+    config = tmp_path / "kubecost-etl.yaml"
+    config.write_text("clusters: [{id: x, kubeconfig: /nonexistent, backup: {object_store: {type: S3, "
+                      "config: {bucket: b, endpoint: 'localhost:9', access_key: a, secret_key: s}}}}]\n")
+    probe = tmp_path / "light.py"
+    probe.write_text(LIGHT_TASKS)
+    env = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "KUBECOST_ETL_CONFIG": str(config)}
+    result = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    added = json.loads(result.stdout.strip().splitlines()[-1])["added"]
+    assert heavy_modules(added) == []

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
-from kubecost_etl.airflow.hooks.object_store import check_store_ref, open_repository
-from kubecost_etl.backup.commit import commit_snapshot
-from kubecost_etl.backup.plan import Plan, plan_backup
-from kubecost_etl.backup.stream import stream_files
-from kubecost_etl.config import load_config
 from kubecost_etl.errors import KubecostEtlError
-from kubecost_etl.kube.pods import PodRef, find_cost_model_pod, pod_uid
-from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
-from kubecost_etl.snapshots.verify import verify_snapshot
+
+if TYPE_CHECKING:
+    from kubecost_etl.kube.target import ExecTarget
+
+# Light tasks (select_clusters, report) start in a fresh task process: this module imports nothing
+# heavy at the top. The Kubernetes client, the provider hooks, the SDKs and zstandard are imported
+# inside the stages that use them (about 2-5 s of start-up each on a busy 2-core worker).
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +23,9 @@ class BackupFailed(KubecostEtlError, RuntimeError):
 
 def select_clusters(requested: list[str] | None) -> list[str]:
     """Validate the configuration and the requested ids before anything touches a pod or bucket."""
+    from kubecost_etl.airflow.hooks.object_store import check_store_ref
+    from kubecost_etl.config import load_config
+
     config = load_config()
     clusters = config.select(requested or None)
     for cluster in clusters:
@@ -31,12 +33,24 @@ def select_clusters(requested: list[str] | None) -> list[str]:
     return [c.id for c in clusters]
 
 
+def _config(cluster_id: str):
+    from kubecost_etl.config import load_config
+
+    return load_config().cluster(cluster_id)
+
+
 def _cluster(cluster_id: str):
-    cluster = load_config().cluster(cluster_id)
+    """The cluster's settings and a Kubernetes API client (only for the stages that talk to the pod)."""
+    from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+
+    cluster = _config(cluster_id)
     return cluster, KubecostClusterHook.for_cluster(cluster).core_v1
 
 
 def _find_target(cluster, core) -> ExecTarget:
+    from kubecost_etl.kube.pods import find_cost_model_pod
+    from kubecost_etl.kube.target import resolve_exec_target
+
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
     return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
 
@@ -51,6 +65,9 @@ def find_pod(cluster_id: str) -> dict:
 
 def _live_target(cluster, core, target: dict) -> ExecTarget:
     """The target found earlier, or a fresh one if the pod was replaced in between (a restart)."""
+    from kubecost_etl.kube.pods import PodRef, pod_uid
+    from kubecost_etl.kube.target import ExecTarget
+
     pod = PodRef(**target["pod"])
     if pod_uid(core, pod.namespace, pod.name) == pod.uid:
         return ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
@@ -59,12 +76,18 @@ def _live_target(cluster, core, target: dict) -> ExecTarget:
 
 
 def plan(cluster_id: str, target: dict) -> dict:
+    from kubecost_etl.airflow.hooks.object_store import open_repository
+    from kubecost_etl.backup.plan import plan_backup
+
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
     return plan_backup(core, live, open_repository(cluster), cluster.backup).as_dict()
 
 
 def stream(cluster_id: str, target: dict, plan: dict) -> dict:
+    from kubecost_etl.airflow.hooks.object_store import open_repository
+    from kubecost_etl.backup.stream import stream_files
+
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
     return stream_files(core, live, open_repository(cluster), plan["transfer"], cluster.backup)
@@ -77,7 +100,11 @@ def snapshot_source(cluster, pod_name: str, via_debug_container: bool) -> dict:
 
 
 def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
-    cluster, _ = _cluster(cluster_id)
+    from kubecost_etl.airflow.hooks.object_store import open_repository
+    from kubecost_etl.backup.commit import commit_snapshot
+    from kubecost_etl.backup.plan import Plan
+
+    cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
     source = snapshot_source(cluster, target["pod"]["name"], target["via_debug_container"])
     manifest = commit_snapshot(open_repository(cluster), Plan.from_dict(plan), streamed, source,
                                       cluster.hourly_hours)
@@ -85,7 +112,10 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
 
 
 def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
-    cluster, _ = _cluster(cluster_id)
+    from kubecost_etl.airflow.hooks.object_store import open_repository
+    from kubecost_etl.snapshots.verify import verify_snapshot
+
+    cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
     repo = open_repository(cluster)
     report = verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full)
     for store, cov in report["coverage"].items():
