@@ -1,6 +1,15 @@
 """Streaming planned files pod -> store: one tar exec per batch, each member hashed, compressed and
 uploaded as it arrives, in bounded memory. A file whose bytes no longer match the plan's hash is
-read again; its partial upload is aborted, never completed."""
+read again; its partial upload is aborted, never completed.
+
+The work overlaps, with bounded queues between the stages: a thread reads exec frames ahead of the
+tar parser; the reader hashes each member and feeds its pieces to one of ``UPLOAD_WORKERS`` upload
+workers, which compress (zstd; large files with zstd's own 2 threads) and upload (a single PUT
+below the part size, else parts, one in flight while the next is compressed). So several small
+files are in flight at once, and a large one keeps both cores busy.
+
+A retried stream (a killed worker, a cut stream) first lists what is stored: an object is only
+visible once complete and its key is its content's hash, so a stored one is reused, not sent again."""
 
 from __future__ import annotations
 
@@ -8,8 +17,8 @@ import hashlib
 import logging
 import tarfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
+from functools import partial
 
 from kubecost_etl.config import BackupSettings
 from kubecost_etl.errors import KubecostEtlError
@@ -20,10 +29,16 @@ from kubecost_etl.kube.target import ExecTarget
 from kubecost_etl.snapshots.repository import FileEntry, Repository, object_key
 from kubecost_etl.transfer.archive import ChunkReader, read_in_pieces
 from kubecost_etl.transfer.compression import compress
+from kubecost_etl.transfer.concurrent import FileFeed, UploadPool, prefetch
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
 MAX_READ_ATTEMPTS = 3  # a file still changing after this many reads fails the backup
+UPLOAD_WORKERS = 4  # files compressed and uploaded at once (and at most this many store connections)
+FEED_PIECES = 4  # pieces (1 MiB) queued per file between the reader and its upload worker
+PREFETCH_FRAMES = 16  # exec frames read ahead of the tar parser
+ZSTD_THREADS = 2  # zstd's own worker threads, for files of at least ZSTD_THREADS_FROM bytes
+ZSTD_THREADS_FROM = 8 << 20
 
 
 class BackupError(KubecostEtlError, RuntimeError):
@@ -66,9 +81,10 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
     while we worked); its partial object is aborted, never completed.
     """
     pending = {t["path"]: dict(t) for t in transfer}
-    entries: list[FileEntry] = []
+    entries = _already_stored(repo, pending, settings)
+    reused = len(entries)
     dropped: list[str] = []
-    progress = _Progress(len(pending), sum(t["size"] for t in transfer))
+    progress = _Progress(len(pending), sum(t["size"] for t in pending.values()))
     for attempt in range(1, MAX_READ_ATTEMPTS + 1):
         if not pending:
             break
@@ -97,19 +113,44 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
     if pending:
         raise BackupError(f"{len(pending)} file(s) kept changing over {MAX_READ_ATTEMPTS} reads: "
                           f"{sorted(pending)[:5]}")
-    stats = {"files": len(entries), "bytes": progress.bytes, "stored_bytes": sum(e.stored_size for e in entries),
+    uploaded = entries[reused:]
+    stats = {"files": len(entries), "bytes": progress.bytes, "stored_bytes": sum(e.stored_size for e in uploaded),
+             "reused_stored_files": reused,
              "seconds": round(time.monotonic() - progress.started, 3), "mb_per_s": round(progress.rate_mb_s, 1),
              "dropped": dropped}
-    log.info("streamed %d files, %.1f MB in %.1f s (%.1f MB/s), stored %.1f MB", stats["files"],
-             stats["bytes"] / 1e6, stats["seconds"], stats["mb_per_s"], stats["stored_bytes"] / 1e6)
+    log.info("streamed %d files, %.1f MB in %.1f s (%.1f MB/s), stored %.1f MB; %d already stored", stats["files"],
+             stats["bytes"] / 1e6, stats["seconds"], stats["mb_per_s"], stats["stored_bytes"] / 1e6, reused)
     return {"entries": [asdict(e) for e in entries], "stats": stats}
+
+
+def _already_stored(repo: Repository, pending: dict[str, dict], settings: BackupSettings) -> list[FileEntry]:
+    """Entries for planned files whose object is stored already (an earlier try of this stream got that
+    far), removed from ``pending``. Objects become visible only once complete, under their content's
+    hash: a stored, non-empty one is that content. Commit checks every object's size again."""
+    if not pending:
+        return []
+    stored = repo.object_sizes()
+    entries = []
+    for path, planned in list(pending.items()):
+        key = object_key(planned["sha256"], settings.compression)
+        if stored.get(key):
+            entries.append(FileEntry(path, planned["size"], planned["mtime"], planned["sha256"], key, stored[key],
+                                     settings.compression))
+            del pending[path]
+    if entries:
+        log.info("%d of %d planned file(s) already stored (an earlier try): reused, not sent again",
+                 len(entries), len(entries) + len(pending))
+    return entries
 
 
 def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[str, dict],
                   settings: BackupSettings, progress: _Progress) -> tuple[list[FileEntry], list[str]]:
-    entries, changed = [], []
-    with target.exec(core_api, _tar_command(target, list(batch))) as session:
-        reader = ChunkReader(session.stdout())
+    changed: list[str] = []
+    started: list[tuple[dict, tarfile.TarInfo, FileFeed]] = []
+    with target.exec(core_api, _tar_command(target, list(batch))) as session, \
+            UploadPool(UPLOAD_WORKERS, FEED_PIECES) as uploads:
+        frames = prefetch(session.stdout(), PREFETCH_FRAMES, name=f"exec-{target.pod.name}")
+        reader = ChunkReader(frames)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as archive:
                 for member in archive:
@@ -117,10 +158,12 @@ def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[st
                     planned = batch.get(path)
                     if planned is None or not member.isreg():
                         raise BackupError(f"unexpected tar member {member.name!r} (type {member.type!r})")
-                    try:
-                        entries.append(_store_member(repo, archive, member, planned, settings, progress))
-                    except FileChanged:
-                        changed.append(path)
+                    if member.size != planned["size"]:
+                        changed.append(path)  # tarfile skips the member's unread bytes by itself
+                        continue
+                    feed = uploads.start(partial(_upload, repo, planned, settings))
+                    started.append((planned, member, feed))
+                    _read_member(archive, member, planned, feed, progress)
             reader.drain()
         except ExecError as exc:
             # tar exits non-zero when a file vanished or changed; what arrived intact still counts.
@@ -130,6 +173,19 @@ def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[st
         except tarfile.ReadError as exc:
             # A cut stream surfaces as a tar error or as a missing exec status; either way, retry later.
             raise ExecError(f"tar stream from {target.pod.name} is broken: {exc}") from exc
+        finally:
+            frames.close()
+    entries = []
+    for planned, member, feed in started:  # every upload has ended: the pool waited for them
+        try:
+            info = feed.future.result()
+        except FileChanged:
+            changed.append(planned["path"])
+            continue
+        progress.add(0, file_done=True)
+        entries.append(FileEntry(planned["path"], member.size, int(member.mtime), planned["sha256"],
+                                 object_key(planned["sha256"], settings.compression), info.size,
+                                 settings.compression))
     return entries, changed
 
 
@@ -137,25 +193,28 @@ def _tar_command(target: ExecTarget, paths: list[str]) -> list[str]:
     return ["tar", "cf", "-", "-C", target.etl_root.rstrip("/"), *paths]
 
 
-def _store_member(repo: Repository, archive: tarfile.TarFile, member: tarfile.TarInfo, planned: dict,
-                  settings: BackupSettings, progress: _Progress) -> FileEntry:
-    expected = planned["sha256"]
-    if member.size != planned["size"]:
-        raise FileChanged(planned["path"])  # tarfile skips the member's unread bytes by itself
-    key = object_key(expected, settings.compression)
-    source = archive.extractfile(member)
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, planned: dict, feed: FileFeed,
+                 progress: _Progress) -> None:
+    """Hash the member's bytes as they are handed to its upload; a wrong hash aborts the upload."""
     digest = hashlib.sha256()
-
-    def hashed() -> Iterator[bytes]:
-        for piece in read_in_pieces(source):
+    try:
+        for piece in read_in_pieces(archive.extractfile(member)):
             digest.update(piece)
             progress.add(len(piece))
-            yield piece
-        if digest.hexdigest() != expected:
-            # Raising inside the body makes the store abort the upload: no object under a wrong key.
-            raise FileChanged(planned["path"])
+            feed.put(piece)
+    except BaseException as exc:
+        if not feed.ended and not feed.future.done():
+            try:
+                feed.end(exc)  # the upload is aborted, never completed under this key
+            except Exception:  # the upload failed meanwhile: nothing left to abort
+                pass
+        raise
+    # Raising inside the upload's input makes the store abort it: no object under a wrong key.
+    feed.end(None if digest.hexdigest() == planned["sha256"] else FileChanged(planned["path"]))
 
-    info = repo.store.put(repo.key(key), compress(hashed(), settings.compression, settings.compression_level))
-    progress.add(0, file_done=True)
-    return FileEntry(planned["path"], member.size, int(member.mtime), expected, key, info.size,
-                     settings.compression)
+
+def _upload(repo: Repository, planned: dict, settings: BackupSettings, feed: FileFeed):
+    threads = ZSTD_THREADS if planned["size"] >= ZSTD_THREADS_FROM else 0
+    key = object_key(planned["sha256"], settings.compression)
+    return repo.store.put(repo.key(key), compress(feed.pieces(), settings.compression,
+                                                  settings.compression_level, threads))

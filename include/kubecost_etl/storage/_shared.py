@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 from kubecost_etl.storage.base import (
@@ -103,17 +104,30 @@ class StoreBase(ObjectStore):
             if is_last:
                 return self._put_single(name, part, content_type)
             upload = self._begin_upload(name, content_type)
+        # One part is sent (in order, by one sender thread) while the producer fills the next one:
+        # reading, compressing and uploading overlap, and memory stays at about two parts.
+        sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-sender")
+        sending: Future | None = None
         try:
             while not is_last:
-                with self._errors("upload", key):
-                    upload.add(part)
-                part = b""  # release the sent part before the producer fills the next one
+                sending = sender.submit(self._send_part, upload, part, key)
+                part = b""  # the sender holds the part; release ours before the producer fills the next one
                 part, is_last = next(parts)
+                sending.result()
+                sending = None
             with self._errors("upload", key):
                 return upload.finish(part)
         except BaseException:
+            if sending is not None:
+                wait([sending])  # a request in flight cannot be recalled: let it end before aborting
             self._abort_quietly(upload, key)
             raise
+        finally:
+            sender.shutdown(wait=True)
+
+    def _send_part(self, upload: PartUpload, part: bytes, key: str) -> None:
+        with self._errors("upload", key):
+            upload.add(part)
 
     def _abort_quietly(self, upload: PartUpload, key: str) -> None:
         # The original error matters more than a failed clean-up; log it and move on.

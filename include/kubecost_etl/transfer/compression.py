@@ -10,9 +10,11 @@ import zstandard
 SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
 
 
-def compress(chunks: Iterable[bytes], kind: str, level: int) -> Iterator[bytes]:
+def compress(chunks: Iterable[bytes], kind: str, level: int, threads: int = 0) -> Iterator[bytes]:
+    """``threads`` > 0: zstd compresses in that many worker threads of its own (for large files; the
+    output is an ordinary zstd frame, read back the same way)."""
     if kind == "zstd":
-        compressor = zstandard.ZstdCompressor(level=level).compressobj()
+        compressor = zstandard.ZstdCompressor(level=level, threads=threads).compressobj()
     elif kind == "gzip":
         compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: a gzip container
     else:
