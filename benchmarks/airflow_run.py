@@ -18,7 +18,7 @@ AIRFLOW = str(Path(sys.executable).parent / "airflow")
 class AirflowHome:
     """An isolated AIRFLOW_HOME (SQLite) with this tree's DAGs and a kubecost-etl config."""
 
-    def __init__(self, home: Path, config: dict):
+    def __init__(self, home: Path, config: dict, dags_folder: Path = REPO / "dags"):
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.config_path = home / "kubecost-etl.yaml"
@@ -28,7 +28,7 @@ class AirflowHome:
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}",
@@ -80,3 +80,32 @@ def by_task(run: dict) -> dict[str, float]:
     for t in run["tasks"]:
         out[t["task_id"]] = out.get(t["task_id"], 0.0) + (t["duration"] or 0.0)
     return {k: round(v, 2) for k, v in out.items()}
+
+
+TRIVIAL_DAG = """from airflow.sdk import dag, task
+
+
+@dag(dag_id="trivial", schedule=None)
+def trivial():
+    @task
+    def hello():
+        return 1
+
+    hello()
+
+
+trivial()
+"""
+
+
+def trivial_floor(work: Path) -> dict:
+    """`airflow dags test` of a one-task DAG that does nothing: what Airflow itself charges the first task
+    of a `dags test` run (its in-process execution API starts then), the process's wall time and RSS."""
+    dags = work / "trivial-dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / "trivial_dag.py").write_text(TRIVIAL_DAG)
+    home = AirflowHome(work / "trivial-airflow", {"clusters": []}, dags_folder=dags)
+    home.migrate()
+    run = home.dags_test("trivial")
+    return {"task_s": round(run["task_sum_s"], 2), "wall_s": round(run["wall_s"], 2),
+            "peak_rss_mb": round(run["peak_rss_mb"], 1)}
