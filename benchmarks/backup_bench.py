@@ -28,7 +28,7 @@ from pathlib import Path
 from kubecost_sim.testing import SimulatorProcess
 
 from benchmarks import trees
-from benchmarks.airflow_run import AirflowHome, by_task, trivial_floor
+from benchmarks.airflow_run import AirflowHome, by_task, run_measured, trivial_floor
 from tests.servers import MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, MotoS3Server
 
 BUCKET = "bench"
@@ -133,29 +133,34 @@ def manual_method(sim, s3, kubectl: str, pod: str, work: Path) -> float:
     return elapsed
 
 
+GB_WORKER = """
+import random, sys, time
+from pathlib import Path
+from kubecost_sim import bingen
+from kubecost_sim.etlgen import periods_ending_now, set_file_path, write_set_file
+start, end = periods_ending_now("1d", 2, time.time())[0]
+write_set_file(set_file_path(Path(sys.argv[1]), "allocations", "1d", start, end),
+               bingen.encode_set("allocations", start, end, 1 << 30, random.Random(5)), mtime=end)
+"""
+
+
 def rss_with_one_gb_file(work: Path) -> dict:
-    """The backup of a tree holding one 1 GB file, in a child process whose peak RSS wait4 reports."""
-    import random
-
-    from kubecost_sim import bingen
-    from kubecost_sim.etlgen import periods_ending_now, set_file_path, write_set_file
-
+    """The backup of a tree holding one 1 GB file, in a child process whose own peak RSS (VmHWM) is read."""
     etl = work / "gb" / "etl"
-    start, end = periods_ending_now("1d", 2, time.time())[0]
-    write_set_file(set_file_path(etl, "allocations", "1d", start, end),
-                   bingen.encode_set("allocations", start, end, 1 << 30, random.Random(5)), mtime=end)
+    subprocess.run([sys.executable, "-c", GB_WORKER, str(etl)], check=True)  # apart: its memory is not ours
     with SimulatorProcess(etl_dir=etl, workdir=work / "gb-sim") as sim, MotoS3Server() as moto:
         moto.client().create_bucket(Bucket=BUCKET)  # a fresh server: moto keeps objects in memory
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks.backup_worker", "--kubeconfig",
-                                    str(sim.kubeconfig), "--objstore", json.dumps(_objstore(moto, "gb"))],
-                                   stdout=subprocess.PIPE, text=True)
-        out = process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
+        out = work / "gb-worker.out"
+        started = time.perf_counter()
+        with open(out, "wb") as handle:
+            code, peak_mb = run_measured([sys.executable, "-m", "benchmarks.backup_worker", "--kubeconfig",
+                                          str(sim.kubeconfig), "--objstore", json.dumps(_objstore(moto, "gb"))],
+                                         stdout=handle)
+        seconds = time.perf_counter() - started
     shutil.rmtree(etl)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"backup worker failed: {out}")
-    result = json.loads(out.strip().splitlines()[-1])
-    return {"file_mb": 1024, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(result["seconds"], 2)}
+    if code != 0:
+        raise RuntimeError(f"backup worker failed: {out.read_text()[-3000:]}")
+    return {"file_mb": 1024, "peak_rss_mb": round(peak_mb, 1), "seconds": round(seconds, 2)}
 
 
 def run(large: bool = False, rss: bool = True) -> dict:
