@@ -16,7 +16,7 @@ install: $(INSTALLED) $(AZURITE)
 $(INSTALLED): requirements.txt pyproject.toml simulator/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip sync --quiet --python $(PY) requirements.txt
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e . -e simulator
 	@touch $@
 
