@@ -106,3 +106,11 @@ def secret_repr(obj, secret_fields: tuple[str, ...]) -> str:
         shown = REDACTED if item.name in secret_fields and value else repr(value)
         parts.append(f"{item.name}={shown}")
     return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def describe_yaml_error(exc: BaseException) -> str:
+    """Where a YAML file is broken and why, without the excerpt PyYAML quotes (the line may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    return f"{where}: {redact(problem)}"
