@@ -44,7 +44,7 @@ _PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
         r"""(?ix)
         (?P<key>["']?\b[\w.-]*?(?:""" + _SECRET_NAMES + r""")["']?)      # a key naming a secret
         (?P<sep>\s*[:=]\s*)                                              # : or =
-        (?!(?:expected|missing|must|required|needed|only|give|set|not|unknown|none|null)\b)  # a message, not a value
+        (?!(?:expected|missing|must|required|needed|only|give|set|not|unknown|none|null|its|the|a|an)\b)  # a message, not a value
         (?!(?:[\w.-]*[._-])?(?:""" + _SECRET_NAMES + r""")\b)            # a key named in a message
         (?P<value>"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s,;&'"}\])]+)          # quoted or bare value
         """), lambda m: m["key"] + m["sep"] + _quoted(m["value"])),
