@@ -66,7 +66,7 @@ class DirectHttp:
     """
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None, auth: tuple[str, str] | None = None,
-                 verify: bool | str = True, timeout: float = 30.0, allow_insecure_http: bool | None = None):
+                 verify: bool | str = True, timeout: float = 30.0, allow_insecure_http: bool = False):
         import requests
 
         parts = urlsplit(base_url)
@@ -75,8 +75,7 @@ class DirectHttp:
         headers = check_headers(headers)
         if auth:
             register_secrets([auth[1]])
-        # None (a caller that does not say): the configuration check decided already; False: refuse here too.
-        if parts.scheme == "http" and (headers or auth) and allow_insecure_http is False:
+        if parts.scheme == "http" and (headers or auth) and not allow_insecure_http:
             raise ConfigError(f"{parts.scheme}://{parts.hostname}: refusing to send credentials over plain http; "
                               "use https:// or set repair.allow_insecure_http: true")
         self.base_url = base_url.rstrip("/")
