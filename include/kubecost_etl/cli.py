@@ -21,9 +21,13 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubecost_etl", description="Kubecost ETL operations tools.")
+    parser = argparse.ArgumentParser(
+        prog="python -m kubecost_etl", description="Kubecost ETL operations tools."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check-config", help="validate a configuration file (as every run does first)")
+    check = commands.add_parser(
+        "check-config", help="validate a configuration file (as every run does first)"
+    )
     check.add_argument("file", help="the YAML configuration (what KUBECOST_ETL_CONFIG names)")
     args = parser.parse_args(argv)
     if args.command == "check-config":

@@ -35,19 +35,31 @@ _SECRET_NAMES = (
 )
 _PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
     # PEM blocks: the whole block, or everything after a BEGIN whose END was cut off.
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)", re.S),
-     REDACTED),
+    (
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)", re.S
+        ),
+        REDACTED,
+    ),
     # Authorization header values and bare bearer/basic tokens.
     (re.compile(r"(?i)\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=-]{4,}"), r"\1\2" + REDACTED),
     # key: value / key=value / "key": "value" / 'key': 'value' (YAML, JSON, query strings, reprs).
-    (re.compile(
-        r"""(?ix)
-        (?P<key>["']?\b[\w.-]*?(?:""" + _SECRET_NAMES + r""")["']?)      # a key naming a secret
+    (
+        re.compile(
+            r"""(?ix)
+        (?P<key>["']?\b[\w.-]*?(?:"""
+            + _SECRET_NAMES
+            + r""")["']?)      # a key naming a secret
         (?P<sep>\s*[:=]\s*)                                              # : or =
         (?!(?:expected|missing|must|required|needed|only|give|set|not|unknown|none|null|its|the|a|an)\b)  # a message, not a value
-        (?!(?:[\w.-]*[._-])?(?:""" + _SECRET_NAMES + r""")\b)            # a key named in a message
+        (?!(?:[\w.-]*[._-])?(?:"""
+            + _SECRET_NAMES
+            + r""")\b)            # a key named in a message
         (?P<value>"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s,;&'"}\])]+)          # quoted or bare value
-        """), lambda m: m["key"] + m["sep"] + _quoted(m["value"])),
+        """
+        ),
+        lambda m: m["key"] + m["sep"] + _quoted(m["value"]),
+    ),
     # Slack tokens, JWTs, AWS access key ids.
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),

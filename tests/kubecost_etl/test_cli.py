@@ -16,8 +16,14 @@ SECRET = "Zq8TkXr2Wv9LmN4pS7dE"
 
 def check_config(path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'include'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "kubecost_etl", "check-config", str(path)], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kubecost_etl", "check-config", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def write(tmp_path, config: dict) -> Path:
@@ -27,9 +33,14 @@ def write(tmp_path, config: dict) -> Path:
 
 
 def good(tmp_path) -> dict:
-    return {"backup_schedule": "30 2 * * 1-5", "alerts": {"notifier": "none"},
-            "defaults": {"backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path)}}}},
-            "clusters": [{"id": "prod-east", "kubernetes_conn_id": "k8s_prod"}, {"id": "dev"}]}
+    return {
+        "backup_schedule": "30 2 * * 1-5",
+        "alerts": {"notifier": "none"},
+        "defaults": {
+            "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path)}}}
+        },
+        "clusters": [{"id": "prod-east", "kubernetes_conn_id": "k8s_prod"}, {"id": "dev"}],
+    }
 
 
 def test_a_valid_file_exits_0_with_a_summary(tmp_path):
@@ -39,16 +50,29 @@ def test_a_valid_file_exits_0_with_a_summary(tmp_path):
     assert "prod-east: kubecost/app=cost-analyzer via k8s_prod; backups to FILESYSTEM" in done.stdout
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda c: c.update(backup_schedule="0 25 * * *"), "backup_schedule: '0 25 * * *' is not a valid cron expression"),
-    (lambda c: c.update(backup_schedule="@fortnightly"), "backup_schedule: '@fortnightly' is not an Airflow preset"),
-    (lambda c: c.update(backup_schedule="0 2 * *"), "backup_schedule: '0 2 * *' has 4 field(s)"),
-    (lambda c: c["clusters"][1].update(id="prod-east"), "cluster 'prod-east': id: duplicate"),
-    (lambda c: c["clusters"][1].update(use_debug_container="sometimes"),
-     "cluster 'dev': use_debug_container: 'sometimes' is not one of auto, always, never"),
-    (lambda c: c["defaults"]["backup"]["object_store"]["config"].update(prefix="x"),
-     "cluster 'prod-east': backup.object_store: inline object_store: config.prefix: prefix must be a top-level key"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c.update(backup_schedule="0 25 * * *"),
+            "backup_schedule: '0 25 * * *' is not a valid cron expression",
+        ),
+        (
+            lambda c: c.update(backup_schedule="@fortnightly"),
+            "backup_schedule: '@fortnightly' is not an Airflow preset",
+        ),
+        (lambda c: c.update(backup_schedule="0 2 * *"), "backup_schedule: '0 2 * *' has 4 field(s)"),
+        (lambda c: c["clusters"][1].update(id="prod-east"), "cluster 'prod-east': id: duplicate"),
+        (
+            lambda c: c["clusters"][1].update(use_debug_container="sometimes"),
+            "cluster 'dev': use_debug_container: 'sometimes' is not one of auto, always, never",
+        ),
+        (
+            lambda c: c["defaults"]["backup"]["object_store"]["config"].update(prefix="x"),
+            "cluster 'prod-east': backup.object_store: inline object_store: config.prefix: prefix must be a top-level key",
+        ),
+    ],
+)
 def test_a_mistake_exits_1_naming_the_cluster_and_the_field(tmp_path, change, message):
     config = good(tmp_path)
     change(config)
@@ -59,7 +83,9 @@ def test_a_mistake_exits_1_naming_the_cluster_and_the_field(tmp_path, change, me
 
 def test_a_yaml_mistake_is_located_without_quoting_the_secret_on_its_line(tmp_path):
     path = tmp_path / "kubecost-etl.yaml"
-    path.write_text(f'clusters:\n  - id: a\n    backup: {{object_store: {{type: S3, config: {{secret_key: "{SECRET}" x}}}}}}\n')
+    path.write_text(
+        f'clusters:\n  - id: a\n    backup: {{object_store: {{type: S3, config: {{secret_key: "{SECRET}" x}}}}}}\n'
+    )
     done = check_config(path)
     assert done.returncode == 1 and "is not valid YAML: line 3, column " in done.stderr
     assert SECRET not in done.stdout + done.stderr

@@ -47,8 +47,10 @@ class ObjectStoreRef:
 
     def __repr__(self) -> str:
         inline = f", inline={{'type': {self.inline.get('type')!r}, ...: {REDACTED}}}" if self.inline else ""
-        return (f"ObjectStoreRef(config_file={self.config_file!r}{inline}, conn_id={self.conn_id!r}, "
-                f"bucket={self.bucket!r}, prefix={self.prefix!r})")
+        return (
+            f"ObjectStoreRef(config_file={self.config_file!r}{inline}, conn_id={self.conn_id!r}, "
+            f"bucket={self.bucket!r}, prefix={self.prefix!r})"
+        )
 
     __str__ = __repr__
 
@@ -76,10 +78,13 @@ def parse_backup_settings(raw: dict, where: str, base_dir: Path | None) -> Backu
     try:
         compression = Compression(raw.get("compression", Compression.ZSTD))
     except (ValueError, TypeError):
-        raise ConfigError(f"{where}: backup.compression: {raw.get('compression')!r} is not one of "
-                          f"{tuple(c.value for c in Compression)}") from None
-    settings = BackupSettings(object_store=store, compression=compression,
-                              compression_level=_DEFAULT_LEVEL[compression])
+        raise ConfigError(
+            f"{where}: backup.compression: {raw.get('compression')!r} is not one of "
+            f"{tuple(c.value for c in Compression)}"
+        ) from None
+    settings = BackupSettings(
+        object_store=store, compression=compression, compression_level=_DEFAULT_LEVEL[compression]
+    )
     if "compression_level" in raw:
         level = positive_int(raw["compression_level"], f"{where}: backup.compression_level")
         if level not in _LEVELS[compression]:

@@ -23,24 +23,36 @@ def stage_raising(exc):
     return some_stage
 
 
-@pytest.mark.parametrize("refusal", [
-    ConfigError(f"cluster 'a': backup.object_store: line 3: secret_key: {SECRET}"),
-    ParamsError("clusters: ['a'] named more than once"),
-    SnapshotNotFound("snapshot 'x' of cluster 'a' does not exist"),
-    RetentionUnknown("Prometheus did not say"),
-    RepairRequestFailed("Asset repair: Kubecost refused it with HTTP 400", retryable=False),
-])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ConfigError(f"cluster 'a': backup.object_store: line 3: secret_key: {SECRET}"),
+        ParamsError("clusters: ['a'] named more than once"),
+        SnapshotNotFound("snapshot 'x' of cluster 'a' does not exist"),
+        RetentionUnknown("Prometheus did not say"),
+        RepairRequestFailed("Asset repair: Kubecost refused it with HTTP 400", retryable=False),
+    ],
+)
 def test_a_refusal_fails_at_once_with_a_redacted_message(refusal):
     with pytest.raises(AirflowFailException) as failed:
         stage_raising(refusal)()
     assert str(failed.value).startswith("some_stage refused (not retried): ")
-    assert SECRET not in str(failed.value) and failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert (
+        SECRET not in str(failed.value)
+        and failed.value.__cause__ is None
+        and failed.value.__suppress_context__
+    )
 
 
-@pytest.mark.parametrize("error", [
-    TransientError("exec stream cut"), RuntimeError("pod went away"), ObjectNotFound("objects/sha256/aa/bb.zst"),
-    RepairRequestFailed("Asset repair: Kubecost answered HTTP 503", retryable=True),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientError("exec stream cut"),
+        RuntimeError("pod went away"),
+        ObjectNotFound("objects/sha256/aa/bb.zst"),
+        RepairRequestFailed("Asset repair: Kubecost answered HTTP 503", retryable=True),
+    ],
+)
 def test_other_errors_pass_unchanged_so_airflow_retries_them(error):
     with pytest.raises(type(error)) as raised:
         stage_raising(error)()
@@ -61,12 +73,31 @@ def test_airflow_control_flow_passes_through():
         stage_raising(AirflowFailException(f"preflight: password: {SECRET}"))()
 
 
-@pytest.mark.parametrize(("module", "names"), [
-    (backup, ["select_clusters", "find_pod", "plan", "stream", "commit", "verify", "run_backup", "report"]),
-    (repair, ["preflight", "backup", "choose_steps", "request_step", "summary"]),
-    (restore, ["preflight", "verify_snapshot", "plan", "safety_backup", "stage", "check_staged", "swap", "restart",
-               "post_check", "finish"]),
-])
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        (
+            backup,
+            ["select_clusters", "find_pod", "plan", "stream", "commit", "verify", "run_backup", "report"],
+        ),
+        (repair, ["preflight", "backup", "choose_steps", "request_step", "summary"]),
+        (
+            restore,
+            [
+                "preflight",
+                "verify_snapshot",
+                "plan",
+                "safety_backup",
+                "stage",
+                "check_staged",
+                "swap",
+                "restart",
+                "post_check",
+                "finish",
+            ],
+        ),
+    ],
+)
 def test_every_stage_function_has_the_mechanism(module, names):
     for name in names:
         assert getattr(getattr(module, name), "refusals_fail_at_once", False), f"{module.__name__}.{name}"
