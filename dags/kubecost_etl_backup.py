@@ -89,8 +89,9 @@ def kubecost_etl_backup():
         return verify(cluster_id, snapshot_id)
 
     # The run's leaf: it must fail whenever anything failed, or the run would show green. No alert
-    # of its own: its failure always follows a task that has alerted already.
-    @task(trigger_rule="all_done", on_failure_callback=None)
+    # of its own: its failure always follows a task that has alerted already. Never retried: it only
+    # reads what the other tasks left, so a retry would say the same thing minutes later.
+    @task(trigger_rule="all_done", on_failure_callback=None, retries=0)
     def report(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
             raise _stages().BackupFailed("no clusters were selected: see select_clusters")

@@ -1,47 +1,60 @@
 """The project's configuration file (named by ``KUBECOST_ETL_CONFIG``).
 
 Every mistake is reported as a ``ConfigError`` that names the cluster and the field, before any
-pipeline touches a pod or a bucket. Credentials are never read from this file into messages.
+pipeline touches a pod or a bucket: unknown keys (the key sets are the dataclasses' fields),
+duplicate ids, bad values, unreadable files, and a ``backup_schedule`` that is not a valid cron
+expression or Airflow preset. ``python -m kubecost_etl check-config FILE`` runs the same checks.
+Credentials are never read from this file into messages: a YAML syntax error names the line and
+column but never quotes the line, and every ``repr`` hides secrets.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kubecost_etl.errors import ConfigError
+from kubecost_etl.backup.settings import (
+    BackupSettings,
+    Compression,
+    ObjectStoreRef,
+    parse_backup_settings,
+    positive_int,
+)
+from kubecost_etl.errors import ConfigError, ParamsError
+from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 
+__all__ = [
+    "CONFIG_ENV", "AlertSettings", "BackupSettings", "ClusterConfig", "Compression", "ConfigError", "DebugContainer",
+    "Notifier", "ObjectStoreRef", "ProjectConfig", "check_schedule", "load_alert_settings", "load_config",
+    "parse_config",
+]
+
 CONFIG_ENV = "KUBECOST_ETL_CONFIG"
+DEFAULT_SCHEDULE = "@daily"
 _CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-_COMPRESSIONS = ("zstd", "gzip")
-_NOTIFIERS = ("none", "slack", "email")
+# Airflow's presets (airflow.sdk CRON_PRESETS) and its two special schedules.
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 
 
-@dataclass(frozen=True)
-class ObjectStoreRef:
-    """Where a cluster's backups go: a Thanos ``object-store.yaml`` (file or inline) or an Airflow connection."""
+class DebugContainer(StrEnum):
+    """When to read the ETL files through an ephemeral debug container."""
 
-    config_file: str | None = None
-    inline: dict | None = None  # a Thanos-format mapping written straight into this file
-    conn_id: str | None = None
-    bucket: str | None = None
-    prefix: str = ""
+    AUTO = "auto"  # only when cost-model has no tar
+    ALWAYS = "always"
+    NEVER = "never"
 
 
-@dataclass(frozen=True)
-class BackupSettings:
-    object_store: ObjectStoreRef
-    compression: str = "zstd"
-    compression_level: int = 3
-    verify_sample: int = 16  # objects downloaded and re-hashed per verification (rotating)
-    batch_files: int = 400  # files per exec tar call (keeps command lines short and retries cheap)
-    hash_in_pod: bool = True
+class Notifier(StrEnum):
+    NONE = "none"
+    SLACK = "slack"
+    EMAIL = "email"
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class ClusterConfig:
     kubeconfig: str | None = None
     context: str | None = None
     debug_image: str = "busybox:1.36"
-    use_debug_container: str = "auto"  # auto | always | never
+    use_debug_container: DebugContainer = DebugContainer.AUTO
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
@@ -63,7 +76,7 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class AlertSettings:
-    notifier: str = "none"
+    notifier: Notifier = Notifier.NONE
     slack_conn_id: str = "slack_default"
     slack_channel: str | None = None
     email_to: tuple[str, ...] = ()
@@ -73,7 +86,7 @@ class AlertSettings:
 @dataclass(frozen=True)
 class ProjectConfig:
     clusters: tuple[ClusterConfig, ...]
-    backup_schedule: str | None = "@daily"
+    backup_schedule: str | None = DEFAULT_SCHEDULE
     alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "<memory>"
 
@@ -91,19 +104,76 @@ class ProjectConfig:
         return [c.id for c in self.clusters]
 
     def select(self, cluster_ids: list[str] | None) -> list[ClusterConfig]:
+        """The clusters a run names (all when none are named); a cluster named twice is refused."""
         if not cluster_ids:
             return list(self.clusters)
+        twice = sorted({cid for cid in cluster_ids if cluster_ids.count(cid) > 1}, key=str)
+        if twice:
+            raise ParamsError(f"clusters: {twice} named more than once; name each cluster once "
+                              "(two backups of one cluster would run side by side)")
         return [self.cluster(cid) for cid in cluster_ids]
 
+    def summary(self) -> str:
+        """A few lines for ``check-config``: what this file configures."""
+        lines = [f"{self.source}: {len(self.clusters)} cluster(s); backup_schedule "
+                 f"{self.backup_schedule or 'none (manual runs only)'}; alerts: {self.alerts.notifier}"]
+        for cluster in self.clusters:
+            store = cluster.backup.object_store if cluster.backup else None
+            where = ("no backup settings" if store is None else
+                     f"backups to {store.config_file or store.conn_id or (store.inline or {}).get('type')}")
+            access = cluster.kubernetes_conn_id or cluster.kubeconfig or "in-cluster"
+            lines.append(f"  {cluster.id}: {cluster.namespace}/{cluster.selector} via {access}; {where}")
+        return "\n".join(lines)
 
-_TOP_KEYS = {"clusters", "defaults", "backup_schedule", "alerts"}
-_CLUSTER_KEYS = {
-    "id", "namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig",
-    "context", "debug_image", "use_debug_container", "hourly_hours", "backup", "repair",
-}
-_BACKUP_KEYS = {"object_store", "compression", "compression_level", "verify_sample", "batch_files", "hash_in_pod"}
-_STORE_KEYS = {"config_file", "conn_id", "bucket", "prefix", "type", "config"}
-_ALERT_KEYS = {"notifier", "slack_conn_id", "slack_channel", "email_to", "smtp_conn_id"}
+
+def _keys(cls, *drop: str) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls)) - set(drop)
+
+
+_TOP_KEYS = _keys(ProjectConfig, "source") | {"defaults"}
+_CLUSTER_KEYS = _keys(ClusterConfig)
+_ALERT_KEYS = _keys(AlertSettings)
+_STRING_KEYS = ("namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig", "context",
+                "debug_image", "use_debug_container")
+
+
+def check_schedule(value: Any, where: str = "backup_schedule") -> str | None:
+    """A cron expression (five fields) or an Airflow preset, or None (manual runs only); else a ConfigError."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected a cron expression (five fields), a preset such as @daily, or null")
+    if value.startswith("@"):
+        if value not in SCHEDULE_PRESETS:
+            raise ConfigError(f"{where}: {value!r} is not an Airflow preset; use one of {', '.join(SCHEDULE_PRESETS)}")
+        return value
+    fields_given = value.split()
+    if len(fields_given) != 5:
+        raise ConfigError(f"{where}: {value!r} has {len(fields_given)} field(s); a cron expression has five "
+                          "(minute hour day-of-month month day-of-week)")
+    problem = _cron_problem(value)
+    if problem:
+        raise ConfigError(f"{where}: {value!r} is not a valid cron expression: {problem}")
+    return value
+
+
+def _cron_problem(expression: str) -> str | None:
+    """Why croniter (what Airflow's cron timetables use) rejects ``expression``; None when it is valid."""
+    try:
+        from croniter import croniter
+    except ImportError:  # croniter comes with Airflow; without it, ask Airflow's own timetable
+        from airflow.timetables.trigger import CronTriggerTimetable
+
+        try:
+            CronTriggerTimetable(expression, timezone="UTC").validate()
+        except Exception as exc:  # noqa: BLE001 (AirflowTimetableInvalid and the parser's errors)
+            return str(exc) or type(exc).__name__
+        return None
+    try:
+        croniter(expression)
+    except (ValueError, KeyError) as exc:  # CroniterBadCronError is a ValueError
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
@@ -117,8 +187,8 @@ def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration {path} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # never PyYAML's own text: it quotes the line, which may hold a secret
+        raise ConfigError(f"configuration {path} is not valid YAML: {describe_yaml_error(exc)}") from None
     return parse_config(raw, source=str(path), base_dir=path.parent)
 
 
@@ -127,8 +197,10 @@ def load_alert_settings(path: str | os.PathLike | None = None) -> AlertSettings:
     path = Path(path or os.environ.get(CONFIG_ENV) or "")
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read alert settings from {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read alert settings from {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read alert settings from {path}: not valid YAML: {describe_yaml_error(exc)}") from None
     return _parse_alerts(raw.get("alerts") if isinstance(raw, dict) else None, f"configuration {path}")
 
 
@@ -152,9 +224,7 @@ def parse_config(raw: Any, source: str = "<memory>", base_dir: Path | None = Non
             raise ConfigError(f"cluster {cluster.id!r}: id: duplicate (ids must be unique)")
         seen.add(cluster.id)
         clusters.append(cluster)
-    schedule = raw.get("backup_schedule", "@daily")
-    if schedule is not None and not isinstance(schedule, str):
-        raise ConfigError(f"{where}: backup_schedule: expected a cron expression, preset or null")
+    schedule = check_schedule(raw.get("backup_schedule", DEFAULT_SCHEDULE), f"{where}: backup_schedule")
     return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source)
 
 
@@ -176,8 +246,7 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
     if merged.get("context") and not merged.get("kubeconfig"):
         raise ConfigError(f"{where}: context: only meaningful with kubeconfig")
     kwargs: dict[str, Any] = {"id": cid}
-    for key in ("namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig",
-                "context", "debug_image", "use_debug_container"):
+    for key in _STRING_KEYS:
         if key in merged and merged[key] is not None:
             value = merged[key]
             if not isinstance(value, str) or not value:
@@ -187,12 +256,13 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         kwargs["kubeconfig"] = str(base_dir / kwargs["kubeconfig"])
     if not kwargs.get("etl_path", "/").startswith("/"):
         raise ConfigError(f"{where}: etl_path: must be an absolute path in the pod")
-    if kwargs.get("use_debug_container", "auto") not in ("auto", "always", "never"):
-        raise ConfigError(f"{where}: use_debug_container: expected auto, always or never")
+    if "use_debug_container" in kwargs:
+        kwargs["use_debug_container"] = _choice(DebugContainer, kwargs["use_debug_container"],
+                                                f"{where}: use_debug_container")
     if "hourly_hours" in merged:
-        kwargs["hourly_hours"] = _positive_int(merged["hourly_hours"], f"{where}: hourly_hours")
+        kwargs["hourly_hours"] = positive_int(merged["hourly_hours"], f"{where}: hourly_hours")
     if backup_raw is not None:
-        kwargs["backup"] = _parse_backup(backup_raw, where, base_dir)
+        kwargs["backup"] = parse_backup_settings(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
     kwargs["repair"] = parse_repair_settings(repair_raw, where)
     return ClusterConfig(**kwargs)
@@ -208,96 +278,37 @@ def _merge_section(default: Any, own: Any, where: str) -> dict | None:
     return {**(default or {}), **(own or {})}
 
 
-def _parse_backup(raw: dict, where: str, base_dir: Path | None) -> BackupSettings:
-    _reject_unknown(raw, _BACKUP_KEYS, f"{where}: backup")
-    if "object_store" not in raw:
-        raise ConfigError(f"{where}: backup.object_store: missing (where should backups go?)")
-    store = _parse_store(raw["object_store"], f"{where}: backup.object_store", base_dir)
-    compression = raw.get("compression", "zstd")
-    if compression not in _COMPRESSIONS:
-        raise ConfigError(f"{where}: backup.compression: {compression!r} is not one of {_COMPRESSIONS}")
-    settings = BackupSettings(object_store=store, compression=compression)
-    level_range = range(1, 23) if compression == "zstd" else range(1, 10)
-    if "compression_level" in raw:
-        level = _positive_int(raw["compression_level"], f"{where}: backup.compression_level")
-        if level not in level_range:
-            raise ConfigError(f"{where}: backup.compression_level: {level} out of range for {compression}")
-        settings = replace(settings, compression_level=level)
-    elif compression == "gzip":
-        settings = replace(settings, compression_level=6)
-    for key in ("verify_sample", "batch_files"):
-        if key in raw:
-            settings = replace(settings, **{key: _positive_int(raw[key], f"{where}: backup.{key}")})
-    if "hash_in_pod" in raw:
-        if not isinstance(raw["hash_in_pod"], bool):
-            raise ConfigError(f"{where}: backup.hash_in_pod: expected true or false")
-        settings = replace(settings, hash_in_pod=raw["hash_in_pod"])
-    return settings
-
-
-def _parse_store(raw: Any, where: str, base_dir: Path | None) -> ObjectStoreRef:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping (config_file, or conn_id + bucket, or type + config)")
-    _reject_unknown(raw, _STORE_KEYS, where)
-    forms = [name for name, present in (
-        ("config_file", "config_file" in raw), ("conn_id", "conn_id" in raw), ("type", "type" in raw),
-    ) if present]
-    if len(forms) != 1:
-        raise ConfigError(f"{where}: give exactly one of config_file, conn_id (+ bucket) or type (+ config)")
-    prefix = raw.get("prefix", "") or ""
-    if not isinstance(prefix, str):
-        raise ConfigError(f"{where}: prefix: expected a string")
-    prefix = prefix.strip("/")
-    if forms[0] == "config_file":
-        path = raw["config_file"]
-        if not isinstance(path, str) or not path:
-            raise ConfigError(f"{where}: config_file: expected a path")
-        if base_dir and not os.path.isabs(path):
-            path = str(base_dir / path)
-        if not os.access(path, os.R_OK):
-            raise ConfigError(f"{where}: config_file: {path} does not exist or is not readable")
-        return ObjectStoreRef(config_file=path, prefix=prefix)
-    if forms[0] == "conn_id":
-        bucket = raw.get("bucket")
-        if not isinstance(bucket, str) or not bucket:
-            raise ConfigError(f"{where}: bucket: missing (a connection needs a bucket or container name)")
-        return ObjectStoreRef(conn_id=raw["conn_id"], bucket=bucket, prefix=prefix)
-    inline = {k: raw[k] for k in ("type", "config") if k in raw}
-    if prefix:
-        inline["prefix"] = prefix
-    return ObjectStoreRef(inline=inline)
-
-
 def _parse_alerts(raw: Any, where: str) -> AlertSettings:
     if raw is None:
         return AlertSettings()
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: alerts: expected a mapping")
     _reject_unknown(raw, _ALERT_KEYS, f"{where}: alerts")
-    notifier = raw.get("notifier", "none")
-    if notifier not in _NOTIFIERS:
-        raise ConfigError(f"{where}: alerts.notifier: {notifier!r} is not one of {_NOTIFIERS}")
+    notifier = _choice(Notifier, raw.get("notifier", Notifier.NONE), f"{where}: alerts.notifier")
     email_to = raw.get("email_to") or ()
     if isinstance(email_to, str):
         email_to = (email_to,)
-    if notifier == "email" and not email_to:
+    if not isinstance(email_to, list | tuple) or not all(isinstance(a, str) and "@" in a for a in email_to):
+        raise ConfigError(f"{where}: alerts.email_to: expected an address or a list of addresses")
+    if notifier == Notifier.EMAIL and not email_to:
         raise ConfigError(f"{where}: alerts.email_to: needed when notifier is email")
-    return AlertSettings(
-        notifier=notifier,
-        slack_conn_id=raw.get("slack_conn_id", "slack_default"),
-        slack_channel=raw.get("slack_channel"),
-        email_to=tuple(email_to),
-        smtp_conn_id=raw.get("smtp_conn_id", "smtp_default"),
-    )
+    texts = {}
+    for key in ("slack_conn_id", "slack_channel", "smtp_conn_id"):
+        if raw.get(key) is not None:
+            if not isinstance(raw[key], str) or not raw[key]:
+                raise ConfigError(f"{where}: alerts.{key}: expected a non-empty string")
+            texts[key] = raw[key]
+    return AlertSettings(notifier=notifier, email_to=tuple(email_to), **texts)
 
 
-def _reject_unknown(raw: dict, known: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - known)
+def _reject_unknown(raw: dict, known, where: str) -> None:
+    unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
 
 
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{where}: expected a positive whole number, got {value!r}")
-    return value
+def _choice(kind: type[StrEnum], value: Any, where: str):
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(v.value for v in kind)}") from None

@@ -58,6 +58,15 @@ def load_config_from(directory, raw):
     (lambda c: c["clusters"][0].update(repair={"max_window_day": 3}), r"cluster 'prod-east': repair: unknown key"),
     (lambda c: c["defaults"].update(repair={"prometheus_retention": "forever"}), r"cluster 'prod-east': repair.prometheus_retention"),
     (lambda c: c["clusters"][1].update(repair=["x"]), r"cluster 'dev': repair: expected a mapping"),
+    (lambda c: c["clusters"][1].update(backup={"hash_in_pod": True}), r"cluster 'dev': backup: unknown key\(s\) \['hash_in_pod'\]"),
+    (lambda c: c["clusters"][0].update(use_debug_container="maybe"), r"use_debug_container: 'maybe' is not one of auto, always, never"),
+    (lambda c: c.update(alerts={"notifier": "pager"}), r"alerts.notifier: 'pager' is not one of none, slack, email"),
+    (lambda c: c.update(alerts={"notifier": "email", "email_to": [3]}), r"alerts.email_to: expected an address"),
+    (lambda c: c.update(backup_schedule="0 25 * * *"), r"backup_schedule: '0 25 \* \* \*' is not a valid cron expression"),
+    (lambda c: c.update(backup_schedule="61 * * * *"), r"backup_schedule: '61 \* \* \* \*' is not a valid cron"),
+    (lambda c: c.update(backup_schedule="0 0 * * * *"), r"backup_schedule: '0 0 \* \* \* \*' has 6 field\(s\)"),
+    (lambda c: c.update(backup_schedule="@midnight"), r"backup_schedule: '@midnight' is not an Airflow preset"),
+    (lambda c: c.update(backup_schedule=5), r"backup_schedule: expected a cron expression"),
 ])
 def test_every_mistake_names_the_cluster_and_field(mutate, message):
     raw = yaml.safe_load(yaml.safe_dump(GOOD))
@@ -98,3 +107,47 @@ def test_alert_settings_are_readable_even_when_the_rest_is_wrong(tmp_path):
     with pytest.raises(ConfigError, match="duplicate"):
         load_config(path)
     assert load_alert_settings(path).email_to == ("ops@example.com",)
+
+
+@pytest.mark.parametrize("schedule", [None, "@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly",
+                                      "@quarterly", "@yearly", "*/15 * * * *", "30 2 * * 1-5", "0 0 1 jan *"])
+def test_valid_schedules(schedule):
+    assert parse_config({**GOOD, "backup_schedule": schedule}).backup_schedule == schedule
+
+
+def test_fixed_value_sets_are_str_enums_that_compare_and_serialise_as_text():
+    import json
+
+    from kubecost_etl.config import Compression, DebugContainer, Notifier
+
+    config = parse_config({**GOOD, "alerts": {"notifier": "slack"}})
+    dev = config.cluster("dev")
+    assert dev.backup.compression is Compression.GZIP and dev.backup.compression == "gzip"
+    assert dev.use_debug_container is DebugContainer.AUTO and config.alerts.notifier is Notifier.SLACK
+    assert json.dumps({"c": dev.backup.compression}) == '{"c": "gzip"}'
+
+
+def test_duplicate_clusters_in_a_trigger_are_refused():
+    from kubecost_etl.errors import ParamsError, Refusal
+
+    config = parse_config(GOOD)
+    with pytest.raises(ParamsError, match=r"clusters: \['dev'\] named more than once") as refused:
+        config.select(["dev", "prod-east", "dev"])
+    assert isinstance(refused.value, Refusal)
+
+
+def test_settings_reprs_never_show_inline_store_secrets():
+    raw = {"clusters": [{"id": "a", "backup": {"object_store": {
+        "type": "S3", "config": {"bucket": "b", "access_key": "AKIAIOSFODNN7EXAMPLE", "secret_key": "Zq8TkXr2Wv9"}}}}]}
+    cluster = parse_config(raw).cluster("a")
+    for text in (repr(cluster), str(cluster), repr(cluster.backup), repr(cluster.backup.object_store)):
+        assert "Zq8TkXr2Wv9" not in text and "AKIAIOSFODNN7EXAMPLE" not in text
+    assert "inline={'type': 'S3', ...: <redacted>}" in repr(cluster.backup.object_store)
+
+
+def test_a_yaml_mistake_names_the_line_but_never_quotes_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('clusters:\n  - id: a\n    backup: {object_store: {type: S3, config: {secret_key: "Zq8TkXr2Wv9" x}}}\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(bad)
+    assert "is not valid YAML: line 3, column" in str(refused.value) and "Zq8TkXr2Wv9" not in str(refused.value)

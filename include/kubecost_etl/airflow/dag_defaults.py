@@ -1,4 +1,9 @@
-"""What every pipeline DAG shares: retries with backoff and failure alerts through the notifier."""
+"""What every pipeline DAG shares: retries with backoff and failure alerts through the notifier.
+
+The retries are for transient errors only: a ``Refusal`` fails its task on the first try (the stages'
+``@refusals_fail_at_once`` raises ``AirflowFailException``), and ``on_failure_callback`` runs once, on
+the final failure, so a refusal sends exactly one alert.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,12 @@
-"""Reading the backup schedule at DAG-parse time: one small local YAML key, never the network."""
+"""Reading the backup schedule at DAG-parse time: one small local YAML key, never the network.
+
+A schedule that cannot be used (unreadable file, invalid YAML, an invalid cron expression or preset)
+must not make the backup DAG an import error: scheduled backups would stop with no failed run and no
+alert. The DAG falls back to the default ``@daily`` instead, so it keeps running; each run's first
+task validates the whole configuration (``load_config``, the same check as ``check-config``) and
+fails at once with the error, which sends the failure alert. A manual-only fallback would hide the
+mistake: no run, no alert.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +15,29 @@ import os
 
 import yaml
 
-from kubecost_etl.config import CONFIG_ENV
+from kubecost_etl.config import CONFIG_ENV, DEFAULT_SCHEDULE, check_schedule
+from kubecost_etl.errors import ConfigError
 
-DEFAULT_SCHEDULE = "@daily"
 log = logging.getLogger(__name__)
 
 
 def backup_schedule() -> str | None:
-    """``backup_schedule`` from the config file; the default when it cannot be read.
-
-    A broken file must not make the DAG vanish from the UI: the run's first task reports the
-    configuration error clearly instead.
-    """
+    """``backup_schedule`` from the config file when it is valid; ``DEFAULT_SCHEDULE`` otherwise."""
     path = os.environ.get(CONFIG_ENV)
     if not path:
         return DEFAULT_SCHEDULE
     try:
         with open(path) as handle:
             raw = yaml.safe_load(handle) or {}
-        return raw.get("backup_schedule", DEFAULT_SCHEDULE) if isinstance(raw, dict) else DEFAULT_SCHEDULE
-    except (OSError, yaml.YAMLError) as exc:
-        log.warning("cannot read %s for the schedule (%s); using %s", path, exc, DEFAULT_SCHEDULE)
+    except (OSError, yaml.YAMLError):  # not the exception's text: a YAML excerpt may hold a secret
+        log.warning("cannot read %s for the schedule; using %s (the run's first task reports the error)",
+                    path, DEFAULT_SCHEDULE)
+        return DEFAULT_SCHEDULE
+    if not isinstance(raw, dict):
+        return DEFAULT_SCHEDULE
+    try:
+        return check_schedule(raw.get("backup_schedule", DEFAULT_SCHEDULE))
+    except ConfigError as exc:
+        log.warning("%s; using %s until it is fixed (every run's first task fails with this error)", exc,
+                    DEFAULT_SCHEDULE)
         return DEFAULT_SCHEDULE

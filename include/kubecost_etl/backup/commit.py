@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from kubecost_etl.etl.layout import coverage
 from kubecost_etl.snapshots.repository import FileEntry, Manifest, Repository
 
-from .plan import Plan
+from .plan import Plan, refuse_empty
 from .stream import BackupError
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,8 @@ def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,
     """Write the manifest, the snapshot's only commit point, after checking every object is stored."""
     entries = [FileEntry(**e) for e in plan.reuse] + [FileEntry(**e) for e in streamed["entries"]]
     entries.sort(key=lambda e: e.path)
+    if not entries:  # a plan is refused earlier; this keeps an empty manifest from ever being written
+        refuse_empty(plan.cluster_id, f"read from {source.get('pod', 'the pod')}")
     stored = repo.object_sizes()
     missing = [e.object for e in entries if stored.get(e.object) != e.stored_size]
     if missing:

@@ -7,11 +7,25 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 from kubecost_etl.config import BackupSettings
+from kubecost_etl.errors import Refusal
 from kubecost_etl.kube.pod_files import hash_files, list_files
 from kubecost_etl.kube.target import ExecTarget
 from kubecost_etl.snapshots.repository import FileEntry, Repository, new_snapshot_id, object_key
 
 log = logging.getLogger(__name__)
+
+
+class EmptyEtlDir(Refusal):
+    """The pod's ETL dir holds no files: an empty snapshot must never become "latest good"."""
+
+
+def refuse_empty(cluster_id: str, where: str) -> None:
+    raise EmptyEtlDir(
+        f"cluster {cluster_id!r}: the ETL dir {where} holds no files, so there is nothing to back up and no "
+        "snapshot was written (an empty one would become the latest good snapshot). Either Kubecost has not "
+        "built its ETL yet, or the cache was lost: restore a snapshot (kubecost_etl_restore), or repair "
+        "with backup_first: false"
+    )
 
 
 @dataclass
@@ -45,6 +59,8 @@ def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: Backup
     files, refused = list_files(core_api, target)
     for reason in refused:
         log.warning("skipping: %s", reason)
+    if not files:
+        refuse_empty(repo.cluster_id, f"{target.etl_root} in pod {target.pod.name}")
     base_id = repo.latest_good()
     base = {e.path: e for e in repo.load_manifest(base_id).files} if base_id else {}
     reuse, changed = [], []

@@ -21,6 +21,11 @@ Rules a repair adds on top (Kubecost itself accepts these windows and then does 
   and ``3h`` pass, a window ending tomorrow night does not;
 - at most ``max_days`` days long, counted in the whole days Kubecost rebuilds.
 
+Every error is a ``WindowError`` (a ``Refusal``: not retried). The text is at most ``MAX_TEXT``
+ASCII characters (``"１d"`` with a full-width digit is refused), and no duration, offset or bound
+may reach more than ``MAX_SPAN_DAYS`` from 1970 or now: both are checked before anything is
+computed, so ``"200000000d"`` or ``"99999999999w offset 1d"`` is a quick refusal, not a huge list.
+
 Kubecost repairs whole days: a window that starts or ends inside a day rebuilds all of that day.
 The request always carries the resolved bounds as an RFC3339 pair, so every step of a repair
 covers the same days even when the run crosses midnight (``7d`` would move).
@@ -35,18 +40,20 @@ from datetime import UTC, datetime, timedelta
 from kubecost_etl.errors import Refusal
 
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400
+MAX_TEXT = 100  # characters; the longest valid form (an RFC3339 pair) has 41
+MAX_SPAN_DAYS = 100 * 366  # no duration or offset reaches further back than this
 _UNITS = {"m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 _KEYWORDS = ("today", "yesterday", "week", "month", "lastweek", "lastmonth")
 
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
-_DURATION_OFFSET = re.compile(r"^(\d+)([mhdw]) offset (\d+)([mhdw])$")
-_UNIX_PAIR = re.compile(r"^(\d+)[,|-](\d+)$")
-_RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+_DURATION = re.compile(r"^(\d+)([mhdw])$", re.ASCII)
+_DURATION_OFFSET = re.compile(r"^(\d+)([mhdw]) offset (\d+)([mhdw])$", re.ASCII)
+_UNIX_PAIR = re.compile(r"^(\d+)[,|-](\d+)$", re.ASCII)
+_RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", re.ASCII)
 # Looser shapes, only to say precisely what is wrong with a near miss.
-_RFC3339_FRACTION = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE)
-_RFC3339_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:?\d\d)$")
-_RFC3339_NO_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?$", re.IGNORECASE)
-_DATE_ONLY = re.compile(r"^\d{4}-\d\d-\d\d$")
+_RFC3339_FRACTION = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE | re.ASCII)
+_RFC3339_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:?\d\d)$", re.ASCII)
+_RFC3339_NO_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?$", re.IGNORECASE | re.ASCII)
+_DATE_ONLY = re.compile(r"^\d{4}-\d\d-\d\d$", re.ASCII)
 _SHAPES = ("today, yesterday, week, month, lastweek, lastmonth; <n>m|h|d|w such as 7d; "
            "'<n><u> offset <m><u>'; unix seconds S,E; or YYYY-MM-DDTHH:MM:SSZ,YYYY-MM-DDTHH:MM:SSZ")
 _MILLISECONDS_FROM = 100_000_000_000  # unix seconds this large are the year 5138: milliseconds by mistake
@@ -73,14 +80,21 @@ class RepairWindow:
     def first_day(self) -> int:
         return self.start - self.start % DAY
 
+    @property
+    def day_count(self) -> int:
+        """How many whole days Kubecost rebuilds, counted without listing them."""
+        return max(0, (ceil_to(self.end, DAY) - self.first_day) // DAY)
+
     def days(self) -> list[int]:
         """Starts of the whole days Kubecost rebuilds for this window."""
+        if self.day_count > MAX_SPAN_DAYS:
+            raise WindowError(f"window {self.text!r} covers {self.day_count} days, more than {MAX_SPAN_DAYS}")
         return list(range(self.first_day, ceil_to(self.end, DAY), DAY))
 
     def describe(self) -> str:
-        days = self.days()
-        return (f"{self.text!r} = [{iso(self.start)}, {iso(self.end)}); Kubecost rebuilds {len(days)} whole "
-                f"day(s) {iso(days[0])[:10]} .. {iso(days[-1])[:10]}")
+        last = ceil_to(self.end, DAY) - DAY
+        return (f"{self.text!r} = [{iso(self.start)}, {iso(self.end)}); Kubecost rebuilds {self.day_count} whole "
+                f"day(s) {iso(self.first_day)[:10]} .. {iso(last)[:10]}")
 
     def as_dict(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "query": self.query}
@@ -100,8 +114,11 @@ def ceil_to(seconds: int, unit: int) -> int:
 
 def resolve_window(text: str, now: float, max_days: int) -> RepairWindow:
     """Parse ``text`` as Kubecost would and apply a repair's rules; raise ``WindowError`` naming the problem."""
+    if isinstance(text, str) and len(text) > MAX_TEXT:
+        _check_text(text)  # refused by its length, before even a copy is made
     if not isinstance(text, str) or not text.strip():
         raise WindowError(f"the window is empty: give one of {_SHAPES}")
+    _check_text(text)
     text = text.strip()  # only the resolved bounds are sent, so outer spaces cannot reach Kubecost
     now_s = int(now)
     start, end = parse_window(text, now_s)
@@ -118,13 +135,22 @@ def resolve_window(text: str, now: float, max_days: int) -> RepairWindow:
             f"(the end of the period in progress; now is {iso(now_s)})"
         )
     window = RepairWindow(text, start, end)
-    day_count = len(window.days())
+    day_count = window.day_count
     if day_count > max_days:
         raise WindowError(
             f"window {text!r} is too long: it covers {day_count} days, more than the maximum of {max_days} "
             "(repair.max_window_days); repair it in several runs"
         )
     return window
+
+
+def _check_text(text: str) -> None:
+    if len(text) > MAX_TEXT:  # before anything else looks at it (and without quoting it)
+        raise WindowError(f"the window is {len(text)} characters long; a window is at most {MAX_TEXT}: "
+                          f"give one of {_SHAPES}")
+    if not text.isascii():
+        raise WindowError(f"window {text!r}: only ASCII letters, digits and punctuation are accepted "
+                          "(a full-width or other non-ASCII digit is not a digit to Kubecost)")
 
 
 def _latest_end(end: int, now: int) -> int:
@@ -137,18 +163,19 @@ def _latest_end(end: int, now: int) -> int:
 
 def parse_window(text: str, now: int) -> tuple[int, int]:
     """``(start, end)`` for a window string, relative to ``now``; the syntax only, as Kubecost reads it."""
+    _check_text(text)
     today = now - now % DAY
     keyword = _keyword_window(text, now, today)
     if keyword is not None:
         return keyword
     if match := _DURATION.match(text):
-        count, unit = int(match[1]), _UNITS[match[2]]
+        count, unit = _count(text, match[1], match[2]), _UNITS[match[2]]
         # "The past n units" is the unit in progress plus the n-1 before it; weeks end tonight.
         end = today + DAY if unit == WEEK else now - now % unit + unit
         return end - count * unit, end
     if match := _DURATION_OFFSET.match(text):
-        end = now - int(match[3]) * _UNITS[match[4]]
-        return end - int(match[1]) * _UNITS[match[2]], end
+        end = now - _count(text, match[3], match[4]) * _UNITS[match[4]]
+        return end - _count(text, match[1], match[2]) * _UNITS[match[2]], end
     if match := _UNIX_PAIR.match(text):
         start, end = int(match[1]), int(match[2])
         for value in (start, end):
@@ -158,6 +185,15 @@ def parse_window(text: str, now: int) -> tuple[int, int]:
     if "," in text and ("T" in text or re.search(r"\d{4}-\d\d-\d\d", text)):
         return _rfc3339_pair(text)
     raise WindowError(f"illegal window {text!r}: {_hint(text)}expected one of {_SHAPES}")
+
+
+def _count(text: str, digits: str, unit: str) -> int:
+    """``digits`` as a count of ``unit``, refused when it reaches further than ``MAX_SPAN_DAYS``."""
+    count = int(digits)  # at most MAX_TEXT digits: cheap
+    if count * _UNITS[unit] > MAX_SPAN_DAYS * DAY:
+        raise WindowError(f"window {text!r}: {count}{unit} reaches further than {MAX_SPAN_DAYS} days; no repair "
+                          "window is that long")
+    return count
 
 
 def _keyword_window(text: str, now: int, today: int) -> tuple[int, int] | None:

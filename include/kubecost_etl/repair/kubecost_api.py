@@ -12,15 +12,26 @@ import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
-from kubecost_etl.errors import KubecostEtlError
+from kubecost_etl.errors import KubecostEtlError, Refusal
 from kubecost_etl.repair.profiles import Step
 from kubecost_etl.repair.transport import HttpAnswer, TransportError
 
 
 class RepairRequestFailed(KubecostEtlError, RuntimeError):
+    """A repair call failed; ``retryable`` (a 5xx, no answer) is retried, anything else is a refusal."""
+
+    def __new__(cls, message: str, retryable: bool):
+        if not retryable and cls is RepairRequestFailed:
+            cls = RepairRequestRefused  # a 4xx or a foreign answer: the same call would fail again
+        return super().__new__(cls, message, retryable)
+
     def __init__(self, message: str, retryable: bool):
         super().__init__(message)
         self.retryable = retryable
+
+
+class RepairRequestRefused(RepairRequestFailed, Refusal):
+    """Kubecost refused the call (4xx, a body that is not its JSON): not retried."""
 
 
 @dataclass(frozen=True)

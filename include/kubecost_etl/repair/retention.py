@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubecost_etl.errors import KubecostEtlError, Refusal
+from kubecost_etl.errors import Refusal
 from kubecost_etl.etl.windows import DAY, RepairWindow, ceil_to, iso
 from kubecost_etl.repair.transport import TransportError
 
@@ -28,8 +28,8 @@ _SIZE = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?)?B$")  # Prometheus' byte sizes: 51
 _PROMETHEUS_DEFAULT = "15d"  # what Prometheus uses when neither time nor size retention is set
 
 
-class RetentionUnknown(KubecostEtlError, RuntimeError):
-    """Prometheus' retention could not be found: the repair is refused."""
+class RetentionUnknown(Refusal, RuntimeError):
+    """Prometheus' retention could not be found: the repair is refused (not retried; the README says so)."""
 
 
 class OutsideRetention(Refusal, ValueError):

@@ -9,6 +9,7 @@ clusters:
       kubecost_conn_id: kubecost_prod               # Airflow connection with credentials for kubecost_url
       kubecost_service: kubecost-cost-analyzer:9090 # service (name:port) reached through the proxy
       verify_tls: true                              # for kubecost_url and prometheus_url
+      allow_insecure_http: false                    # credentials over a plain http:// URL (refused unless true)
       ca_file: /etc/ssl/internal-ca.pem
       prometheus_url: http://prometheus.example:9090  # or a Thanos Query URL (the data check asks it)
       prometheus_service: kubecost-prometheus-server:80
@@ -44,6 +45,7 @@ class RepairSettings:
     kubecost_conn_id: str | None = None
     kubecost_service: str = "kubecost-cost-analyzer:9090"
     verify_tls: bool = True
+    allow_insecure_http: bool = False  # send connection credentials to a plain http:// URL
     ca_file: str | None = None
     prometheus_url: str | None = None
     prometheus_service: str = "kubecost-prometheus-server:80"
@@ -90,10 +92,11 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
             if not _SERVICE.match(service):
                 raise ConfigError(f"{where}.{key}: {service!r} is not a service as name or name:port")
             values[key] = service
-    if "verify_tls" in raw:
-        if not isinstance(raw["verify_tls"], bool):
-            raise ConfigError(f"{where}.verify_tls: expected true or false")
-        values["verify_tls"] = raw["verify_tls"]
+    for key in ("verify_tls", "allow_insecure_http"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise ConfigError(f"{where}.{key}: expected true or false")
+            values[key] = raw[key]
     for key in ("max_window_days", "step_timeout_minutes"):
         if key in raw:
             values[key] = _positive(raw[key], f"{where}.{key}", int)
@@ -112,6 +115,12 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
     if values.get("kubecost_conn_id") and not values.get("kubecost_url"):
         raise ConfigError(f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
                           "cluster's own Kubernetes credentials)")
+    for url_key, conn_key in (("kubecost_url", "kubecost_conn_id"), ("prometheus_url", "prometheus_conn_id")):
+        if (values.get(conn_key) and urlsplit(values.get(url_key) or "").scheme == "http"
+                and not values.get("allow_insecure_http")):
+            raise ConfigError(f"{where}.{url_key}: plain http:// would send the credentials of {conn_key} "
+                              f"unencrypted; use https://, or set {where.rsplit(': ', 1)[-1]}.allow_insecure_http: "
+                              "true if the network is trusted")
     if values.get("ca_file") and not os.access(values["ca_file"], os.R_OK):
         raise ConfigError(f"{where}.ca_file: {values['ca_file']} does not exist or is not readable")
     return RepairSettings(**values)

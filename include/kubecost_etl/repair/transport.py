@@ -9,10 +9,15 @@ Header values (credentials) are never part of a description or an error message.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from kubecost_etl.errors import TransientError
+from kubecost_etl.errors import ConfigError, TransientError
+from kubecost_etl.redact import redact, register_secrets
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
+_HEADER_VALUE = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]*$")  # visible characters, spaces and tabs only
 
 
 class TransportError(TransientError, RuntimeError):
@@ -34,16 +39,45 @@ class HttpAnswer:
         return text if len(text) <= limit else text[:limit] + "..."
 
 
+def check_headers(headers: dict[str, str] | None, where: str = "the connection's extra.headers") -> dict[str, str]:
+    """Header names and values ``requests`` will send; a bad one is a ``ConfigError`` naming the header, never
+    its value (``requests`` itself would raise ``InvalidHeader`` quoting the value: a bearer token)."""
+    checked = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ConfigError(f"{where}: {redact(name)!r} is not a valid header name")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: the value of header {name!r} is not a string")
+        register_secrets([value])  # header values are credentials: never in a log line or a message
+        if not _HEADER_VALUE.match(value) or value != value.strip(" \t"):
+            raise ConfigError(f"{where}: the value of header {name!r} holds a line break, a control character or "
+                              "leading/trailing whitespace (value not shown); fix it in the connection")
+        checked[name] = value
+    return checked
+
+
 class DirectHttp:
-    """Requests to ``base_url`` (plus an API path) with optional headers and TLS settings."""
+    """Requests to ``base_url`` (plus an API path) with optional headers and TLS settings.
+
+    Headers are checked up front (``check_headers``) and their values, with the basic-auth password,
+    registered as secrets (``kubecost_etl.redact``). Credentials over plain ``http://`` are refused
+    unless ``allow_insecure_http`` is true (``repair.allow_insecure_http``; the configuration check
+    refuses that combination too).
+    """
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None, auth: tuple[str, str] | None = None,
-                 verify: bool | str = True, timeout: float = 30.0):
+                 verify: bool | str = True, timeout: float = 30.0, allow_insecure_http: bool = False):
         import requests
 
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
+            raise ConfigError(f"not an http(s) URL: {redact(base_url)!r}")
+        headers = check_headers(headers)
+        if auth:
+            register_secrets([auth[1]])
+        if parts.scheme == "http" and (headers or auth) and not allow_insecure_http:
+            raise ConfigError(f"{parts.scheme}://{parts.hostname}: refusing to send credentials over plain http; "
+                              "use https:// or set repair.allow_insecure_http: true")
         self.base_url = base_url.rstrip("/")
         self.description = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
         self.timeout = timeout

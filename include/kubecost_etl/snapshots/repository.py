@@ -18,6 +18,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from kubecost_etl.errors import Refusal
 from kubecost_etl.storage.base import ObjectNotFound, ObjectStore
 from kubecost_etl.transfer.compression import SUFFIX
 
@@ -64,6 +65,10 @@ class Manifest:
             raise ValueError(f"unsupported manifest format {body.get('format')!r}")
         body["files"] = [FileEntry(**f) for f in body["files"]]
         return cls(**body)
+
+
+class SnapshotNotFound(ObjectNotFound, Refusal):
+    """A named snapshot has no manifest: no retry makes it appear."""
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
@@ -118,7 +123,7 @@ class Repository:
         try:
             return Manifest.from_json(self.store.read_bytes(self.manifest_key(snapshot_id)))
         except ObjectNotFound:
-            raise ObjectNotFound(f"snapshot {snapshot_id!r} of cluster {self.cluster_id!r} does not exist "
+            raise SnapshotNotFound(f"snapshot {snapshot_id!r} of cluster {self.cluster_id!r} does not exist "
                                  f"in {self.description}") from None
 
     def load_verification(self, snapshot_id: str) -> dict | None:

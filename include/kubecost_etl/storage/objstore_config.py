@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from kubecost_etl.redact import redact
 from kubecost_etl.storage._shared import DEFAULT_PART_SIZE, GCS_CHUNK_ALIGNMENT, S3_MIN_PART_SIZE
 from kubecost_etl.storage.base import ObjectStore, StorageConfigError
 
@@ -199,8 +200,9 @@ def _load_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        # `from None`: PyYAML's own message quotes the line, which may hold a secret.
-        raise StorageConfigError(f"{source}: invalid YAML{where}: {exc.problem or exc.context}") from None
+        # `from None`: PyYAML's own message quotes the line, which may hold a secret; its problem text
+        # can quote a token too (an unknown escape, an alias name), so it is redacted as well.
+        raise StorageConfigError(f"{source}: invalid YAML{where}: {redact(exc.problem or exc.context)}") from None
     except yaml.YAMLError:
         raise StorageConfigError(f"{source}: invalid YAML") from None
 

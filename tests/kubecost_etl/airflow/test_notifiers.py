@@ -71,3 +71,13 @@ def test_none_sends_nothing_and_a_missing_file_does_not_raise(slack_api, monkeyp
     notify_failure(failure_context())  # an alert path must never raise
     assert slack_api == []
     assert "cannot read alert settings" in caplog.text
+
+
+def test_the_alert_never_carries_a_secret_from_the_exception(slack_api, monkeypatch, tmp_path):
+    configure(monkeypatch, tmp_path, {"notifier": "slack", "slack_conn_id": "slack_test"})
+    context = failure_context()
+    context["exception"] = ValueError("Invalid header value b'Bearer tok-6Hn2Ke9QwR4tY7uI\\n' (secret_key: Zq8TkXr2)")
+    notify_failure(context)
+    [post] = slack_api
+    assert "tok-6Hn2Ke9QwR4tY7uI" not in post["form"]["text"] and "Zq8TkXr2" not in post["form"]["text"]
+    assert "Invalid header value b'" in post["form"]["text"] and "<redacted>" in post["form"]["text"]

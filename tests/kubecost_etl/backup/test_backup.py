@@ -230,3 +230,17 @@ def test_links_and_unsafe_names_are_refused_not_carried(fs_store, etl_tree, simu
     assert "bingen/link-to-a-day" not in carried and "bingen/-rf" not in carried
     assert any("link-to-a-day" in reason for reason in plan.refused)
     assert any("'-rf'" in reason for reason in plan.refused)
+
+
+def test_an_empty_etl_dir_is_refused_and_nothing_is_written(fs_store, tmp_path, simulator):
+    from kubecost_etl.backup.plan import EmptyEtlDir
+    from kubecost_etl.errors import Refusal
+
+    root = tmp_path / "pvc" / "etl"
+    (root / "bingen" / "allocations" / "1d").mkdir(parents=True)  # the layout without a single file
+    sim = simulator(root)
+    with pytest.raises(EmptyEtlDir, match=r"cluster 'cluster-a': the ETL dir .* holds no files") as refused:
+        run_backup(sim, fs_store)
+    assert isinstance(refused.value, Refusal)
+    assert list(fs_store.list("")) == []  # no object, no manifest: nothing can become latest good
+    assert Repository(fs_store, CLUSTER).latest_good() is None

@@ -84,6 +84,13 @@ BAD = [
     (f"{at('2026-01-12') * 1000},{at('2026-01-13') * 1000}", "looks like milliseconds"),
     ("40d", "too long: it covers 40 days, more than the maximum of 31"),
     ("2025-11-01T00:00:00Z,2026-01-01T00:00:00Z", "too long"),
+    ("200000000d", "200000000d reaches further than 36600 days"),
+    ("99999999999w offset 1d", "99999999999w reaches further than 36600 days"),
+    ("1d offset 99999999999999999999m", "reaches further than 36600 days"),
+    ("0,99999999999", "reaches into the future"),
+    ("\uff11d", "only ASCII letters, digits and punctuation"),  # a full-width 1
+    ("\u0663d", "only ASCII"),  # an Arabic-Indic 3
+    ("7" * 101 + "d", "the window is 102 characters long; a window is at most 100"),
 ]
 
 
@@ -100,3 +107,24 @@ def test_the_period_in_progress_may_be_repaired_but_not_beyond():
     assert resolve_window("3h", at("2026-01-14T10:00"), MAX_DAYS).end == at("2026-01-14T11:00")  # on the hour
     with pytest.raises(WindowError, match="reaches into the future"):
         resolve_window(f"{at('2026-01-14')},{int(NOW) + 5}", NOW, MAX_DAYS)
+
+
+def test_huge_windows_are_refused_without_building_anything():
+    import time
+    import tracemalloc
+
+    from kubecost_etl.errors import Refusal
+
+    texts = ("200000000d", "99999999999w offset 1d", "9" * 10_000_000 + "d")
+    tracemalloc.start()
+    started = time.perf_counter()
+    for text in texts:
+        with pytest.raises(Refusal):
+            resolve_window(text, NOW, MAX_DAYS)
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000 and elapsed < 1.0  # no list of days, no big integers: not the gigabytes of before
+    assert RepairWindow("x", 0, 400 * 365 * 86400).day_count == 146000  # counted, not listed
+    with pytest.raises(WindowError, match="more than 36600"):
+        RepairWindow("x", 0, 400 * 365 * 86400).days()

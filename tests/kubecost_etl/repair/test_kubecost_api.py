@@ -21,7 +21,8 @@ def routes(cluster) -> dict[str, KubecostApi]:
             ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9090", "/model")),
         "service proxy :9003": KubecostApi(
             ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9003")),
-        "URL :9090 /model": KubecostApi(DirectHttp(cluster.sim.frontend_url + "/model", {"Authorization": SECRET})),
+        "URL :9090 /model": KubecostApi(DirectHttp(cluster.sim.frontend_url + "/model", {"Authorization": SECRET},
+                                                        allow_insecure_http=True)),
         "URL :9003": KubecostApi(DirectHttp(cluster.sim.costmodel_url)),
     }
 
@@ -78,7 +79,8 @@ def test_proxy_and_url_mistakes_are_told_apart_from_kubecost_answers(repair_clus
     assert not missing.value.retryable
     assert "service proxy answered HTTP 404" in str(missing.value) and "repair.kubecost_service" in str(missing.value)
 
-    wrong_path = KubecostApi(DirectHttp(repair_cluster.sim.frontend_url, {"Authorization": SECRET}))
+    wrong_path = KubecostApi(DirectHttp(repair_cluster.sim.frontend_url, {"Authorization": SECRET},
+                                                allow_insecure_http=True))
     with pytest.raises(RepairRequestFailed) as not_found:
         wrong_path.repair(V1.step("asset"), WINDOW)  # port 9090 serves the API under /model only
     assert not not_found.value.retryable and "kubecost_api_path" in str(not_found.value)

@@ -63,9 +63,19 @@ def test_every_key(tmp_path):
     ({"min_coverage": True}, "repair.min_coverage: expected a fraction"),
     ({"kubecost_conn_id": "kc"}, "repair.kubecost_conn_id: only used with kubecost_url"),
     ({"ca_file": "/nonexistent/ca.pem"}, "repair.ca_file: /nonexistent/ca.pem does not exist"),
+    ({"kubecost_url": "http://kubecost:9090", "kubecost_conn_id": "kc"},
+     "repair.kubecost_url: plain http:// would send the credentials of kubecost_conn_id unencrypted"),
+    ({"allow_insecure_http": "yes"}, "repair.allow_insecure_http: expected true or false"),
 ])
 def test_mistakes_name_the_cluster_and_the_field(raw, problem):
     with pytest.raises(ConfigError) as refused:
         parse_repair_settings(raw, WHERE)
     assert str(refused.value).startswith(f"{WHERE}: ") and problem in str(refused.value)
     assert "hunter2" not in str(refused.value)
+
+
+def test_credentials_over_plain_http_only_when_allowed():
+    raw = {"kubecost_url": "http://kubecost:9090", "kubecost_conn_id": "kc", "allow_insecure_http": True}
+    assert parse_repair_settings(raw, WHERE).allow_insecure_http is True
+    # without credentials, plain http needs no permission (the service proxy and an open Prometheus)
+    assert parse_repair_settings({"prometheus_url": "http://prometheus:9090"}, WHERE).allow_insecure_http is False

@@ -111,7 +111,7 @@ class KubecostClusterHook(BaseHook):
         if settings.kubecost_url:
             headers, auth = connection_credentials(settings.kubecost_conn_id)
             return DirectHttp(settings.kubecost_url + settings.kubecost_api_path, headers, auth, settings.tls_verify,
-                              settings.request_timeout_seconds)
+                              settings.request_timeout_seconds, allow_insecure_http=settings.allow_insecure_http)
         return ServiceProxyHttp(self.api_client, namespace, settings.kubecost_service,
                                 settings.kubecost_api_path, settings.request_timeout_seconds)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.errors import KubecostEtlError
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ class BackupFailed(KubecostEtlError, RuntimeError):
     pass
 
 
+@refusals_fail_at_once
 def select_clusters(requested: list[str] | None) -> list[str]:
     """Validate the configuration and the requested ids before anything touches a pod or bucket."""
     from kubecost_etl.airflow.hooks.object_store import check_store_ref
@@ -55,6 +57,7 @@ def _find_target(cluster, core) -> ExecTarget:
     return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
 
 
+@refusals_fail_at_once
 def find_pod(cluster_id: str) -> dict:
     cluster, core = _cluster(cluster_id)
     target = _find_target(cluster, core)
@@ -75,6 +78,7 @@ def _live_target(cluster, core, target: dict) -> ExecTarget:
     return _find_target(cluster, core)
 
 
+@refusals_fail_at_once
 def plan(cluster_id: str, target: dict) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.plan import plan_backup
@@ -84,6 +88,7 @@ def plan(cluster_id: str, target: dict) -> dict:
     return plan_backup(core, live, open_repository(cluster), cluster.backup).as_dict()
 
 
+@refusals_fail_at_once
 def stream(cluster_id: str, target: dict, plan: dict) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.stream import stream_files
@@ -99,6 +104,7 @@ def snapshot_source(cluster, pod_name: str, via_debug_container: bool) -> dict:
             "etl_path": cluster.etl_path, "via_debug_container": via_debug_container}
 
 
+@refusals_fail_at_once
 def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.commit import commit_snapshot
@@ -111,6 +117,7 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
     return manifest.snapshot_id
 
 
+@refusals_fail_at_once
 def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.snapshots.verify import verify_snapshot
@@ -132,6 +139,7 @@ def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
             "objects": report["objects"], "rehashed": report["rehashed"], "coverage": report["coverage"]}
 
 
+@refusals_fail_at_once
 def run_backup(cluster_id: str, full_verify: bool = False) -> dict:
     """The whole pipeline in one call (for the repair and restore pipelines' safety backups)."""
     target = find_pod(cluster_id)
@@ -147,6 +155,7 @@ def snapshot_asset(cluster_id: str):
     return Asset(uri=f"kubecost-etl://{cluster_id}/snapshots", name=f"kubecost_etl_snapshots_{cluster_id}")
 
 
+@refusals_fail_at_once
 def report(cluster_ids: list[str], results: list[dict]) -> dict:
     """One line per cluster: the verified snapshot, or that it failed (its own tasks say why).
 

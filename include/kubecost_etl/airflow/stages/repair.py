@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.hooks.object_store import check_store_ref, open_repository
 from kubecost_etl.airflow.stages import backup as backup_stages
+from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.config import load_config
 from kubecost_etl.errors import Refusal
 from kubecost_etl.etl.windows import RepairWindow, iso, resolve_window
@@ -48,6 +49,7 @@ _PROVIDER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,252}$")
 _TAIL_LINES = 50  # lines read to place the cursor at the end of the log before a request
 
 
+@refusals_fail_at_once
 def preflight(params: dict, now: float | None = None) -> dict:
     """Everything that can be checked before Kubecost is called; the plan the other stages follow."""
     now = int(time.time() if now is None else now)
@@ -101,6 +103,7 @@ def preflight(params: dict, now: float | None = None) -> dict:
     return plan
 
 
+@refusals_fail_at_once
 def backup(plan: dict) -> dict:
     """A verified backup first, so a bad repair can be undone by a restore."""
     if plan["dry_run"]:
@@ -113,6 +116,7 @@ def backup(plan: dict) -> dict:
     return result
 
 
+@refusals_fail_at_once
 def choose_steps(plan: dict) -> str | None:
     """The first task of the profile's chain, or None (nothing runs) for a dry run."""
     if plan["dry_run"]:
@@ -120,6 +124,7 @@ def choose_steps(plan: dict) -> str | None:
     return f"{plan['profile']}.{request_task_id(get_profile(plan['profile']).steps[0].name)}"
 
 
+@refusals_fail_at_once
 def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     """Send one repair call and return what its sensor must watch for."""
     cluster = load_config().cluster(plan["cluster_id"])
@@ -180,6 +185,7 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     }
 
 
+@refusals_fail_at_once
 def summary(plan: dict, results: list[dict | None]) -> dict:
     """One line per step: request, answer, days completed, duration; fails the run if a step did not finish."""
     if plan is None:

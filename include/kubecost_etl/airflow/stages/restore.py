@@ -9,14 +9,14 @@ previous ETL dir back (restarting Kubecost again if the restore had restarted it
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import UTC, datetime
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.hooks.object_store import open_repository
+from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.airflow.stages.backup import snapshot_source
 from kubecost_etl.backup.pipeline import back_up
 from kubecost_etl.config import ClusterConfig, load_config
@@ -52,15 +52,6 @@ log = logging.getLogger(__name__)
 RESTART_TIMEOUT_S = 900.0
 
 
-def _refusals_fail_without_retry(function):
-    """A refusal (bad snapshot, unsafe manifest, failed verification) will not pass on a retry."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except RestoreRefused as exc:
-            raise AirflowFailException(f"restore refused: {exc}") from exc
-    return wrapper
 
 
 def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook]:
@@ -95,7 +86,7 @@ def _dirs(target: ExecTarget, ctx: dict) -> RestoreDirs:
     return RestoreDirs(target.etl_root, ctx["token"])
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, dry_run: bool, run_id: str,
               created_before: datetime) -> dict:
     """Check the configuration, the snapshot, the pod and what lies next to its ETL dir."""
@@ -130,7 +121,7 @@ def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, d
     }
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def verify_snapshot(ctx: dict) -> dict:
     """Download and re-hash every object of the snapshot before anything touches the pod."""
     cluster, _ = _cluster(ctx["cluster_id"])
@@ -140,7 +131,7 @@ def verify_snapshot(ctx: dict) -> dict:
     return report
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def plan(ctx: dict) -> dict:
     """What the restore would change; logged line by line (the whole answer of a dry run)."""
     cluster, hook = _cluster(ctx["cluster_id"])
@@ -157,6 +148,7 @@ def plan(ctx: dict) -> dict:
     return the_plan.as_dict()
 
 
+@refusals_fail_at_once
 def safety_backup(ctx: dict, plan: dict) -> dict:
     """Back up what the pod has now (skipped when its ETL dir is empty or missing).
 
@@ -192,7 +184,7 @@ def _files_to_write(pinned, ctx: dict, plan: dict) -> list:
     return [e for e in pinned.files if e.path in wanted]
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def stage(ctx: dict, plan: dict) -> dict:
     """Stream the files into the staging dir next to the ETL dir (the live dir is not touched)."""
     cluster, hook = _cluster(ctx["cluster_id"])
@@ -206,7 +198,7 @@ def stage(ctx: dict, plan: dict) -> dict:
     return staging.stage_files(core, target, repo, files, _dirs(target, ctx))
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
     if staged["files"] == 0:
         return {"files": 0}
@@ -220,6 +212,7 @@ def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
     return report
 
 
+@refusals_fail_at_once
 def swap(ctx: dict, plan: dict) -> dict:
     """Replace: two renames. Fill-missing: no-clobber moves of the absent files."""
     cluster, hook = _cluster(ctx["cluster_id"])
@@ -231,6 +224,7 @@ def swap(ctx: dict, plan: dict) -> dict:
     return swapping.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]), cluster.backup.batch_files)
 
 
+@refusals_fail_at_once
 def restart(ctx: dict, swapped: dict) -> dict:
     """Roll the workload so Kubecost reloads its files; wait for the new Ready pod."""
     if not ctx["restart"]:
@@ -254,7 +248,7 @@ def _restart(cluster: ClusterConfig, hook: KubecostClusterHook, old: PodRef) -> 
     return new_pod, workload
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
     """The pod is Ready and the restored files are in place (sizes; sha256 where the pod can)."""
     cluster, hook = _cluster(ctx["cluster_id"])
@@ -270,6 +264,7 @@ def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
     return report
 
 
+@refusals_fail_at_once
 def finish(ctx: dict, checked: dict | None, swapped: dict | None) -> dict:
     """Teardown: keep the restore if the post-check passed, else put the previous data back."""
     if ctx["dry_run"]:

@@ -162,7 +162,8 @@ def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logg
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         repair_cluster.configure(kubecost_url=f"http://127.0.0.1:{server.server_port}",
-                                 kubecost_conn_id="kubecost_ingress")
+                                 kubecost_conn_id="kubecost_ingress",
+                                 allow_insecure_http=True)  # a loopback test server: plain http
         with caplog.at_level(logging.DEBUG):
             watch = stages.request_step(stages.preflight(params("yesterday", backup_first=False)), "asset")
     finally:
@@ -177,7 +178,8 @@ def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logg
 def test_a_connection_whose_headers_are_not_a_mapping_is_refused(repair_cluster, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_KUBECOST_INGRESS", json.dumps({
         "conn_type": "http", "extra": {"headers": ["X-Api-Key: key-secret"]}}))
-    repair_cluster.configure(kubecost_url="http://127.0.0.1:9", kubecost_conn_id="kubecost_ingress")
+    repair_cluster.configure(kubecost_url="http://127.0.0.1:9", kubecost_conn_id="kubecost_ingress",
+                             allow_insecure_http=True)  # a loopback test server: plain http
     with pytest.raises(AirflowFailException, match="'kubecost_ingress': extra.headers must be a mapping") as refused:
         stages.preflight(params("yesterday", backup_first=False))
     assert "secret" not in str(refused.value)
