@@ -9,7 +9,9 @@ with bounded memory: the worker blocks while its buffer is full, the loop sends 
 most 32 KiB and awaits the socket's drain. stdin flows the other way through a bounded queue.
 The ``exec_cut_stdin_after_bytes`` fault drops the connection after that many stdin bytes.
 The ``exec_cut_after_bytes`` fault closes the connection after that many stdout bytes without
-a status frame, as a broken connection or proxy timeout would. When the pod goes away (rollout
+a status frame, as a broken connection or proxy timeout would. The ``exec_lose_status_pattern``
+fault lets a matching command run to its end, then drops the connection instead of sending the
+status: the command's effect happened, the client cannot know it. When the pod goes away (rollout
 restart, delete) the command is killed and the exec ends with exit code 137, as with SIGKILL.
 """
 
@@ -19,6 +21,7 @@ import asyncio
 import json
 import logging
 import queue
+import re
 import secrets
 import threading
 
@@ -177,6 +180,8 @@ class ExecSession:
         receiver = asyncio.create_task(self._receive())
         try:
             if await self._send_output():
+                if self._lose_status():
+                    return
                 await self.ws.send_bytes(bytes([STATUS]) + _compact(self.outcome))
                 await self.ws.close()
         except ConnectionError:
@@ -253,6 +258,22 @@ class ExecSession:
         log.info("exec %s cut after %s stdout bytes (fault)", self.argv, self.cut_after)
         if self.request.transport is not None:
             self.request.transport.close()  # flushes what was sent, then closes: no close frame
+
+    def _lose_status(self) -> bool:
+        """The fault: the command ran to its end; drop the connection instead of sending its status."""
+        pattern = self.faults.exec_lose_status_pattern
+        if not pattern or not re.search(pattern, " ".join(self.argv)):
+            return False
+        remaining = self.faults.exec_lose_status_times - 1
+        if remaining <= 0:
+            self.faults.update({"exec_lose_status_pattern": None,
+                                "exec_lose_status_times": Faults.exec_lose_status_times})
+        else:
+            self.faults.exec_lose_status_times = remaining
+        log.info("exec %s ran; its status is lost (fault)", self.argv)
+        if self.request.transport is not None:
+            self.request.transport.close()
+        return True
 
     def _cut_stdin(self) -> None:
         """The fault: the connection drops while the client is still sending stdin (once)."""

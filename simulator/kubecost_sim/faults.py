@@ -16,6 +16,10 @@ class Faults:
     exec_cut_after_bytes: int | None = None  # close the exec WebSocket after N stdout bytes (once per arm)
     exec_cut_times: int = 1  # how many exec streams get cut before the fault disarms itself
     exec_cut_stdin_after_bytes: int | None = None  # drop the connection after N stdin bytes (once)
+    # Lose an exec's status AFTER its command ran (and changed what it changes): the connection drops
+    # where the Status frame would come. A regex searched in the space-joined argv picks the exec.
+    exec_lose_status_pattern: str | None = None
+    exec_lose_status_times: int = 1  # how many matching execs lose their status before the fault disarms
     # Cost-model side
     repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
     repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)
