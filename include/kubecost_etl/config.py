@@ -56,6 +56,7 @@ class ClusterConfig:
     context: str | None = None
     debug_image: str = "busybox:1.36"
     use_debug_container: str = "auto"  # auto | always | never
+    debug_container_seconds: int = 4 * 3600  # a debug container's lifetime (its `sleep`); it then ends by itself
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
@@ -99,7 +100,7 @@ class ProjectConfig:
 _TOP_KEYS = {"clusters", "defaults", "backup_schedule", "alerts"}
 _CLUSTER_KEYS = {
     "id", "namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig",
-    "context", "debug_image", "use_debug_container", "hourly_hours", "backup", "repair",
+    "context", "debug_image", "use_debug_container", "debug_container_seconds", "hourly_hours", "backup", "repair",
 }
 _BACKUP_KEYS = {"object_store", "compression", "compression_level", "verify_sample", "batch_files", "hash_in_pod"}
 _STORE_KEYS = {"config_file", "conn_id", "bucket", "prefix", "type", "config"}
@@ -191,6 +192,9 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         raise ConfigError(f"{where}: use_debug_container: expected auto, always or never")
     if "hourly_hours" in merged:
         kwargs["hourly_hours"] = _positive_int(merged["hourly_hours"], f"{where}: hourly_hours")
+    if "debug_container_seconds" in merged:
+        kwargs["debug_container_seconds"] = _positive_int(merged["debug_container_seconds"],
+                                                          f"{where}: debug_container_seconds")
     if backup_raw is not None:
         kwargs["backup"] = _parse_backup(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
