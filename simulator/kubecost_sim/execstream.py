@@ -261,15 +261,20 @@ class ExecSession:
 
     def _lose_status(self) -> bool:
         """The fault: the command ran to its end; drop the connection instead of sending its status."""
-        pattern = self.faults.exec_lose_status_pattern
-        if not pattern or not re.search(pattern, " ".join(self.argv)):
-            return False
-        remaining = self.faults.exec_lose_status_times - 1
-        if remaining <= 0:
-            self.faults.update({"exec_lose_status_pattern": None,
-                                "exec_lose_status_times": Faults.exec_lose_status_times})
+        faults = self.faults
+        if faults.exec_lose_status_pending > 0:
+            faults.exec_lose_status_pending -= 1
         else:
-            self.faults.exec_lose_status_times = remaining
+            pattern = faults.exec_lose_status_pattern
+            if not pattern or not re.search(pattern, " ".join(self.argv)):
+                return False
+            faults.exec_lose_status_pending = faults.exec_lose_status_following
+            remaining = faults.exec_lose_status_times - 1
+            if remaining <= 0:
+                faults.update({"exec_lose_status_pattern": None, "exec_lose_status_following": 0,
+                               "exec_lose_status_times": Faults.exec_lose_status_times})
+            else:
+                faults.exec_lose_status_times = remaining
         log.info("exec %s ran; its status is lost (fault)", self.argv)
         if self.request.transport is not None:
             self.request.transport.close()

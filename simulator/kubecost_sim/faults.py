@@ -20,6 +20,8 @@ class Faults:
     # where the Status frame would come. A regex searched in the space-joined argv picks the exec.
     exec_lose_status_pattern: str | None = None
     exec_lose_status_times: int = 1  # how many matching execs lose their status before the fault disarms
+    exec_lose_status_following: int = 0  # after a match, the next N execs (any command) lose theirs too
+    exec_lose_status_pending: int = 0  # (state) execs still to lose their status after a match
     # Cost-model side
     repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
     repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)

@@ -57,18 +57,26 @@ def bad_repair(etl: Path) -> dict[str, str]:
     return tree_digests(etl)
 
 
-def test_lost_status_of_the_second_rename_is_found_out_by_airflows_retry(cluster, airflow_db):
-    """Finding 1 of issue 10: the rename ran, its status was lost, Airflow retried the swap."""
+@pytest.mark.parametrize("unreachable_after", [0, 1], ids=["status-lost", "status-lost-then-api-unreachable"])
+def test_lost_status_of_the_second_rename_never_ends_in_a_false_success(cluster, airflow_db, unreachable_after):
+    """Finding 1 of issue 10: the rename staging -> live ran, its exec status was lost.
+
+    ``status-lost`` is the probe's case (on the code before the fix the swap's clean-up deleted the
+    staged tree, Airflow's retry answered "already swapped", and the run reported success over the
+    damaged data). With ``status-lost-then-api-unreachable`` the next execs lose their status too, so
+    the swap task fails and Airflow's own retry has to find out what happened.
+    """
     sim, etl = cluster
     snapshot = tree_digests(etl)
     run_backup(CLUSTER)
     damaged = bad_repair(etl)
-    sim.set_faults(exec_lose_status_pattern=SECOND_RENAME)
+    sim.set_faults(exec_lose_status_pattern=SECOND_RENAME, exec_lose_status_following=unreachable_after)
 
     run = retrying("kubecost_etl_restore").test(run_conf={"cluster": CLUSTER})
 
     assert sim.faults()["exec_lose_status_pattern"] is None, "the fault never hit the second rename"
-    assert tries(run)["swap"][1] >= 2, tries(run)  # Airflow retried the swap
+    if unreachable_after:
+        assert tries(run)["swap"][1] >= 2, tries(run)  # Airflow retried the swap
     pod_tree = tree_digests(etl)
     # The run's final state tells the truth, whatever happened in between.
     if run.state == "success":
@@ -77,3 +85,4 @@ def test_lost_status_of_the_second_rename_is_found_out_by_airflows_retry(cluster
         assert pod_tree == damaged, "the run failed but the pod's data was not put back"
     assert run.state == "success" and pod_tree == snapshot, tries(run)
     assert sorted(p.name for p in etl.parent.iterdir()) == ["etl"]
+    assert not [p for p in etl.rglob(".kubecost-etl-*")]  # the swap's marker went with the clean-up

@@ -285,6 +285,9 @@ def test_lost_status_fault_runs_the_command_then_drops_its_status(kube: Api, sim
     assert lost.status is None and not lost.closed_cleanly
     assert sim.faults()["exec_lose_status_pattern"] is None  # disarmed after one
     assert kube.exec(pod, ["test", "-d", "/tmp/lost"]).status["status"] == "Success"  # it did run
+    sim.set_faults(exec_lose_status_pattern=r"^mkdir -p /tmp/again", exec_lose_status_following=2)
+    assert kube.exec(pod, ["mkdir", "-p", "/tmp/again"]).status is None
+    assert [kube.exec(pod, ["true"]).status for _ in range(3)] == [None, None, {"metadata": {}, "status": "Success"}]
 
 
 def test_debug_containers_end_with_their_sleep_or_a_cost_model_restart(kube: Api, sim: SimulatorProcess):
