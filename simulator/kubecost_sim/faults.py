@@ -22,6 +22,11 @@ class Faults:
     exec_lose_status_times: int = 1  # how many matching execs lose their status before the fault disarms
     exec_lose_status_following: int = 0  # after a match, the next N execs (any command) lose theirs too
     exec_lose_status_pending: int = 0  # (state) execs still to lose their status after a match
+    # Make a matching exec fail without running: exit 1 with this stderr (e.g. a file that vanished
+    # between find and its stat: "stat: cannot stat '...': No such file or directory").
+    exec_fail_pattern: str | None = None
+    exec_fail_times: int = 1
+    exec_fail_stderr: str = "No such file or directory"
     # Cost-model side
     repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
     repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)
