@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS
 from kubecost_etl.airflow.stages.backup import run_backup
 
 from tests.etl_trees import make_etl_dir, tree_digests
 
-from .dag_loading import load_dag
+from .dag_loading import load_dag_retrying
 
 CLUSTER = "cluster-a"
 SECOND_RENAME = r"^mv -T \S+\.restore-\S+ \S+$"  # staging -> live: the rename that puts the snapshot in place
@@ -35,13 +33,6 @@ def cluster(tmp_path, monkeypatch, simulator):
     }]}))
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
     return sim, etl
-
-
-def retrying(dag_id: str):
-    """The DAG with its real retries; only the delay between tries shortened to about a second."""
-    dag = load_dag(dag_id, retry_delay=timedelta(0), max_retry_delay=timedelta(seconds=1))
-    assert all(task.retries == DEFAULT_ARGS["retries"] > 0 for task in dag.tasks)
-    return dag
 
 
 def tries(run) -> dict[str, tuple[str, int]]:
@@ -72,7 +63,7 @@ def test_lost_status_of_the_second_rename_never_ends_in_a_false_success(cluster,
     damaged = bad_repair(etl)
     sim.set_faults(exec_lose_status_pattern=SECOND_RENAME, exec_lose_status_following=unreachable_after)
 
-    run = retrying("kubecost_etl_restore").test(run_conf={"cluster": CLUSTER})
+    run = load_dag_retrying("kubecost_etl_restore").test(run_conf={"cluster": CLUSTER})
 
     assert sim.faults()["exec_lose_status_pattern"] is None, "the fault never hit the second rename"
     if unreachable_after:
