@@ -185,7 +185,7 @@ def print_matrix(write: Callable[[str], None]) -> None:
         if not cells:
             continue
         faults = [f for f in FAULTS if any(c.fault == f for c in cells)]
-        width = max(len(o) for o in cells.values()) + 2
+        width = max(len(x) for x in [*cells.values(), *faults]) + 2
         write(f"{pipeline.name:<16}" + "".join(f"{f:<{width}}" for f in faults))
         for stage in pipeline.stages:
             row = [cells.get(Cell(pipeline.name, stage, f), "-") for f in faults]
