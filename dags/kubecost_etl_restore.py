@@ -8,8 +8,9 @@ before this run was triggered), `mode`, `restart`, `dry_run`.
 - `fill-missing`: only files the pod lacks are written (no-clobber moves); nothing existing is touched.
 
 Tasks: preflight -> verify_snapshot (every object downloaded and re-hashed) -> plan (logs every
-change; a dry run stops here) -> safety_backup (skipped when the pod has no data) -> stage ->
-check_staged -> swap -> restart (rollout; default on for replace) -> post_check -> finish.
+change; a dry run stops here) -> stage -> check_staged -> safety_backup (of the pod's data right
+before the swap, so Kubecost has the least time to write after it; skipped only when the ETL dir is
+proven missing or empty) -> swap -> restart (rollout; default on for replace) -> post_check -> finish.
 `finish` is the run's teardown (its setup is verify_snapshot): once the snapshot verified it runs
 whatever failed, also when the run is marked failed or success by hand. It keeps the restore only
 if the post-check passed; otherwise it removes the staging dir and, if the swap happened, puts the
@@ -83,7 +84,7 @@ def kubecost_etl_restore():
     def safety_backup(ctx: dict, plan: dict) -> dict:
         return _stages().safety_backup(ctx, plan)
 
-    @task(trigger_rule="none_failed_min_one_success", execution_timeout=LONG)  # runs after a skipped backup
+    @task(execution_timeout=LONG)
     def stage(ctx: dict, plan: dict) -> dict:
         return _stages().stage(ctx, plan)
 
@@ -91,7 +92,7 @@ def kubecost_etl_restore():
     def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
         return _stages().check_staged(ctx, plan, staged)
 
-    @task
+    @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped safety backup
     def swap(ctx: dict, plan: dict) -> dict:
         return _stages().swap(ctx, plan)
 
@@ -117,9 +118,9 @@ def kubecost_etl_restore():
         verified,
         the_plan,
         apply_changes(ctx),
-        safety_backup(ctx, the_plan),
         staged,
         check_staged(ctx, the_plan, staged),
+        safety_backup(ctx, the_plan),  # as late as possible: right before the swap
         swapped,
         restart(ctx, swapped),
         post_check(ctx, the_plan, swapped),

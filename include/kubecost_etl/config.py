@@ -69,6 +69,7 @@ class ClusterConfig:
     context: str | None = None
     debug_image: str = "busybox:1.36"
     use_debug_container: DebugContainer = DebugContainer.AUTO
+    debug_container_seconds: int = 4 * 3600  # a debug container's lifetime (its `sleep`); it then ends by itself
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
@@ -261,6 +262,9 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
                                                 f"{where}: use_debug_container")
     if "hourly_hours" in merged:
         kwargs["hourly_hours"] = positive_int(merged["hourly_hours"], f"{where}: hourly_hours")
+    if "debug_container_seconds" in merged:
+        kwargs["debug_container_seconds"] = positive_int(merged["debug_container_seconds"],
+                                                         f"{where}: debug_container_seconds")
     if backup_raw is not None:
         kwargs["backup"] = parse_backup_settings(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")

@@ -86,20 +86,45 @@ class Container:
     started_at: float
     log: list[tuple[int, str]] = field(default_factory=list)  # (receive time in ns, line)
     ephemeral: bool = False
+    ended_at: float | None = None  # an ephemeral container that stopped (it is never removed from the pod)
+    ended_reason: str = "Completed"
+    restart_count: int = 0
 
     @property
     def name(self) -> str:
         return self.spec["name"]
 
+    def ended(self, now: float | None = None) -> float | None:
+        """When the container stopped, or None while it runs. A ``sleep N`` command ends after N seconds."""
+        if self.ended_at is not None:
+            return self.ended_at
+        command = list(self.spec.get("command") or []) + list(self.spec.get("args") or [])
+        if self.ephemeral and len(command) == 2 and command[0].rsplit("/", 1)[-1] == "sleep":
+            try:
+                lifetime = float(command[1])
+            except ValueError:
+                return None
+            if (now or time.time()) >= self.started_at + lifetime:
+                return self.started_at + lifetime
+        return None
+
+    def end(self, reason: str, now: float | None = None) -> None:
+        if self.ended() is None:
+            self.ended_at, self.ended_reason = now or time.time(), reason
+
     def status(self) -> dict:
+        ended = self.ended()
+        state = {"running": {"startedAt": rfc3339(self.started_at)}} if ended is None else {"terminated": {
+            "exitCode": 0 if self.ended_reason == "Completed" else 137, "reason": self.ended_reason,
+            "startedAt": rfc3339(self.started_at), "finishedAt": rfc3339(ended)}}
         status = {
             "name": self.name,
             "image": self.spec.get("image", ""),
             "imageID": f"{self.spec.get('image', '').split(':')[0]}@sha256:{_fake_digest(self.spec.get('image', ''))}",
             "containerID": f"containerd://{_fake_digest(f'{self.name}{self.started_at}')}",
-            "ready": not self.ephemeral,
-            "restartCount": 0,
-            "state": {"running": {"startedAt": rfc3339(self.started_at)}},
+            "ready": not self.ephemeral and ended is None,
+            "restartCount": self.restart_count,
+            "state": state,
             "lastState": {},
         }
         if not self.ephemeral:
@@ -312,6 +337,7 @@ class Cluster:
         self.events: deque[WatchEvent] = deque(maxlen=_HISTORY)
         self._restart_callbacks: list[Callable[[], None]] = []
         self._pod_deleted_callbacks: list[Callable[[Pod], None]] = []
+        self._containers_ended_callbacks: list[Callable[[Pod, list[str]], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._changed = asyncio.Event()
@@ -388,6 +414,10 @@ class Cluster:
     def on_pod_deleted(self, callback: Callable[[Pod], None]) -> None:
         """Register a callback run when any pod goes (its processes die with it)."""
         self._pod_deleted_callbacks.append(callback)
+
+    def on_containers_ended(self, callback: Callable[[Pod, list[str]], None]) -> None:
+        """Register a callback run when containers of a pod stop (their execs die)."""
+        self._containers_ended_callbacks.append(callback)
 
     # ------------------------------------------------------------------------ queries
 
@@ -499,6 +529,29 @@ class Cluster:
         # Debug images are busybox-like whatever their name: tar, find (no -printf), sha256sum...
         pod.containers[spec["name"]] = Container(spec, busybox_toolbox(), fs, time.time(), ephemeral=True)
         self._record("Pod", "MODIFIED", pod)
+
+    def end_ephemeral_containers(self, restart_cost_model: bool = False) -> list[str]:
+        """Stop the cost-model pod's ephemeral containers (as when their sleep ends, reason Completed), or
+        restart cost-model in place, which also ends the debug containers that target its processes."""
+        return self._on_loop(self._end_ephemeral_containers, restart_cost_model)
+
+    def _end_ephemeral_containers(self, restart_cost_model: bool) -> list[str]:
+        pod = self.cost_model_pod()
+        if pod is None:
+            return []
+        now = time.time()
+        ended = []
+        for container in pod.containers.values():
+            if container.ephemeral and container.ended() is None:
+                container.end("Error" if restart_cost_model else "Completed", now)
+                ended.append(container.name)
+        if restart_cost_model and pod.cost_model is not None:
+            pod.cost_model.restart_count += 1
+            pod.cost_model.started_at = now
+        for callback in self._containers_ended_callbacks:
+            callback(pod, ended)
+        self._record("Pod", "MODIFIED", pod)
+        return ended
 
     # ------------------------------------------------------------------------ building
 

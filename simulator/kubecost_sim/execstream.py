@@ -9,7 +9,10 @@ with bounded memory: the worker blocks while its buffer is full, the loop sends 
 most 32 KiB and awaits the socket's drain. stdin flows the other way through a bounded queue.
 The ``exec_cut_stdin_after_bytes`` fault drops the connection after that many stdin bytes.
 The ``exec_cut_after_bytes`` fault closes the connection after that many stdout bytes without
-a status frame, as a broken connection or proxy timeout would. When the pod goes away (rollout
+a status frame, as a broken connection or proxy timeout would. The ``exec_lose_status_pattern``
+fault lets a matching command run to its end, then drops the connection instead of sending the
+status: the command's effect happened, the client cannot know it. ``exec_fail_pattern`` makes a
+matching command exit 1 with a given stderr without running. When the pod goes away (rollout
 restart, delete) the command is killed and the exec ends with exit code 137, as with SIGKILL.
 """
 
@@ -19,6 +22,7 @@ import asyncio
 import json
 import logging
 import queue
+import re
 import secrets
 import threading
 
@@ -177,6 +181,8 @@ class ExecSession:
         receiver = asyncio.create_task(self._receive())
         try:
             if await self._send_output():
+                if self._lose_status():
+                    return
                 await self.ws.send_bytes(bytes([STATUS]) + _compact(self.outcome))
                 await self.ws.close()
         except ConnectionError:
@@ -196,8 +202,12 @@ class ExecSession:
         stdout = self.stdout if self.use_stdout else NullWriter()
         stderr = self.stderr if self.use_stderr else NullWriter()
         try:
-            code = run_exec(self.argv, self.container.fs, self.container.toolbox, stdin, stdout, stderr,
-                            self.cancelled)
+            if self._fail_now():
+                stderr.write(self.faults.exec_fail_stderr.encode() + b"\n")
+                code = 1
+            else:
+                code = run_exec(self.argv, self.container.fs, self.container.toolbox, stdin, stdout, stderr,
+                                self.cancelled)
             outcome = exit_status(self.argv, code)
         except ExecutableNotFound as missing:
             outcome = missing_executable_status(missing.program)
@@ -253,6 +263,40 @@ class ExecSession:
         log.info("exec %s cut after %s stdout bytes (fault)", self.argv, self.cut_after)
         if self.request.transport is not None:
             self.request.transport.close()  # flushes what was sent, then closes: no close frame
+
+    def _fail_now(self) -> bool:  # worker thread; the fault switches are plain attributes
+        pattern = self.faults.exec_fail_pattern
+        if not pattern or not re.search(pattern, " ".join(self.argv)):
+            return False
+        remaining = self.faults.exec_fail_times - 1
+        if remaining <= 0:
+            self.faults.exec_fail_pattern = None
+            self.faults.exec_fail_times = Faults.exec_fail_times
+        else:
+            self.faults.exec_fail_times = remaining
+        log.info("exec %s fails without running (fault)", self.argv)
+        return True
+
+    def _lose_status(self) -> bool:
+        """The fault: the command ran to its end; drop the connection instead of sending its status."""
+        faults = self.faults
+        if faults.exec_lose_status_pending > 0:
+            faults.exec_lose_status_pending -= 1
+        else:
+            pattern = faults.exec_lose_status_pattern
+            if not pattern or not re.search(pattern, " ".join(self.argv)):
+                return False
+            faults.exec_lose_status_pending = faults.exec_lose_status_following
+            remaining = faults.exec_lose_status_times - 1
+            if remaining <= 0:
+                faults.update({"exec_lose_status_pattern": None, "exec_lose_status_following": 0,
+                               "exec_lose_status_times": Faults.exec_lose_status_times})
+            else:
+                faults.exec_lose_status_times = remaining
+        log.info("exec %s ran; its status is lost (fault)", self.argv)
+        if self.request.transport is not None:
+            self.request.transport.close()
+        return True
 
     def _cut_stdin(self) -> None:
         """The fault: the connection drops while the client is still sending stdin (once)."""

@@ -16,6 +16,17 @@ class Faults:
     exec_cut_after_bytes: int | None = None  # close the exec WebSocket after N stdout bytes (once per arm)
     exec_cut_times: int = 1  # how many exec streams get cut before the fault disarms itself
     exec_cut_stdin_after_bytes: int | None = None  # drop the connection after N stdin bytes (once)
+    # Lose an exec's status AFTER its command ran (and changed what it changes): the connection drops
+    # where the Status frame would come. A regex searched in the space-joined argv picks the exec.
+    exec_lose_status_pattern: str | None = None
+    exec_lose_status_times: int = 1  # how many matching execs lose their status before the fault disarms
+    exec_lose_status_following: int = 0  # after a match, the next N execs (any command) lose theirs too
+    exec_lose_status_pending: int = 0  # (state) execs still to lose their status after a match
+    # Make a matching exec fail without running: exit 1 with this stderr (e.g. a file that vanished
+    # between find and its stat: "stat: cannot stat '...': No such file or directory").
+    exec_fail_pattern: str | None = None
+    exec_fail_times: int = 1
+    exec_fail_stderr: str = "No such file or directory"
     # Cost-model side
     repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
     repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)

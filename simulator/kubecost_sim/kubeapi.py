@@ -119,6 +119,7 @@ class KubeApi:
         self._closing = False  # set at shutdown: watches and log follows end instead of waiting
         self._sessions: dict[str, set[ExecSession]] = {}  # running execs by pod name
         cluster.on_pod_deleted(self._kill_sessions)
+        cluster.on_containers_ended(self._kill_container_sessions)
         self._service_apps = {(COST_MODEL_DEPLOYMENT, 9003): "model", (COST_MODEL_DEPLOYMENT, 9090): "frontend",
                               ("kubecost-prometheus-server", 80): "prometheus"}
 
@@ -167,6 +168,7 @@ class KubeApi:
         route("POST", "/_sim/faults", self.set_faults)
         route("DELETE", "/_sim/faults", self.reset_faults)
         route("POST", "/_sim/restart", self.admin_restart)
+        route("POST", "/_sim/end-ephemeral-containers", self.admin_end_ephemeral)
         route("GET", "/_sim/state", self.admin_state)
         route("POST", "/_sim/log", self.admin_log)
         route("GET", "/_sim/rbac", self.admin_rbac)
@@ -405,6 +407,13 @@ class KubeApi:
             raise api.bad_request(f"container {name} is not valid for pod {pod.name}")
         return container
 
+    def _running_container(self, pod: Pod, name: str | None):
+        """An exec target: a stopped (ephemeral) container cannot be exec'd into."""
+        container = self._container(pod, name)
+        if container.ended() is not None:
+            raise api.bad_request(f'unable to upgrade connection: container not found ("{container.name}")')
+        return container
+
     async def pod_log(self, request: web.Request) -> web.StreamResponse:
         pod = self._pod(request)
         container = self._container(pod, request.query.get("container"))
@@ -470,7 +479,7 @@ class KubeApi:
 
     async def pod_exec(self, request: web.Request) -> web.StreamResponse:
         pod = self._pod(request)
-        container = self._container(pod, request.query.get("container"))
+        container = self._running_container(pod, request.query.get("container"))
         command = request.query.getall("command", [])
         streams = {name: _flag(request, name) for name in ("stdin", "stdout", "stderr", "tty")}
         if not (streams["stdin"] or streams["stdout"] or streams["stderr"]):
@@ -495,6 +504,11 @@ class KubeApi:
         finally:
             running.discard(session)
         return ws
+
+    def _kill_container_sessions(self, pod: Pod, containers: list[str]) -> None:
+        for session in list(self._sessions.get(pod.name, set())):
+            if session.container.name in containers:
+                session.kill()
 
     def _kill_sessions(self, pod: Pod) -> None:
         for session in self._sessions.pop(pod.name, set()):
@@ -683,6 +697,13 @@ class KubeApi:
         old = self.cluster.cost_model_pod()
         new = self.cluster.rollout_restart()
         return _json({"old_pod": old.name if old else None, "pod": new})
+
+    async def admin_end_ephemeral(self, request: web.Request) -> web.Response:
+        """``{"restart_cost_model": bool}``: end the debug containers (their sleep ran out), or restart
+        cost-model in place, which ends them too."""
+        body = await request.json() if request.can_read_body else {}
+        ended = self.cluster.end_ephemeral_containers(bool(body.get("restart_cost_model")))
+        return _json({"ended": ended})
 
     async def admin_state(self, request: web.Request) -> web.Response:
         return _json(self.cluster.state())

@@ -167,6 +167,10 @@ class SimulatorProcess:
         """Rollout-restart the cost-model deployment; returns the new pod's name."""
         return self.admin("POST", "restart")["pod"]
 
+    def end_ephemeral_containers(self, restart_cost_model: bool = False) -> list[str]:
+        """End the cost-model pod's debug containers (their sleep ran out), or restart cost-model in place."""
+        return self.admin("POST", "end-ephemeral-containers", {"restart_cost_model": restart_cost_model})["ended"]
+
     def state(self) -> dict:
         return self.admin("GET", "state")
 

@@ -19,3 +19,15 @@ def load_dag(dag_id: str, **task_overrides):
         for name, value in task_overrides.items():
             setattr(task, name, value)
     return dag
+
+
+def load_dag_retrying(dag_id: str):
+    """The DAG with its real retries and trigger rules; only the wait between tries is shortened to
+    about a second (dag.test() waits out the backoff, minutes with the real delay)."""
+    from datetime import timedelta
+
+    from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS
+
+    dag = load_dag(dag_id, retry_delay=timedelta(0), max_retry_delay=timedelta(seconds=1))
+    assert all(task.retries == DEFAULT_ARGS["retries"] > 0 for task in dag.tasks)
+    return dag

@@ -54,6 +54,8 @@ def load_config_from(directory, raw):
     (lambda c: c.update(clusters=[]), r"clusters: expected a non-empty list"),
     (lambda c: c.update(extra=1), r"unknown key\(s\) \['extra'\]"),
     (lambda c: c["clusters"][0].update(hourly_hours=0), r"cluster 'prod-east': hourly_hours: expected a positive"),
+    (lambda c: c["defaults"].update(debug_container_seconds="4h"),
+     r"cluster 'prod-east': debug_container_seconds: expected a positive"),
     (lambda c: c["defaults"].pop("backup"), r"cluster 'dev': backup.object_store: missing"),
     (lambda c: c["clusters"][0].update(repair={"max_window_day": 3}), r"cluster 'prod-east': repair: unknown key"),
     (lambda c: c["defaults"].update(repair={"prometheus_retention": "forever"}), r"cluster 'prod-east': repair.prometheus_retention"),

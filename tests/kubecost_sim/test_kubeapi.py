@@ -277,6 +277,51 @@ def test_exec_cut_fault_drops_the_stream_without_status(kube: Api, sim: Simulato
     assert kube.exec(pod, ["tar", "cf", "-", "-C", "/var/configs/db/etl", "."]).stdout == complete.stdout
 
 
+def test_lost_status_fault_runs_the_command_then_drops_its_status(kube: Api, sim: SimulatorProcess):
+    pod = sim.cost_model_pod()
+    sim.set_faults(exec_lose_status_pattern=r"^mkdir -p /tmp/lost", exec_lose_status_times=1)
+    assert kube.exec(pod, ["mkdir", "-p", "/tmp/other"]).status["status"] == "Success"  # not matching
+    lost = kube.exec(pod, ["mkdir", "-p", "/tmp/lost"])
+    assert lost.status is None and not lost.closed_cleanly
+    assert sim.faults()["exec_lose_status_pattern"] is None  # disarmed after one
+    assert kube.exec(pod, ["test", "-d", "/tmp/lost"]).status["status"] == "Success"  # it did run
+    sim.set_faults(exec_lose_status_pattern=r"^mkdir -p /tmp/again", exec_lose_status_following=2)
+    assert kube.exec(pod, ["mkdir", "-p", "/tmp/again"]).status is None
+    assert [kube.exec(pod, ["true"]).status for _ in range(3)] == [None, None, {"metadata": {}, "status": "Success"}]
+
+
+def test_debug_containers_end_with_their_sleep_or_a_cost_model_restart(kube: Api, sim: SimulatorProcess):
+    pod = sim.cost_model_pod()
+    path = f"{NS}/pods/{pod}/ephemeralcontainers"
+
+    def add(name: str, seconds: str) -> None:
+        debug = {"name": name, "image": "busybox:1.36", "targetContainerName": "cost-model",
+                 "command": ["sleep", seconds]}
+        patch = [{"op": "add", "path": "/spec/ephemeralContainers/-", "value": debug}]
+        first = kube.get(f"{NS}/pods/{pod}")[1]["spec"].get("ephemeralContainers") is None
+        body = {"spec": {"ephemeralContainers": [debug]}} if first else patch
+        response = kube.request("PATCH", path, body, content_type=SMP if first else "application/json-patch+json")
+        assert response.status == 200, response.data
+
+    def states() -> dict:
+        return {s["name"]: next(iter(s["state"]))
+                for s in kube.get(f"{NS}/pods/{pod}")[1]["status"]["ephemeralContainerStatuses"]}
+
+    add("short", "0")  # its sleep is already over
+    add("long", "3600")
+    assert states() == {"short": "terminated", "long": "running"}
+    with pytest.raises(websocket.WebSocketBadStatusException) as stopped:
+        kube.exec(pod, ["true"], container="short")
+    assert stopped.value.status_code == 400
+    assert kube.exec(pod, ["true"], container="long").status["status"] == "Success"
+    ws = kube.open_exec(pod, ["sleep", "60"], container="long")
+    assert sim.end_ephemeral_containers(restart_cost_model=True) == ["long"]
+    assert collect(ws).status["details"]["causes"][0]["message"] == "137"
+    assert states() == {"short": "terminated", "long": "terminated"}
+    cost_model = kube.get(f"{NS}/pods/{pod}")[1]["status"]["containerStatuses"][0]
+    assert cost_model["restartCount"] == 1 and "running" in cost_model["state"]
+
+
 def test_exec_is_killed_when_the_pod_is_replaced(kube: Api, sim: SimulatorProcess):
     ws = kube.open_exec(sim.cost_model_pod(), ["sleep", "60"])
     started = time.monotonic()

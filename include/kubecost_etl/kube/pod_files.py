@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kubecost_etl.etl.layout import UnsafePathError, check_relative_path
-from kubecost_etl.kube.exec import ExecError, command_batches
+from kubecost_etl.kube.exec import CommandNotFound, ExecError, command_batches
 from kubecost_etl.kube.target import ExecTarget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,16 +24,49 @@ class EtlDirMissing(ExecError):
     """The ETL directory does not exist in the pod (wrong etl_path, or Kubecost never built it)."""
 
 
-def list_files(core_api, target: ExecTarget) -> tuple[list[PodFile], list[str]]:
-    """All regular files under the ETL root, and the entries we refuse to carry (links, odd names)."""
-    root = target.etl_root.rstrip("/")
+LISTING_ATTEMPTS = 3  # Kubecost's retention may delete a file between find and its stat: list again
+
+
+def dir_exists(core_api, target: ExecTarget, path: str) -> bool:
+    """Whether ``path`` is a directory in the pod, from ``test -d``'s exit code in an exec of its own.
+
+    Only an exit status proves anything: 0 it is there, 1 it is not; an exec that failed or lost
+    its status raises (the caller retries), so an error message is never read as "absent".
+    """
     try:
-        out = target.exec(core_api, ["find", root, "-type", "f", "-exec", "stat", "-c", "%s %Y %n", "{}", "+"]).output()
-        odd = target.exec(core_api, ["find", root, "!", "-type", "f", "!", "-type", "d"]).output()
+        target.exec(core_api, ["test", "-d", path]).run()
     except ExecError as exc:
-        if "No such file" in str(exc) or "No such file" in exc.stderr:
-            raise EtlDirMissing(f"ETL directory {root} not found in pod {target.pod.name}") from None
+        if exc.exit_code == 1:
+            return False
         raise
+    return True
+
+
+def list_files(core_api, target: ExecTarget) -> tuple[list[PodFile], list[str]]:
+    """All regular files under the ETL root, and the entries we refuse to carry (links, odd names).
+
+    Raises ``EtlDirMissing`` only when ``test -d`` proves the root absent. A listing that fails while
+    the root exists (a file vanished between ``find`` and ``stat``) is taken again.
+    """
+    root = target.etl_root.rstrip("/")
+    for attempt in range(1, LISTING_ATTEMPTS + 1):
+        try:
+            out = target.exec(core_api, ["find", root, "-type", "f", "-exec", "stat", "-c", "%s %Y %n", "{}",
+                                         "+"]).output()
+            odd = target.exec(core_api, ["find", root, "!", "-type", "f", "!", "-type", "d"]).output()
+            break
+        except CommandNotFound:
+            raise
+        except ExecError as exc:
+            if exc.exit_code is None:
+                raise  # the exec itself failed: nothing is known about the directory
+            if not dir_exists(core_api, target, root):
+                raise EtlDirMissing(f"ETL directory {root} not found in pod {target.pod.name}") from None
+            if attempt == LISTING_ATTEMPTS:
+                raise ExecError(f"listing {root} in pod {target.pod.name} failed {attempt} times although it "
+                                f"exists: {exc}", exc.exit_code, exc.stderr) from exc
+            log.info("listing %s in pod %s failed although it exists (a file vanished meanwhile?): %s; "
+                     "listing again", root, target.pod.name, exc)
     files, refused = [], []
     for line in out.decode("utf-8", "surrogateescape").splitlines():
         size, mtime, name = line.split(" ", 2)

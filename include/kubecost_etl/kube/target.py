@@ -2,6 +2,11 @@
 
 Current Kubecost images have no ``tar``. Kubecost's own scripts then add an ephemeral debug
 container (busybox) targeting ``cost-model`` and reach the files through ``/proc/1/root``.
+
+Ephemeral containers can never be removed from a pod, so a running one of ours is reused. It
+ends by itself when its ``sleep`` runs out, or when cost-model restarts in place; a target that
+names one is checked before use (``ensure_running``) and a fresh, uniquely named one is added
+when it no longer runs.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from kubecost_etl.kube.exec import CommandNotFound, ExecError, PodExec
 from kubecost_etl.kube.pods import PodRef
 
 DEBUG_CONTAINER_PREFIX = "kubecost-etl-"
-DEBUG_CONTAINER_LIFETIME_S = 4 * 3600  # the container's sleep: it ends by itself after the work
+DEFAULT_DEBUG_CONTAINER_LIFETIME_S = 4 * 3600  # the container's sleep: it ends by itself after the work
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,10 @@ class ExecTarget:
         return {"pod": self.pod.as_dict(), "container": self.container, "etl_root": self.etl_root,
                 "via_debug_container": self.via_debug_container}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ExecTarget:
+        return cls(PodRef(**data["pod"]), data["container"], data["etl_root"], bool(data["via_debug_container"]))
+
 
 def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bool:
     """Whether the container can run ``command``: any exit code but "not found" means it exists."""
@@ -48,7 +57,8 @@ def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bo
 
 
 def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto",
-                        debug_image: str = "busybox:1.36", wait_seconds: float = 120.0) -> ExecTarget:
+                        debug_image: str = "busybox:1.36", wait_seconds: float = 120.0,
+                        lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S) -> ExecTarget:
     """Where to run tar: in ``cost-model`` itself (mode never, or auto when it has tar), else a debug container.
 
     With mode never and no tar in the image, the first tar exec fails with CommandNotFound.
@@ -56,12 +66,32 @@ def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto"
     if mode == "never" or (mode == "auto" and has_command(core_api, pod, pod.container, ["tar", "--help"])):
         return ExecTarget(pod, pod.container, etl_path)
     # Ephemeral containers can never be removed from a pod: reuse ours while it still runs.
-    name = running_debug_container(core_api, pod) or add_debug_container(core_api, pod, debug_image, wait_seconds)
+    name = running_debug_container(core_api, pod) or add_debug_container(core_api, pod, debug_image, wait_seconds,
+                                                                          lifetime_seconds)
     return ExecTarget(pod, name, "/proc/1/root" + etl_path, via_debug_container=True)
 
 
+def ensure_running(core_api, target: ExecTarget, debug_image: str = "busybox:1.36", wait_seconds: float = 120.0,
+                   lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S) -> ExecTarget:
+    """``target`` if its container still runs; for a debug container that ended, another running one
+    of ours or a fresh one (same pod, same ETL root)."""
+    if not target.via_debug_container or _container_running(core_api, target.pod, target.container):
+        return target
+    name = running_debug_container(core_api, target.pod) or add_debug_container(
+        core_api, target.pod, debug_image, wait_seconds, lifetime_seconds)
+    return ExecTarget(target.pod, name, target.etl_root, via_debug_container=True)
+
+
+def _container_running(core_api, pod: PodRef, name: str) -> bool:
+    status = core_api.read_namespaced_pod(pod.name, pod.namespace).status
+    for cs in status.ephemeral_container_statuses or []:
+        if cs.name == name:
+            return bool(cs.state and cs.state.running)
+    return False
+
+
 def running_debug_container(core_api, pod: PodRef) -> str | None:
-    """A debug container this project added to the pod earlier that is still running."""
+    """A debug container this project added to the pod earlier that is still running (ended ones are skipped)."""
     status = core_api.read_namespaced_pod(pod.name, pod.namespace).status
     for cs in status.ephemeral_container_statuses or []:
         if cs.name.startswith(DEBUG_CONTAINER_PREFIX) and cs.state and cs.state.running:
@@ -69,12 +99,13 @@ def running_debug_container(core_api, pod: PodRef) -> str | None:
     return None
 
 
-def add_debug_container(core_api, pod: PodRef, image: str, wait_seconds: float) -> str:
+def add_debug_container(core_api, pod: PodRef, image: str, wait_seconds: float,
+                        lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S) -> str:
     """Add an ephemeral container sharing cost-model's process namespace; return its name once running."""
     name = DEBUG_CONTAINER_PREFIX + secrets.token_hex(3)  # names must be unique per pod
     body = {"spec": {"ephemeralContainers": [{
         "name": name, "image": image, "targetContainerName": pod.container,
-        "command": ["sleep", str(DEBUG_CONTAINER_LIFETIME_S)], "stdin": False, "tty": False,
+        "command": ["sleep", str(int(lifetime_seconds))], "stdin": False, "tty": False,
     }]}}
     core_api.patch_namespaced_pod_ephemeralcontainers(pod.name, pod.namespace, body)
     deadline = time.monotonic() + wait_seconds

@@ -10,6 +10,12 @@ from a debug container, where renames still happen in cost-model's filesystem) o
 They sit next to the live dir, on the same volume, so every move is a rename. ``<token>`` is the
 snapshot id and a hash of the run id: a retried task or a teardown finds the same names again.
 Only these names are ever removed; the live dir itself is only ever renamed.
+
+The swap proves where the staged files are instead of inferring it: right before the renames it
+creates the empty directory ``.kubecost-etl-restore-<token>`` (the *marker*) inside the staging
+dir. Wherever that marker is found, that directory is this run's staged tree, and the marker's
+mtime (the pod's clock) is when the swap began: anything newer in that tree was written later.
+File listings see regular files only, so the marker is never backed up, checked or restored.
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ import time
 from dataclasses import dataclass, field
 
 from kubecost_etl.kube.exec import ExecError
+from kubecost_etl.kube.pod_files import dir_exists
 from kubecost_etl.kube.target import ExecTarget
 
 log = logging.getLogger(__name__)
 KINDS = ("restore", "previous", "discarded")
 _REMOVE_ATTEMPTS = 3  # a tar cut off a moment ago may still be writing into the staging dir
 _REMOVE_PAUSE_S = 1.0
+_INSPECT_ATTEMPTS = 3  # another run may remove its dir between find and stat
+MARKER_PREFIX = ".kubecost-etl-restore-"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,13 @@ class RestoreDirs:
     def _sibling(self, kind: str) -> str:
         return f"{self.live.rstrip('/')}.{kind}-{self.token}"
 
+    @property
+    def marker_name(self) -> str:
+        return MARKER_PREFIX + self.token
+
+    def marker_in(self, directory: str) -> str:
+        return f"{directory.rstrip('/')}/{self.marker_name}"
+
     def as_dict(self) -> dict:
         return {"live": self.live, "staging": self.staging, "previous": self.previous, "discarded": self.discarded}
 
@@ -84,13 +100,21 @@ class DirState:
 
 
 def inspect(core_api, target: ExecTarget, dirs: RestoreDirs) -> DirState:
-    try:
-        out = target.exec(core_api, ["find", dirs.parent, "-mindepth", "1", "-maxdepth", "1",
-                                     "-exec", "stat", "-c", "%F|%n", "{}", "+"]).output()
-    except ExecError as exc:
-        if "No such file" in str(exc) or "No such file" in exc.stderr:
-            return DirState(False, False, False, False)  # not even the parent: a wiped volume
-        raise
+    """What lies next to the ETL dir. "Nothing" only when ``test -d`` proves even the parent absent."""
+    for attempt in range(1, _INSPECT_ATTEMPTS + 1):
+        try:
+            out = target.exec(core_api, ["find", dirs.parent, "-mindepth", "1", "-maxdepth", "1",
+                                         "-exec", "stat", "-c", "%F|%n", "{}", "+"]).output()
+            break
+        except ExecError as exc:
+            if exc.exit_code is None:
+                raise  # the exec failed: nothing is known
+            if not dir_exists(core_api, target, dirs.parent):
+                return DirState(False, False, False, False)  # not even the parent: a wiped volume
+            if attempt == _INSPECT_ATTEMPTS:
+                raise
+            log.info("listing %s failed although it exists (an entry vanished meanwhile?): %s; again",
+                     dirs.parent, exc)
     kinds: dict[str, str] = {}
     for line in out.decode("utf-8", "surrogateescape").splitlines():
         kind, _, path = line.partition("|")
@@ -105,6 +129,34 @@ def inspect(core_api, target: ExecTarget, dirs: RestoreDirs) -> DirState:
     return DirState(live=is_dir(dirs.live), staging=is_dir(dirs.staging), previous=is_dir(dirs.previous),
                     discarded=is_dir(dirs.discarded),
                     live_not_a_directory=dirs.name in kinds and not is_dir(dirs.live), other_runs=others)
+
+
+def mark_staging(core_api, target: ExecTarget, dirs: RestoreDirs) -> int:
+    """Put the marker into the staging dir (kept if an earlier try made it); return its mtime (pod clock)."""
+    target.exec(core_api, ["mkdir", "-p", dirs.marker_in(dirs.staging)]).run()
+    marked = marked_at(core_api, target, dirs, dirs.staging)
+    if marked is None:
+        raise ExecError(f"the marker {dirs.marker_in(dirs.staging)} is not there after mkdir")
+    return marked
+
+
+def marked_at(core_api, target: ExecTarget, dirs: RestoreDirs, directory: str) -> int | None:
+    """The marker's mtime if ``directory`` holds this run's staged tree (it has the marker), else None.
+
+    Proof comes from ``stat``'s exit status: a non-zero exit means "no marker"; an exec without a
+    status raises, so the caller never mistakes a lost answer for an absence.
+    """
+    try:
+        out = target.exec(core_api, ["stat", "-c", "%Y", dirs.marker_in(directory)]).output()
+    except ExecError as exc:
+        if exc.exit_code is not None and exc.exit_code != 0:
+            return None
+        raise
+    return int(out.decode().strip())
+
+
+def remove_marker(core_api, target: ExecTarget, dirs: RestoreDirs, directory: str) -> None:
+    target.exec(core_api, ["rm", "-rf", dirs.marker_in(directory)]).run()
 
 
 def ensure_parent(core_api, target: ExecTarget, dirs: RestoreDirs) -> None:

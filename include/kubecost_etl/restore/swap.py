@@ -1,9 +1,11 @@
 """Putting checked staged files in place, and undoing it: every step is a rename or a no-clobber move.
 
-``replace``: ``<live>`` -> ``<live>.previous-<token>``, then staging -> ``<live>``. Between the
-two renames the ETL dir is briefly absent, never half-written. The previous dir is kept until the
-post-check passes. Each step looks at what exists first, so a retried or resumed swap continues
-where the last one stopped.
+``replace``: the marker goes into the staging dir (see ``pod_dirs``), then ``<live>`` ->
+``<live>.previous-<token>`` and staging -> ``<live>``. Between the two renames the ETL dir is
+briefly absent, never half-written. The previous dir is kept until the post-check passes. A swap
+(first try or retry) is "done" only when the live dir holds this run's marker: never because the
+staging dir is gone. An exec whose status was lost is followed by a look at what really happened;
+a failed second rename puts the previous dir back and keeps the staged files for the retry.
 
 ``fill-missing``: a staged directory the pod lacks entirely is moved in as a whole; otherwise each
 staged file is moved into its existing directory with ``mv -n`` (never overwriting). A file that
@@ -11,8 +13,9 @@ appeared in the pod meanwhile stays in staging and is reported; one that could b
 not fails the swap. Nothing in the live dir is ever removed or rewritten; a failure afterwards
 leaves the added files (verified copies of files the pod lacked) and removes only the staging dir.
 
-``roll_back`` puts the previous dir back (the failed tree goes to ``<live>.discarded-<token>``
-first) and removes this run's other dirs; ``finish`` removes them after a passed post-check.
+``roll_back`` puts the previous dir back (the tree in its place goes to ``<live>.discarded-<token>``
+first) and removes only what holds copies of the snapshot; ``finish`` removes the previous dir
+after a passed post-check, and only when the live dir is proven to be the restored tree.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import posixpath
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 from kubecost_etl.errors import KubecostEtlError
 from kubecost_etl.kube.exec import ExecError, command_batches
@@ -39,52 +42,114 @@ class SwapFailed(KubecostEtlError, RuntimeError):
     pass
 
 
-def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> dict:
+@dataclass(frozen=True)
+class SwapResult:
+    """What the swap task hands on (XCom: ``as_dict``). ``swapped_at``: the pod's clock (epoch seconds)
+    when the swap began; a file in the live dir newer than that was written after the swap."""
+
+    outcome: str
+    pod: dict
+    swapped_at: int | None = None
+    previous: str | None = None
+    moved: int = 0
+    skipped: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "skipped": list(self.skipped)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SwapResult:
+        return cls(outcome=data["outcome"], pod=dict(data["pod"]), swapped_at=data.get("swapped_at"),
+                   previous=data.get("previous"), moved=int(data.get("moved", 0)),
+                   skipped=tuple(data.get("skipped", ())))
+
+
+def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> SwapResult:
+    marked = pod_dirs.marked_at(core_api, target, dirs, dirs.live)
     state = pod_dirs.inspect(core_api, target, dirs)
+    if marked is not None:  # a retry after the renames went through (whatever their exec statuses said)
+        return _replaced("already swapped", target, dirs, marked, state.previous)
     if state.live_not_a_directory:
         raise SwapFailed(f"{dirs.live} exists but is not a directory; nothing was swapped")
-    swapped_at = datetime.now(UTC).isoformat()
-    if state.staging:
-        if state.live and not state.previous:
-            pod_dirs.rename(core_api, target, dirs.live, dirs.previous)
-        elif state.live:
-            raise SwapFailed(f"both {dirs.live} and {dirs.previous} exist next to the staged files; "
-                             "not swapping over either")
-        try:
-            pod_dirs.rename(core_api, target, dirs.staging, dirs.live)
-        except ExecError as exc:
-            undone = roll_back(core_api, target, dirs)
-            raise SwapFailed(f"moving the staged files into {dirs.live} failed ({exc}); "
-                             f"undone: {undone['actions']}") from exc
-        outcome = "swapped"
-    elif state.live:
-        outcome = "already swapped"  # a retry after the renames went through
-    else:
-        raise SwapFailed(f"neither {dirs.staging} nor {dirs.live} exists in pod {target.pod.name}")
-    # The previous dir was there already (a resumed swap), or the live dir was just renamed to it.
-    previous_kept = state.previous or (state.staging and state.live)
-    log.info("%s: %s is now the snapshot%s", outcome, dirs.live,
+    if not state.staging:
+        raise SwapFailed(f"the staging dir {dirs.staging} is gone and {dirs.live} does not hold this run's staged "
+                         "files (no marker): nothing was swapped; the teardown puts back what is needed")
+    if state.live and state.previous:
+        raise SwapFailed(f"both {dirs.live} and {dirs.previous} exist next to the staged files, and {dirs.live} is "
+                         "not the staged tree; not swapping over either")
+    marked = pod_dirs.mark_staging(core_api, target, dirs)
+    if state.live:
+        _rename_checked(core_api, target, dirs, dirs.live, dirs.previous)
+    try:
+        pod_dirs.rename(core_api, target, dirs.staging, dirs.live)
+    except ExecError as exc:
+        if pod_dirs.marked_at(core_api, target, dirs, dirs.live) is None:
+            undone = _undo_first_rename(core_api, target, dirs)
+            raise SwapFailed(f"moving the staged files into {dirs.live} failed ({exc}); {undone}; the staged "
+                             f"files are kept in {dirs.staging} for the retry") from exc
+        log.info("the rename into %s ran although its exec reported %s", dirs.live, exc)
+    return _replaced("swapped", target, dirs, marked, state.live or state.previous)
+
+
+def _replaced(outcome: str, target: ExecTarget, dirs: RestoreDirs, marked: int, previous_kept: bool) -> SwapResult:
+    log.info("%s: %s is now this run's staged tree (proven by its marker; swap began at %d on the pod's clock)%s",
+             outcome, dirs.live, marked,
              f"; the previous data is kept in {dirs.previous}" if previous_kept else " (there was no previous ETL dir)")
-    return {"outcome": outcome, "previous": dirs.previous if previous_kept else None, "swapped_at": swapped_at,
-            "pod": target.pod.as_dict()}
+    return SwapResult(outcome, target.pod.as_dict(), swapped_at=marked,
+                      previous=dirs.previous if previous_kept else None)
 
 
-def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[str], batch: int = 400) -> dict:
+def _rename_checked(core_api, target: ExecTarget, dirs: RestoreDirs, source: str, destination: str) -> None:
+    """A rename whose exec status may be lost: then what exists tells whether it ran."""
+    try:
+        pod_dirs.rename(core_api, target, source, destination)
+    except ExecError as exc:
+        if exc.exit_code is not None:
+            raise
+        state = pod_dirs.inspect(core_api, target, dirs)
+        after = {dirs.live: state.live, dirs.previous: state.previous, dirs.discarded: state.discarded}
+        if after.get(destination) and not after.get(source):
+            log.info("the rename %s -> %s ran although its exec reported %s", source, destination, exc)
+            return
+        raise
+
+
+def _undo_first_rename(core_api, target: ExecTarget, dirs: RestoreDirs) -> str:
+    """After a failed second rename: put the previous dir back so the pod is never left without its data."""
+    try:
+        state = pod_dirs.inspect(core_api, target, dirs)
+        if state.previous and not state.live:
+            _rename_checked(core_api, target, dirs, dirs.previous, dirs.live)
+            return f"put {dirs.previous} back into {dirs.live}"
+        return "nothing to undo"
+    except ExecError as exc:
+        log.error("could not put %s back after the failed swap: %s (the retry or the teardown will)", dirs.previous,
+                  exc)
+        return f"{dirs.previous} could not be put back yet ({exc})"
+
+
+def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[str], batch: int = 400) -> SwapResult:
     """Move the staged ``paths`` that the pod still lacks into the live dir, never overwriting."""
-    swapped_at = datetime.now(UTC).isoformat()
-
-    def result(outcome: str, skipped: list[str]) -> dict:
-        return {"outcome": outcome, "moved": len(paths) - len(skipped), "skipped": skipped,
-                "swapped_at": swapped_at, "pod": target.pod.as_dict()}
+    def result(outcome: str, skipped: list[str], swapped_at: int | None) -> SwapResult:
+        return SwapResult(outcome, target.pod.as_dict(), swapped_at=swapped_at, moved=len(paths) - len(skipped),
+                          skipped=tuple(skipped))
 
     if not paths:
-        return result("nothing to add", [])
+        return result("nothing to add", [], None)
     state = pod_dirs.inspect(core_api, target, dirs)
     if not state.staging:
+        marked = pod_dirs.marked_at(core_api, target, dirs, dirs.live) if state.live else None
+        if marked is not None:
+            return result("moved in whole", [], marked)  # a retry after the rename went through
         raise SwapFailed(f"the staging dir {dirs.staging} is gone; run the stage task again")
-    if not state.live:
-        pod_dirs.rename(core_api, target, dirs.staging, dirs.live)  # the pod had nothing: all of it is missing
-        return result("moved in whole", [])
+    marked = pod_dirs.mark_staging(core_api, target, dirs)
+    if not state.live:  # the pod had nothing: all of it is missing
+        try:
+            pod_dirs.rename(core_api, target, dirs.staging, dirs.live)
+        except ExecError:
+            if pod_dirs.marked_at(core_api, target, dirs, dirs.live) is None:
+                raise
+        return result("moved in whole", [], marked)
     staged_target = dataclasses.replace(target, etl_root=dirs.staging)
     wanted = set(paths)
     for attempt in range(_MOVE_PASSES + 1):
@@ -102,7 +167,7 @@ def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[st
     for path in left:
         log.warning("not added: %s appeared in the pod meanwhile (left as it is)", path)
     log.info("added %d file(s) to %s", len(paths) - len(left), dirs.live)
-    return result("moved", left)
+    return result("moved", left, marked)
 
 
 def plan_moves(staged: list[str], live_files: set[str], live_dirs: set[str]) -> dict[str, list[str]]:
@@ -138,32 +203,66 @@ def _run_moves(core_api, target: ExecTarget, dirs: RestoreDirs, moves: dict[str,
 
 
 def roll_back(core_api, target: ExecTarget, dirs: RestoreDirs) -> dict:
-    """Put ``<live>.previous-<token>`` back as the live dir and remove this run's other dirs.
+    """Put ``<live>.previous-<token>`` back as the live dir; remove only what holds copies of the snapshot.
 
-    Returns ``{"put_back": whether a previous dir was put back, "actions": [...]}``.
+    Whatever sits in the live dir's place is moved aside to the discarded dir, never deleted unless
+    its marker proves it is this run's staged tree (a copy of the snapshot). Returns
+    ``{"put_back": whether a previous dir was put back, "actions": [...]}``.
     """
     state = pod_dirs.inspect(core_api, target, dirs)
-    actions = []
+    actions: list[str] = []
     if state.previous:
         if state.live:
             if state.discarded:  # an earlier roll back stopped after moving a tree aside
-                pod_dirs.remove(core_api, target, dirs, dirs.discarded)
-            pod_dirs.rename(core_api, target, dirs.live, dirs.discarded)
-            actions.append(f"moved the restored {dirs.live} aside")
-        pod_dirs.rename(core_api, target, dirs.previous, dirs.live)
+                _remove_if_ours(core_api, target, dirs, dirs.discarded, actions, required=True)
+            ours = pod_dirs.marked_at(core_api, target, dirs, dirs.live) is not None
+            _rename_checked(core_api, target, dirs, dirs.live, dirs.discarded)
+            what = "restored" if ours else "unknown (not this run's)"
+            actions.append(f"moved the {what} {dirs.live} aside to {dirs.discarded}")
+        _rename_checked(core_api, target, dirs, dirs.previous, dirs.live)
         actions.append(f"put the previous data back into {dirs.live}")
-    actions += finish(core_api, target, dirs)
+    actions += _clean_up(core_api, target, dirs, remove_previous=False)
     return {"put_back": state.previous, "actions": actions}
 
 
 def finish(core_api, target: ExecTarget, dirs: RestoreDirs) -> list[str]:
-    """Remove this run's staging, previous and discarded dirs, whichever exist."""
-    state = pod_dirs.inspect(core_api, target, dirs)
-    removed = []
-    for path, exists in ((dirs.staging, state.staging), (dirs.previous, state.previous),
-                         (dirs.discarded, state.discarded)):
-        if exists:
-            pod_dirs.remove(core_api, target, dirs, path)
-            removed.append(f"removed {path}")
-    return removed
+    """After a passed post-check: remove the staging dir, the previous dir and the marker.
 
+    The previous dir goes only when the live dir holds this run's marker (it is the restored tree);
+    otherwise it is kept and said so.
+    """
+    return _clean_up(core_api, target, dirs, remove_previous=True)
+
+
+def _clean_up(core_api, target: ExecTarget, dirs: RestoreDirs, remove_previous: bool) -> list[str]:
+    state = pod_dirs.inspect(core_api, target, dirs)
+    actions = []
+    if state.staging:  # holds only (part of) the snapshot
+        pod_dirs.remove(core_api, target, dirs, dirs.staging)
+        actions.append(f"removed {dirs.staging}")
+    if state.discarded:
+        _remove_if_ours(core_api, target, dirs, dirs.discarded, actions)
+    live_is_ours = state.live and pod_dirs.marked_at(core_api, target, dirs, dirs.live) is not None
+    if state.previous and remove_previous:
+        if live_is_ours:
+            pod_dirs.remove(core_api, target, dirs, dirs.previous)
+            actions.append(f"removed {dirs.previous}")
+        else:
+            log.error("%s is not proven to be the restored tree (no marker): keeping %s", dirs.live, dirs.previous)
+            actions.append(f"kept {dirs.previous}: {dirs.live} is not proven to hold the restored files")
+    if live_is_ours and (remove_previous or not state.previous):
+        pod_dirs.remove_marker(core_api, target, dirs, dirs.live)
+    return actions
+
+
+def _remove_if_ours(core_api, target: ExecTarget, dirs: RestoreDirs, path: str, actions: list[str],
+                    required: bool = False) -> None:
+    if pod_dirs.marked_at(core_api, target, dirs, path) is not None:
+        pod_dirs.remove(core_api, target, dirs, path)
+        actions.append(f"removed {path} (this run's restored copy of the snapshot)")
+        return
+    message = f"{path} is not this run's staged tree (no marker): kept; look at it and remove it by hand"
+    if required:
+        raise SwapFailed(message)
+    log.warning("%s", message)
+    actions.append(f"kept {path}")

@@ -1,17 +1,40 @@
 """Verifying a committed snapshot: every object present with its size, a rotating sample (or all)
-re-downloaded, decompressed and re-hashed, bingen headers checked; the verdict is recorded."""
+re-downloaded, decompressed and re-hashed, bingen headers checked; the verdict is recorded.
+
+Only content marks a snapshot bad: an object missing, of the wrong size, or whose bytes do not
+decompress to the manifest's sha256. A failure to *read* (a 500, a cut connection) says nothing
+about the content: the read is retried, and if it keeps failing ``VerifyReadError`` (transient)
+is raised before any verdict is written, so a good snapshot never drops out of "latest" for it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from kubecost_etl.errors import TransientError
 from kubecost_etl.etl import bingen
 from kubecost_etl.etl.layout import is_bingen_path
+from kubecost_etl.storage.base import ObjectNotFound
 from kubecost_etl.transfer.compression import decompress
 
 from .repository import FileEntry, Repository
+
+log = logging.getLogger(__name__)
+READ_ATTEMPTS = 3
+READ_PAUSE_S = 1.0  # between read attempts (times the attempt number); the store's own client retries too
+
+
+class VerifyReadError(TransientError):
+    """An object could not be read back (not a content problem); nothing was recorded."""
+
+
+class _ReadFailed(Exception):
+    pass
 
 
 def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: bool = False) -> dict:
@@ -31,7 +54,7 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
     damaged: list[dict] = []
     for entry in chosen:
         if entry.object in stored:
-            problem, header = _check_object(repo, entry)
+            problem, header = _check_with_retries(repo, entry)
             problems.extend(problem)
             if header:
                 damaged.append({"path": entry.path, "reason": header})
@@ -46,17 +69,53 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
     return report
 
 
+def _check_with_retries(repo: Repository, entry: FileEntry) -> tuple[list[str], str | None]:
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return _check_object(repo, entry)
+        except _ReadFailed as exc:
+            if attempt == READ_ATTEMPTS:
+                raise VerifyReadError(f"object {entry.object} ({entry.path}) could not be read back after "
+                                      f"{attempt} attempts: {exc.__cause__}; no verdict recorded") from exc.__cause__
+            log.warning("reading %s back failed (attempt %d of %d): %s; again", entry.object, attempt, READ_ATTEMPTS,
+                        exc.__cause__)
+            time.sleep(READ_PAUSE_S * attempt)  # the store may recover; not test timing
+    raise AssertionError("unreachable")
+
+
+def _read(repo: Repository, entry: FileEntry) -> Iterator[bytes]:
+    """The stored bytes; a failure to read them (not a missing object) becomes ``_ReadFailed``."""
+    try:
+        source = iter(repo.store.open_read(repo.key(entry.object)))
+        while True:
+            try:
+                chunk = next(source)
+            except StopIteration:
+                return
+            yield chunk
+    except ObjectNotFound:
+        raise
+    except GeneratorExit:
+        raise
+    except Exception as exc:
+        raise _ReadFailed(str(exc)) from exc
+
+
 def _check_object(repo: Repository, entry: FileEntry) -> tuple[list[str], str | None]:
     """Integrity problems of one stored object, and its bingen header problem if any."""
     digest, size, head = hashlib.sha256(), 0, bytearray()
     try:
-        for piece in decompress(repo.store.open_read(repo.key(entry.object)), entry.compression):
+        for piece in decompress(_read(repo, entry), entry.compression):
             digest.update(piece)
             size += len(piece)
             if len(head) < bingen.HEADER_PROBE_BYTES:
                 head += piece[:bingen.HEADER_PROBE_BYTES - len(head)]
-    except Exception as exc:  # any decode/read failure is a verification finding, not a crash
-        return [f"{entry.path}: object {entry.object} cannot be read back: {exc}"], None
+    except _ReadFailed:
+        raise
+    except ObjectNotFound:
+        return [f"{entry.path}: object {entry.object} missing when read back"], None
+    except Exception as exc:  # the bytes arrived but do not decode: the content is bad
+        return [f"{entry.path}: object {entry.object} does not decompress: {exc}"], None
     if size != entry.size or digest.hexdigest() != entry.sha256:
         return [f"{entry.path}: object {entry.object} content does not match its sha256/size"], None
     if is_bingen_path(entry.path):

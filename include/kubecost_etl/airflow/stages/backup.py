@@ -54,7 +54,8 @@ def _find_target(cluster, core) -> ExecTarget:
     from kubecost_etl.kube.target import resolve_exec_target
 
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image,
+                               lifetime_seconds=cluster.debug_container_seconds)
 
 
 @refusals_fail_at_once

@@ -1,7 +1,9 @@
 """The restore pipeline's stages as task callables (JSON values in, JSON values out).
 
-``preflight`` returns the run's context (``ctx``): cluster, pinned snapshot, mode, whether to
-restart, the dir token and the exec target. Every later stage reloads the manifest and checks it
+``preflight`` returns the run's context (``ctx``, a ``RestoreContext`` in XCom form): cluster,
+pinned snapshot, mode, whether to restart, the dir token and the exec target. Values crossing
+task boundaries are frozen dataclasses with ``as_dict``/``from_dict`` (``SwapResult``,
+``PostCheckReport``); XCom holds their JSON form. Every later stage reloads the manifest and checks it
 against the pinned sha256, and re-resolves the pod when a restart replaced it. ``finish`` is the
 run's teardown: it removes this run's dirs after a passed post-check, and otherwise puts the
 previous ETL dir back (restarting Kubecost again if the restore had restarted it).
@@ -20,17 +22,19 @@ from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.airflow.stages.backup import snapshot_source
 from kubecost_etl.backup.pipeline import back_up
 from kubecost_etl.config import ClusterConfig, load_config
+from kubecost_etl.kube.pod_files import EtlDirMissing, list_files
 from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, find_running_pod, pod_uid
 from kubecost_etl.kube.rollout import (
     owning_workload,
     restart_workload,
     wait_for_replacement,
 )
-from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
+from kubecost_etl.kube.target import ExecTarget, ensure_running, resolve_exec_target
 from kubecost_etl.restore import pod_dirs
 from kubecost_etl.restore import post_check as checking
 from kubecost_etl.restore import stage as staging
 from kubecost_etl.restore import swap as swapping
+from kubecost_etl.restore.context import RestoreContext
 from kubecost_etl.restore.plan import (
     REPLACE,
     check_mode,
@@ -59,31 +63,41 @@ def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook
     return cluster, KubecostClusterHook.for_cluster(cluster)
 
 
-def _pinned(cluster: ClusterConfig, ctx: dict):
+def _pinned(cluster: ClusterConfig, ctx: RestoreContext):
     repo = open_repository(cluster)
-    return repo, load_pinned(repo, ctx["snapshot_id"], ctx["manifest_sha256"])
+    return repo, load_pinned(repo, ctx.snapshot_id, ctx.manifest_sha256)
 
 
-def _target(cluster: ClusterConfig, core, ctx: dict, ready: bool = True) -> ExecTarget:
+def _resolve(core, cluster: ClusterConfig, pod: PodRef) -> ExecTarget:
+    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image,
+                               lifetime_seconds=cluster.debug_container_seconds)
+
+
+def _target(cluster: ClusterConfig, core, ctx: RestoreContext, ready: bool = True) -> ExecTarget:
     """The exec target found by preflight, or a fresh one when the pod was replaced (a restart).
 
-    ``ready=False`` accepts a pod that runs but is not Ready: a roll back must still reach it.
+    A debug container that ended (its sleep ran out, cost-model restarted in place) is replaced by a
+    fresh one. ``ready=False`` accepts a pod that runs but is not Ready: a roll back must still reach it.
     """
-    known = ctx["target"]
+    known = ctx.target
     try:
         pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
     except PodNotFound:
         if ready:
             raise
         pod = find_running_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    if pod.uid == known["pod"]["uid"]:
-        return ExecTarget(PodRef(**known["pod"]), known["container"], known["etl_root"], known["via_debug_container"])
-    log.info("pod %s replaced %s since preflight; resolving where to exec again", pod.name, known["pod"]["name"])
-    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    if pod.uid == known.pod.uid:
+        current = ensure_running(core, known, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds)
+        if current.container != known.container:
+            log.info("debug container %s in pod %s no longer runs; using %s", known.container, pod.name,
+                     current.container)
+        return current
+    log.info("pod %s replaced %s since preflight; resolving where to exec again", pod.name, known.pod.name)
+    return _resolve(core, cluster, pod)
 
 
-def _dirs(target: ExecTarget, ctx: dict) -> RestoreDirs:
-    return RestoreDirs(target.etl_root, ctx["token"])
+def _dirs(target: ExecTarget, ctx: RestoreContext) -> RestoreDirs:
+    return RestoreDirs(target.etl_root, ctx.token)
 
 
 @refusals_fail_at_once
@@ -99,7 +113,7 @@ def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, d
              " (dry run)" if dry_run else "")
     core = hook.core_v1
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    target = resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    target = _resolve(core, cluster, pod)
     token = restore_token(snapshot_id, run_id)
     dirs = RestoreDirs(target.etl_root, token)
     state = pod_dirs.inspect(core, target, dirs)
@@ -113,35 +127,36 @@ def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, d
             f"{target.container} -- mv -T {earlier_previous[-1]} {dirs.live})")
     for leftover in state.other_runs:
         log.warning("left by an earlier restore run (kept; remove it once you no longer need it): %s", leftover)
-    return {
-        "cluster_id": cluster.id, "snapshot_id": snapshot_id, "manifest_sha256": pinned.sha256, "mode": mode,
-        "restart": (mode == REPLACE) if restart is None else bool(restart), "dry_run": bool(dry_run),
-        "token": token, "target": target.as_dict(), "dirs": dirs.as_dict(), "leftovers": state.other_runs,
-        "files": len(pinned.files), "bytes": pinned.manifest.total_bytes,
-    }
+    return RestoreContext(
+        cluster_id=cluster.id, snapshot_id=snapshot_id, manifest_sha256=pinned.sha256, mode=mode,
+        restart=(mode == REPLACE) if restart is None else bool(restart), dry_run=bool(dry_run), token=token,
+        target=target, files=len(pinned.files), bytes=pinned.manifest.total_bytes,
+        leftovers=tuple(state.other_runs)).as_dict()
 
 
 @refusals_fail_at_once
 def verify_snapshot(ctx: dict) -> dict:
     """Download and re-hash every object of the snapshot before anything touches the pod."""
-    cluster, _ = _cluster(ctx["cluster_id"])
+    ctx = RestoreContext.from_dict(ctx)
+    cluster, _ = _cluster(ctx.cluster_id)
     repo, pinned = _pinned(cluster, ctx)
     report = verify_pinned(repo, pinned)
-    log.info("snapshot %s verified: %d objects re-hashed", ctx["snapshot_id"], report["rehashed"])
+    log.info("snapshot %s verified: %d objects re-hashed", ctx.snapshot_id, report["rehashed"])
     return report
 
 
 @refusals_fail_at_once
 def plan(ctx: dict) -> dict:
     """What the restore would change; logged line by line (the whole answer of a dry run)."""
-    cluster, hook = _cluster(ctx["cluster_id"])
+    ctx = RestoreContext.from_dict(ctx)
+    cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
     _, pinned = _pinned(cluster, ctx)
     target = _target(cluster, core, ctx)
     tree = scan_tree(core, target)
     digests = pod_digests(core, target, same_size_paths(pinned.files, tree), cluster.backup.batch_files)
-    the_plan = plan_restore(ctx["mode"], ctx["snapshot_id"], pinned.files, tree, digests)
-    prefix = "DRY RUN, nothing changed; would " if ctx["dry_run"] else ""
+    the_plan = plan_restore(ctx.mode, ctx.snapshot_id, pinned.files, tree, digests)
+    prefix = "DRY RUN, nothing changed; would " if ctx.dry_run else ""
     for line in the_plan.lines():
         log.info("%s%s", prefix, line)
     log.info("plan: %s", the_plan.summary())
@@ -150,18 +165,25 @@ def plan(ctx: dict) -> dict:
 
 @refusals_fail_at_once
 def safety_backup(ctx: dict, plan: dict) -> dict:
-    """Back up what the pod has now (skipped when its ETL dir is empty or missing).
+    """Back up what the pod has now, right before the swap (skipped only when the ETL dir is proven
+    absent or empty now; the plan's count from before staging is not trusted for that).
 
     The pod is often restored because its files are damaged: set files whose bingen header is
     broken in the pod are kept as they are (and the snapshot is not marked good); a stored copy
     that differs from what was read (missing object, wrong hash) fails the task before the pod
     is touched.
     """
-    if plan["pod_files"] == 0:
-        raise AirflowSkipException("the pod's ETL dir is empty or missing: nothing to back up")
-    cluster, hook = _cluster(ctx["cluster_id"])
+    ctx = RestoreContext.from_dict(ctx)
+    cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
-    target = _target(cluster, core, ctx)  # preflight's: a second debug container is never added for this
+    target = _target(cluster, core, ctx)  # preflight's: a second debug container is only added if it ended
+    try:
+        present = len(list_files(core, target)[0])
+    except EtlDirMissing:
+        present = 0
+    if present == 0:
+        raise AirflowSkipException(f"the pod's ETL dir {target.etl_root} is missing or has no files now "
+                                   "(checked with test -d and a listing): nothing to back up")
     source = snapshot_source(cluster, target.pod.name, target.via_debug_container)
     manifest, report = back_up(core, target, open_repository(cluster), cluster.backup, source, full_verify=True,
                                hourly_hours=cluster.hourly_hours)
@@ -177,8 +199,8 @@ def safety_backup(ctx: dict, plan: dict) -> dict:
     return {"snapshot_id": snapshot_id, "objects": report["objects"], "damaged_files": len(report["damaged"])}
 
 
-def _files_to_write(pinned, ctx: dict, plan: dict) -> list:
-    if ctx["mode"] == REPLACE:
+def _files_to_write(pinned, ctx: RestoreContext, plan: dict) -> list:
+    if ctx.mode == REPLACE:
         return list(pinned.files)
     wanted = {f["path"] for f in plan["add"]}
     return [e for e in pinned.files if e.path in wanted]
@@ -187,7 +209,8 @@ def _files_to_write(pinned, ctx: dict, plan: dict) -> list:
 @refusals_fail_at_once
 def stage(ctx: dict, plan: dict) -> dict:
     """Stream the files into the staging dir next to the ETL dir (the live dir is not touched)."""
-    cluster, hook = _cluster(ctx["cluster_id"])
+    ctx = RestoreContext.from_dict(ctx)
+    cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
     repo, pinned = _pinned(cluster, ctx)
     files = _files_to_write(pinned, ctx, plan)
@@ -202,7 +225,8 @@ def stage(ctx: dict, plan: dict) -> dict:
 def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
     if staged["files"] == 0:
         return {"files": 0}
-    cluster, hook = _cluster(ctx["cluster_id"])
+    ctx = RestoreContext.from_dict(ctx)
+    cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
     _, pinned = _pinned(cluster, ctx)
     target = _target(cluster, core, ctx)
@@ -214,22 +238,25 @@ def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
 
 @refusals_fail_at_once
 def swap(ctx: dict, plan: dict) -> dict:
-    """Replace: two renames. Fill-missing: no-clobber moves of the absent files."""
-    cluster, hook = _cluster(ctx["cluster_id"])
+    """Replace: two renames. Fill-missing: no-clobber moves of the absent files. Returns a ``SwapResult``."""
+    ctx = RestoreContext.from_dict(ctx)
+    cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
     target = _target(cluster, core, ctx)
     dirs = _dirs(target, ctx)
-    if ctx["mode"] == REPLACE:
-        return swapping.swap_replace(core, target, dirs)
-    return swapping.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]), cluster.backup.batch_files)
+    if ctx.mode == REPLACE:
+        return swapping.swap_replace(core, target, dirs).as_dict()
+    return swapping.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]),
+                                 cluster.backup.batch_files).as_dict()
 
 
 @refusals_fail_at_once
 def restart(ctx: dict, swapped: dict) -> dict:
     """Roll the workload so Kubecost reloads its files; wait for the new Ready pod."""
-    if not ctx["restart"]:
+    ctx = RestoreContext.from_dict(ctx)
+    if not ctx.restart:
         raise AirflowSkipException("restart not asked")
-    cluster, hook = _cluster(ctx["cluster_id"])
+    cluster, hook = _cluster(ctx.cluster_id)
     new_pod, workload = _restart(cluster, hook, PodRef(**swapped["pod"]))
     return {"pod": new_pod.as_dict(), "workload": workload}
 
@@ -250,44 +277,58 @@ def _restart(cluster: ClusterConfig, hook: KubecostClusterHook, old: PodRef) -> 
 
 @refusals_fail_at_once
 def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
-    """The pod is Ready and the restored files are in place (sizes; sha256 where the pod can)."""
-    cluster, hook = _cluster(ctx["cluster_id"])
+    """The pod is Ready, the live dir is this run's staged tree (its marker), and the restored files are in
+    place: sizes and sha256 against the snapshot, except files written after the swap (pod clock)."""
+    ctx = RestoreContext.from_dict(ctx)
+    swap = swapping.SwapResult.from_dict(swapped)
+    cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
     _, pinned = _pinned(cluster, ctx)
     target = _target(cluster, core, ctx)
-    expected = _files_to_write(pinned, ctx, plan)
-    skipped = set(swapped.get("skipped", []))
-    expected = [e for e in expected if e.path not in skipped]
-    report = checking.check_restored(core, target, expected, datetime.now(UTC), cluster.hourly_hours,
-                                       cluster.backup.batch_files, report_extra=ctx["mode"] == REPLACE)
+    dirs = _dirs(target, ctx)
+    swapped_at = swap.swapped_at
+    if ctx.mode == REPLACE:
+        swapped_at = pod_dirs.marked_at(core, target, dirs, dirs.live)
+        if swapped_at is None:
+            raise checking.PostCheckFailed(f"{dirs.live} in pod {target.pod.name} is not this run's staged tree "
+                                           "(no marker): the snapshot is not in place")
+    expected = [e for e in _files_to_write(pinned, ctx, plan) if e.path not in set(swap.skipped)]
+    report = checking.check_restored(core, target, expected, datetime.now(UTC), cluster.hourly_hours, swapped_at,
+                                     cluster.backup.batch_files, report_extra=ctx.mode == REPLACE)
     log.info("post-check passed: %s", report)
-    return report
+    return report.as_dict()
 
 
 @refusals_fail_at_once
 def finish(ctx: dict, checked: dict | None, swapped: dict | None) -> dict:
-    """Teardown: keep the restore if the post-check passed, else put the previous data back."""
-    if ctx["dry_run"]:
-        return {"outcome": "dry run", "actions": []}
-    cluster, hook = _cluster(ctx["cluster_id"])
-    core = hook.core_v1
-    target = _target(cluster, core, ctx, ready=False)
-    dirs = _dirs(target, ctx)
-    if checked and checked.get("ok"):
-        removed = swapping.finish(core, target, dirs)
-        log.info("restore of %s complete; %s", ctx["snapshot_id"], removed or "nothing left to remove")
-        return {"outcome": "restored", "actions": removed}
-    try:
-        rolled = swapping.roll_back(core, target, dirs)
-    except Exception as exc:
-        raise RuntimeError(f"putting the previous ETL data back failed ({exc}); by hand: "
-                           f"{dirs.manual_rollback(target.pod.namespace, target.pod.name, target.container)}") from exc
-    actions = rolled["actions"]
-    restarted_since_swap = swapped is not None and target.pod.uid != swapped["pod"]["uid"]
-    if rolled["put_back"] and restarted_since_swap:
-        new_pod, _ = _restart(cluster, hook, target.pod)  # Kubecost loaded the restored files: reload the old
-        actions.append(f"restarted Kubecost again ({new_pod.name}) to reload the previous data")
-    outcome = "rolled back" if rolled["put_back"] else "cleaned up"
-    log.warning("restore of %s did not complete: %s; %s", ctx["snapshot_id"], outcome, actions or "nothing to undo")
-    return {"outcome": outcome, "actions": actions}
+    """Teardown: keep the restore if the post-check passed, else put the previous data back.
 
+    Whatever fails here (the config, the pod lookup, a debug container, an exec), the error names
+    the commands that put the previous data back by hand.
+    """
+    ctx = RestoreContext.from_dict(ctx)
+    if ctx.dry_run:
+        return {"outcome": "dry run", "actions": []}
+    target = ctx.target
+    dirs = ctx.dirs
+    try:
+        cluster, hook = _cluster(ctx.cluster_id)
+        core = hook.core_v1
+        target = _target(cluster, core, ctx, ready=False)
+        dirs = _dirs(target, ctx)
+        if checked and checked.get("ok"):
+            removed = swapping.finish(core, target, dirs)
+            log.info("restore of %s complete; %s", ctx.snapshot_id, removed or "nothing left to remove")
+            return {"outcome": "restored", "actions": removed}
+        rolled = swapping.roll_back(core, target, dirs)
+        actions = rolled["actions"]
+        restarted_since_swap = swapped is not None and target.pod.uid != swapped["pod"]["uid"]
+        if rolled["put_back"] and restarted_since_swap:
+            new_pod, _ = _restart(cluster, hook, target.pod)  # Kubecost loaded the restored files: reload the old
+            actions.append(f"restarted Kubecost again ({new_pod.name}) to reload the previous data")
+    except Exception as exc:
+        raise RuntimeError(f"finishing the restore failed ({exc}); to put the previous ETL data back by hand: "
+                           f"{dirs.manual_rollback(target.pod.namespace, target.pod.name, target.container)}") from exc
+    outcome = "rolled back" if rolled["put_back"] else "cleaned up"
+    log.warning("restore of %s did not complete: %s; %s", ctx.snapshot_id, outcome, actions or "nothing to undo")
+    return {"outcome": outcome, "actions": actions}

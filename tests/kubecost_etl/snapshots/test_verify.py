@@ -1,0 +1,76 @@
+"""Verify against a real S3 server (moto) behind a fault-injecting proxy: read errors never mark a snapshot bad."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from kubecost_etl.snapshots import pinned, verify
+from kubecost_etl.snapshots.repository import FileEntry, Manifest, Repository, new_snapshot_id, object_key
+from kubecost_etl.storage.s3 import S3Store
+from kubecost_etl.transfer.compression import compress
+
+from tests.servers import FaultProxy
+
+CLUSTER = "cluster-a"
+S3_MAX_ATTEMPTS = 2  # the client's own retries; verify retries on top of them
+
+
+@pytest.fixture
+def repo_through_proxy(moto_s3_server, unique_bucket_name, monkeypatch):
+    monkeypatch.setattr(verify, "READ_PAUSE_S", 0.0)
+    moto_s3_server.client().create_bucket(Bucket=unique_bucket_name)
+    with FaultProxy(moto_s3_server.url) as proxy:
+        client = moto_s3_server.client(endpoint_url=proxy.url, max_attempts=S3_MAX_ATTEMPTS)
+        yield proxy, Repository(S3Store(client, unique_bucket_name, "backups"), CLUSTER)
+
+
+def snapshot(repo: Repository, contents: dict[str, bytes]) -> tuple[str, dict[str, str]]:
+    """A committed snapshot of ``contents``; returns its id and each path's object key."""
+    files, keys = [], {}
+    for path, data in contents.items():
+        digest = hashlib.sha256(data).hexdigest()
+        stored = b"".join(compress([data], "zstd", 3))
+        key = object_key(digest, "zstd")
+        repo.store.put_bytes(repo.key(key), stored)
+        files.append(FileEntry(path, len(data), 1_700_000_000, digest, key, len(stored), "zstd"))
+        keys[path] = key
+    snapshot_id = new_snapshot_id()
+    repo.commit(Manifest(snapshot_id, CLUSTER, "2026-01-01T00:00:00Z", files))
+    return snapshot_id, keys
+
+
+CONTENTS = {"misc/a.json": b'{"a": 1}' * 100, "misc/b.json": b'{"b": 2}' * 100}
+
+
+def test_a_persistent_read_error_fails_without_a_verdict(repo_through_proxy):
+    proxy, repo = repo_through_proxy
+    snapshot_id, keys = snapshot(repo, CONTENTS)
+    good = verify.verify_snapshot(repo, snapshot_id, full=True)
+    assert good["ok"] and repo.latest_good() == snapshot_id
+    recorded = repo.store.read_bytes(repo.verification_key(snapshot_id))
+
+    proxy.fail_next("GET", keys["misc/b.json"] + "$", times=None)  # every read of one object: 500
+    with pytest.raises(verify.VerifyReadError, match="no verdict recorded"):
+        verify.verify_snapshot(repo, snapshot_id, full=True)
+    with pytest.raises(verify.VerifyReadError):  # the restore's verify: retried by Airflow, not refused
+        pinned.verify_pinned(repo, pinned.load_pinned(repo, snapshot_id))
+    proxy.clear()
+    assert repo.store.read_bytes(repo.verification_key(snapshot_id)) == recorded  # not rewritten
+    assert repo.latest_good() == snapshot_id
+
+
+def test_a_read_error_that_passes_is_retried_and_content_decides(repo_through_proxy):
+    proxy, repo = repo_through_proxy
+    snapshot_id, keys = snapshot(repo, CONTENTS)
+    proxy.fail_next("GET", keys["misc/a.json"] + "$", times=S3_MAX_ATTEMPTS)  # one verify read fails, then not
+    report = verify.verify_snapshot(repo, snapshot_id, full=True)
+    assert report["ok"] and report["problems"] == []
+
+    size = repo.object_sizes()[keys["misc/a.json"]]
+    repo.store.put_bytes(repo.key(keys["misc/a.json"]), b"x" * size)  # right size, content that does not match
+    bad = verify.verify_snapshot(repo, snapshot_id, full=True)
+    assert not bad["ok"] and bad["problems"][0].startswith("misc/a.json: object") and "does not" in bad["problems"][0]
+    assert json.loads(repo.store.read_bytes(repo.verification_key(snapshot_id)))["ok"] is False
+    assert repo.latest_good() is None
