@@ -16,6 +16,7 @@ import yaml
 
 from kubecost_etl.errors import ConfigError
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
+from kubecost_etl.share.settings import ShareSettings, parse_share_settings
 
 CONFIG_ENV = "KUBECOST_ETL_CONFIG"
 _CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
@@ -59,6 +60,7 @@ class ClusterConfig:
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
+    share: ShareSettings = field(default_factory=ShareSettings)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class ProjectConfig:
 _TOP_KEYS = {"clusters", "defaults", "backup_schedule", "alerts"}
 _CLUSTER_KEYS = {
     "id", "namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig",
-    "context", "debug_image", "use_debug_container", "hourly_hours", "backup", "repair",
+    "context", "debug_image", "use_debug_container", "hourly_hours", "backup", "repair", "share",
 }
 _BACKUP_KEYS = {"object_store", "compression", "compression_level", "verify_sample", "batch_files", "hash_in_pod"}
 _STORE_KEYS = {"config_file", "conn_id", "bucket", "prefix", "type", "config"}
@@ -195,6 +197,9 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         kwargs["backup"] = _parse_backup(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
     kwargs["repair"] = parse_repair_settings(repair_raw, where)
+    kwargs["share"] = parse_share_settings(
+        _merge_section(defaults.get("share"), item.get("share"), f"{where}: share"), where,
+        lambda raw, at: _parse_store(raw, at, base_dir))
     return ClusterConfig(**kwargs)
 
 
