@@ -42,7 +42,7 @@ class ShareRequest:
         return (self.window["start"], self.window["end"]) if self.window else None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # JSON shapes
 
     @classmethod
     def from_dict(cls, data: dict) -> ShareRequest:
