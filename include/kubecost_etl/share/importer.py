@@ -23,6 +23,7 @@ import logging
 import tarfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from kubecost_etl.backup.commit import commit_snapshot
@@ -215,18 +216,23 @@ class _ArchiveStream:
         self.hashed: _Hashed | None = None
 
     def __iter__(self) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-        where = self.where
         try:
             raw = self.store.open_read(self.key)
         except ObjectNotFound:
-            raise ArchiveRefused(f"{where} does not exist") from None
-        self.hashed = _Hashed(raw, where)
+            raise ArchiveRefused(f"{self.where} does not exist") from None
+        self.hashed = _Hashed(raw, self.where)
         reader = ChunkReader(decompress(self.hashed, "gzip"))
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            for member in archive:
+                yield archive, member
+        reader.drain()  # to the gzip trailer: a truncated archive fails here
+
+    @contextmanager
+    def refusing_damage(self) -> Iterator[None]:
+        """Around the whole walk (members and their bytes): a broken archive is a refusal."""
+        where = self.where
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as archive:
-                for member in archive:
-                    yield archive, member
-            reader.drain()  # to the gzip trailer: a truncated archive fails here
+            yield
         except ArchiveRefused:
             raise
         except zlib.error as exc:
@@ -251,25 +257,26 @@ def check_archive(store: ObjectStore, cluster_id: str, key: str, max_file_bytes:
     damaged: list[str] = []
     sums_text: bytes | None = None
     stream = _ArchiveStream(store, key, where)
-    for archive, member in stream:
-        kind, path = walk.classify(member)
-        if kind == "meta":
-            data = b"".join(_read_all(archive, member))
-            if path == SUMS_NAME:
-                sums_text = data
-            continue
-        if kind == "dir":
-            continue
-        digest, head, size = hashlib.sha256(), bytearray(), 0
-        for piece in _read_all(archive, member):
-            digest.update(piece)
-            size += len(piece)
-            if len(head) < bingen.HEADER_PROBE_BYTES:
-                head += piece[: bingen.HEADER_PROBE_BYTES - len(head)]
-        check = bingen.check_header(bytes(head), size)
-        if not check.ok:
-            damaged.append(f"{path}: {check.reason}")
-        files.append(ArchiveFile(path, size, int(member.mtime), digest.hexdigest()))
+    with stream.refusing_damage():
+        for archive, member in stream:
+            kind, path = walk.classify(member)
+            if kind == "meta":
+                data = b"".join(_read_all(archive, member))
+                if path == SUMS_NAME:
+                    sums_text = data
+                continue
+            if kind == "dir":
+                continue
+            digest, head, size = hashlib.sha256(), bytearray(), 0
+            for piece in _read_all(archive, member):
+                digest.update(piece)
+                size += len(piece)
+                if len(head) < bingen.HEADER_PROBE_BYTES:
+                    head += piece[: bingen.HEADER_PROBE_BYTES - len(head)]
+            check = bingen.check_header(bytes(head), size)
+            if not check.ok:
+                damaged.append(f"{path}: {check.reason}")
+            files.append(ArchiveFile(path, size, int(member.mtime), digest.hexdigest()))
     hashed = stream.hashed
     walk.finish()
     if damaged:
@@ -336,22 +343,23 @@ def _write_objects(store: ObjectStore, repo: Repository, checked: ArchiveCheck, 
     walk = _Walk(where, max(f.size for f in checked.files))
     written = 0
     stream = _ArchiveStream(store, checked.key, where)
-    for archive, member in stream:
-        kind, path = walk.classify(member)
-        if kind != "file":
-            continue
-        planned = expected.get(path)
-        if planned is None or planned.size != member.size:
-            raise ArchiveRefused(f"{where} changed since it was checked ({path}); nothing was committed")
-        key = object_key(planned.sha256, settings.compression)
-        chunks = _matching(_read_all(archive, member), planned, where)
-        if key in stored:
-            for _ in chunks:  # still read (and checked): the stream moves on only past this member's bytes
-                pass
-            continue
-        repo.store.put(repo.key(key), compress(chunks, settings.compression, settings.compression_level))
-        stored[key] = -1
-        written += 1
+    with stream.refusing_damage():
+        for archive, member in stream:
+            kind, path = walk.classify(member)
+            if kind != "file":
+                continue
+            planned = expected.get(path)
+            if planned is None or planned.size != member.size:
+                raise ArchiveRefused(f"{where} changed since it was checked ({path}); nothing was committed")
+            key = object_key(planned.sha256, settings.compression)
+            chunks = _matching(_read_all(archive, member), planned, where)
+            if key in stored:
+                for _ in chunks:  # still read and checked, though its object is stored already
+                    pass
+                continue
+            repo.store.put(repo.key(key), compress(chunks, settings.compression, settings.compression_level))
+            stored[key] = -1
+            written += 1
     hashed = stream.hashed
     if hashed.digest.hexdigest() != checked.sha256:
         raise ArchiveRefused(f"{where} changed since it was checked (sha256 {hashed.digest.hexdigest()[:12]}.., "
