@@ -49,7 +49,7 @@ def _stages():
     },
 )
 def kubecost_etl_share():
-    @task(retries=0)  # every failure here is a refusal of the input
+    @task  # a refusal fails at once (AirflowFailException); a pod or store hiccup is retried
     def preflight(params=None, dag_run=None) -> dict:
         return _stages().preflight(params["cluster"], params["window"], params["source"], params["pipelines"],
                                    params["resolutions"], dag_run.run_after)
