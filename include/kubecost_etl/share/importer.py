@@ -156,17 +156,24 @@ class _Walk:
             raise self.refuse(member, f"a sparse member claiming {member.size} bytes")
         if not (member.isreg() or member.isdir()):
             raise self.refuse(member, f"unsupported member type {member.type!r}")
-        parts = name.rstrip("/").split("/") if name not in (".", "./") else ["."]
+        parts = name.rstrip("/").split("/")
         if ".." in parts:
             raise self.refuse(member, "'..' in the path")
         if member.isreg() and member.size > self.max_file_bytes:
             raise self.refuse(member, f"it claims {member.size} bytes, more than share.max_import_file_bytes "
                                       f"({self.max_file_bytes})")
+        lead = ""
+        if parts[0] == "." and len(parts) > 1:  # tar czf x.tar.gz . (or ./kc-etl-tmp)
+            lead, parts = "./", parts[1:]
+        if parts == ["."]:
+            if not member.isdir():
+                raise self.refuse(member, "the archive root is a file")
+            return "dir", ""
         if len(parts) == 1 and parts[0] in METADATA_NAMES and member.isreg():
             if member.size > MAX_METADATA_BYTES:
                 raise self.refuse(member, f"{member.size} bytes is too large for {parts[0]}")
             return "meta", parts[0]
-        root, rest = self._split_root(member, parts)
+        root, rest = self._split_root(member, lead, parts)
         if self.root is None:
             self.root = root
         elif root != self.root:
@@ -190,13 +197,11 @@ class _Walk:
         self.files[path] = member
         return "file", path
 
-    def _split_root(self, member: tarfile.TarInfo, parts: list[str]) -> tuple[str, list[str]]:
-        if parts[0] == ".":
-            return "./", parts[1:]
+    def _split_root(self, member: tarfile.TarInfo, lead: str, parts: list[str]) -> tuple[str, list[str]]:
         if parts[0] in ROOT_DIRS:
-            return parts[0] + "/", parts[1:]
+            return f"{lead}{parts[0]}/", parts[1:]
         if parts[0] == "bingen":
-            return "", parts
+            return lead, parts
         raise self.refuse(member, f"unknown root {parts[0]!r}: expected kc-etl-tmp/, etl/, ./ or bingen/")
 
     def finish(self) -> None:

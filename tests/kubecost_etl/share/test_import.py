@@ -64,6 +64,7 @@ def test_a_download_etl_archive_imports_as_a_verified_snapshot_and_restores_byte
     ("etl/", ["-C", "{parent}", "etl"]),
     ("./", ["-C", "{etl}", "."]),
     ("", ["-C", "{etl}", "bingen"]),
+    ("./kc-etl-tmp/", ["-C", "{parent}", "--transform", "s,^\\./etl,./kc-etl-tmp,", "./etl"]),
 ])
 def test_every_accepted_root_gives_the_same_files(env, tmp_path, root, arguments):
     original = tree_digests(env.etl)
