@@ -30,6 +30,7 @@ def _stages():
     schedule=None,
     start_date=START_DATE,
     catchup=False,
+    max_active_runs=1,  # one import at a time into the repositories
     tags=["kubecost", "import"],
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,

@@ -31,6 +31,7 @@ def _stages():
     schedule=None,
     start_date=START_DATE,
     catchup=False,
+    max_active_runs=1,  # one bundle at a time: each reads the pod or the repository whole
     tags=["kubecost", "share"],
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
