@@ -39,9 +39,11 @@ class Env:
         return key
 
 
-def make_env(request, tmp_path: Path, monkeypatch, simulator, store_kind: str = "filesystem", **tree) -> Env:
+def make_env(request, tmp_path: Path, monkeypatch, simulator, store_kind: str = "filesystem", no_tar: bool = False,
+             share: dict | None = None, **tree) -> Env:
+    """``share`` is the cluster's ``share:`` settings, if any."""
     etl = make_etl_dir(tmp_path, **{**TREE, **tree})
-    sim = simulator(etl)
+    sim = simulator(etl, no_tar=no_tar)
     if store_kind == "s3":
         server = request.getfixturevalue("moto_s3_server")
         bucket = request.getfixturevalue("unique_bucket_name")
@@ -53,8 +55,10 @@ def make_env(request, tmp_path: Path, monkeypatch, simulator, store_kind: str = 
         own = request.getfixturevalue("fs_store")
         object_store = {"type": "FILESYSTEM", "prefix": STORE_PREFIX, "config": {"directory": str(own.root)}}
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(json.dumps({"clusters": [{
-        "id": CLUSTER, "kubeconfig": str(sim.kubeconfig), "backup": {"object_store": object_store}}]}))
+    cluster = {"id": CLUSTER, "kubeconfig": str(sim.kubeconfig), "backup": {"object_store": object_store}}
+    if share:
+        cluster["share"] = share
+    config.write_text(json.dumps({"clusters": [cluster]}))
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
     return Env(sim, etl, own, own.at_root(), tmp_path)
 

@@ -155,3 +155,25 @@ def test_a_stream_that_fails_leaves_no_bundle_and_a_retry_reports_the_committed_
     written = env.store.stat(first["key"])
     again = stages.bundle(request)  # a retry after a lost answer: the committed bundle, not a second one
     assert again == first and env.store.stat(first["key"]) == written
+
+
+def test_a_pod_without_tar_and_an_own_share_store(request, tmp_path, monkeypatch, simulator):
+    share_dir = tmp_path / "support-bucket"
+    env = make_env(request, tmp_path, monkeypatch, simulator, no_tar=True, share={
+        "object_store": {"type": "FILESYSTEM", "prefix": "support", "config": {"directory": str(share_dir)}},
+        "compression_level": 1})
+
+    result = share("yesterday")  # read through an ephemeral busybox container, as Kubecost's scripts do
+
+    assert result["location"].startswith(f"file://{share_dir}/support/kubecost-etl-share/{CLUSTER}/")
+    assert list(env.store.list("")) == []  # nothing in the backup store
+    data = (share_dir / "support" / result["key"]).read_bytes()
+    out = unpack(data, tmp_path / "unpacked")
+    assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 0
+    yesterday = (int(time.time()) // DAY - 1) * DAY
+    tree = tree_digests(env.etl)
+    assert tree_digests(out / "kc-etl-tmp") == {p: d for p, d in tree.items() if in_window(p, yesterday, yesterday + DAY)}
+    assert json.loads((out / "manifest.json").read_text())["source"]["etl_root"] \
+        == "/proc/1/root/var/configs/db/etl"
+    committed = json.loads((share_dir / "support" / result["manifest_key"]).read_text())
+    assert committed["bundle"]["level"] == 1 and committed["bundle"]["sha256"] == sha256(data)
