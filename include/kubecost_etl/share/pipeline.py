@@ -73,7 +73,7 @@ def pin_snapshot(repo: Repository, source: str, created_before: datetime) -> Pin
 
 
 def plan_share(cluster_id: str, source: str, window: RepairWindow | None, pipelines, resolutions, *,
-               repo: Repository, core_api=None, target: ExecTarget | None = None,
+               repo: Repository | None, core_api=None, target: ExecTarget | None = None,
                created_before: datetime | None = None) -> tuple[ShareRequest, Selection]:
     """Check the source and make the selection; refuses an empty one. Writes nothing."""
     pipelines, resolutions = _filters(pipelines, "pipelines"), _filters(resolutions, "resolutions")
@@ -109,7 +109,7 @@ def plan_share(cluster_id: str, source: str, window: RepairWindow | None, pipeli
     return request, selection
 
 
-def make_bundle(request: ShareRequest, *, repo: Repository, share_store: ObjectStore, level: int,
+def make_bundle(request: ShareRequest, *, repo: Repository | None, share_store: ObjectStore, level: int,
                 link_hours: int, batch_files: int = 400, core_api=None, target: ExecTarget | None = None,
                 now: datetime | None = None) -> BundleResult:
     """Stream the selection into the bundle (the selection is made again from the source the request

@@ -177,3 +177,16 @@ def test_a_pod_without_tar_and_an_own_share_store(request, tmp_path, monkeypatch
         == "/proc/1/root/var/configs/db/etl"
     committed = json.loads((share_dir / "support" / result["manifest_key"]).read_text())
     assert committed["bundle"]["level"] == 1 and committed["bundle"]["sha256"] == sha256(data)
+
+
+def test_a_cluster_without_backups_shares_its_pod_into_its_share_store(env, tmp_path, monkeypatch):
+    config = tmp_path / "no-backup.yaml"
+    config.write_text(json.dumps({"clusters": [{"id": CLUSTER, "kubeconfig": str(env.sim.kubeconfig), "share": {
+        "object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "support")}}}}]}))
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+
+    assert share("yesterday")["files"] == 2  # yesterday's allocations and assets 1d files
+    with pytest.raises(AirflowFailException, match="backup.object_store: missing \\(the source 'latest' needs"):
+        stages.preflight(CLUSTER, None, "latest", [], [])
+    with pytest.raises(AirflowFailException, match="backup.object_store: missing \\(an import needs"):
+        stages.check_archive(CLUSTER, "uploads/x.tar.gz")
