@@ -67,7 +67,7 @@ def test_a_window_through_the_hourly_store_carries_exactly_its_files(env, tmp_pa
     assert {f["path"]: f["sha256"] for f in inner["files"]} == {f"kc-etl-tmp/{p}": tree[p] for p in expected}
     assert all(f["range"] and f["size"] > 0 for f in inner["files"])
     assert "bingen/assets/1d/notes: no range in its name, so in no window" in inner["left_out"]
-    assert result["files"] == len(expected) and result["days"] == 1
+    assert result["files"] == len(expected) and result["days"] == len({start // DAY, (end - 1) // DAY})
     assert result["link"] is None and "local directory" in result["link_note"]
     committed = json.loads(env.store.read_bytes(result["manifest_key"]))
     assert committed["bundle"]["sha256"] == result["sha256"] and committed["bundle"]["size"] == len(data)
