@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from kubecost_etl.snapshots.repository import Repository
@@ -88,3 +89,21 @@ def test_a_hostile_archive_fails_the_import_run_with_nothing_written(cluster, ai
 
     assert run.state == "failed" and states(run) == {"check_archive": "failed", "record_archive": "upstream_failed"}
     assert [i.key for i in store.list("")] == ["uploads/evil.tar.gz"]
+
+
+def test_a_share_from_the_pod_needs_nothing_the_shipped_role_lacks(tmp_path, monkeypatch, simulator, airflow_db):
+    role = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
+    etl = make_etl_dir(tmp_path, days=3, hourly_hours=4, file_bytes=10_000, seed=6)
+    sim = simulator(etl, no_tar=True, rbac_role=role)  # a debug container reads the files, as Kubecost's scripts do
+    config = tmp_path / "kubecost-etl.yaml"
+    config.write_text(json.dumps({"clusters": [{
+        "id": CLUSTER, "kubeconfig": str(sim.kubeconfig),
+        "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "store")}}},
+    }]}))
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+
+    run = load_dag("kubecost_etl_share", retries=0).test(run_conf={"cluster": CLUSTER, "source": "pod"})
+
+    assert run.state == "success", states(run)
+    report = sim.rbac_report()
+    assert report["denied"] == [] and report["used"]
