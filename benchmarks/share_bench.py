@@ -31,19 +31,40 @@ def _worker_main(kubeconfig: str, objstore: str) -> int:
     core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
     store = build_store(parse_objstore_config(json.loads(objstore), source="benchmark"))
     started = time.perf_counter()
-    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
-                                 "/var/configs/db/etl")
-    request, _ = plan_share("bench", "pod", None, [], [], repo=Repository(store, "bench"), core_api=core,
-                            target=target)
-    result = make_bundle(request, repo=Repository(store, "bench"), share_store=store, level=6, link_hours=1,
-                         core_api=core, target=target)
+    target = resolve_exec_target(
+        core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), "/var/configs/db/etl"
+    )
+    request, _ = plan_share(
+        "bench", "pod", None, [], [], repo=Repository(store, "bench"), core_api=core, target=target
+    )
+    result = make_bundle(
+        request,
+        repo=Repository(store, "bench"),
+        share_store=store,
+        level=6,
+        link_hours=1,
+        core_api=core,
+        target=target,
+    )
     print(json.dumps({**result.as_dict(), "seconds": time.perf_counter() - started}))
     return 0
 
 
 def _worker(kubeconfig: Path, objstore: dict) -> tuple[dict, float]:
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.share_bench", "--worker", "--kubeconfig",
-                                str(kubeconfig), "--objstore", json.dumps(objstore)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.share_bench",
+            "--worker",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--objstore",
+            json.dumps(objstore),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -63,28 +84,47 @@ def run(size_mb: int = 1024) -> dict:
         generate(etl, days=DAILY, hourly_hours=HOURLY, file_bytes=size_mb * 1024 * 1024 // FILES, seed=11)
         tree_bytes = sum(p.stat().st_size for p in etl.rglob("*") if p.is_file())
         started = time.perf_counter()
-        subprocess.run(["tar", "czf", str(work / "baseline.tar.gz"), "-C", str(etl.parent), "etl"], check=True)
+        subprocess.run(
+            ["tar", "czf", str(work / "baseline.tar.gz"), "-C", str(etl.parent), "etl"], check=True
+        )
         tar_seconds = time.perf_counter() - started
         tar_size = (work / "baseline.tar.gz").stat().st_size
         with SimulatorProcess(etl_dir=etl, workdir=work / "sim") as sim, MotoS3Server() as moto:
             moto.client().create_bucket(Bucket="bench")
-            objstore = {"type": "S3", "config": {"bucket": "bench", "endpoint": moto.url.split("://", 1)[1],
-                                                 "insecure": True, "access_key": "x", "secret_key": "y",
-                                                 "region": "us-east-1"}}
+            objstore = {
+                "type": "S3",
+                "config": {
+                    "bucket": "bench",
+                    "endpoint": moto.url.split("://", 1)[1],
+                    "insecure": True,
+                    "access_key": "x",
+                    "secret_key": "y",
+                    "region": "us-east-1",
+                },
+            }
             bundle, rss = _worker(sim.kubeconfig, objstore)
     result = {
-        "tree_mb": round(tree_bytes / 1e6, 1), "files": bundle["files"], "bundle_mb": round(bundle["size"] / 1e6, 1),
-        "bundle_seconds": round(bundle["seconds"], 2), "bundle_mb_per_s": round(tree_bytes / 1e6 / bundle["seconds"], 1),
-        "bundle_peak_rss_mb": round(rss, 1), "tar_czf_seconds": round(tar_seconds, 2),
-        "tar_czf_mb_per_s": round(tree_bytes / 1e6 / tar_seconds, 1), "tar_czf_mb": round(tar_size / 1e6, 1),
+        "tree_mb": round(tree_bytes / 1e6, 1),
+        "files": bundle["files"],
+        "bundle_mb": round(bundle["size"] / 1e6, 1),
+        "bundle_seconds": round(bundle["seconds"], 2),
+        "bundle_mb_per_s": round(tree_bytes / 1e6 / bundle["seconds"], 1),
+        "bundle_peak_rss_mb": round(rss, 1),
+        "tar_czf_seconds": round(tar_seconds, 2),
+        "tar_czf_mb_per_s": round(tree_bytes / 1e6 / tar_seconds, 1),
+        "tar_czf_mb": round(tar_size / 1e6, 1),
     }
     rows = [
         ("ETL tree", f"{result['tree_mb']} MB, {result['files']} files"),
-        ("share bundle (pod -> gzip 6 -> S3)", f"{result['bundle_seconds']} s, {result['bundle_mb_per_s']} MB/s, "
-                                              f"{result['bundle_mb']} MB"),
+        (
+            "share bundle (pod -> gzip 6 -> S3)",
+            f"{result['bundle_seconds']} s, {result['bundle_mb_per_s']} MB/s, {result['bundle_mb']} MB",
+        ),
         ("share bundle peak RSS", f"{result['bundle_peak_rss_mb']} MB (target < 300)"),
-        ("tar czf of the same files (local disk)", f"{result['tar_czf_seconds']} s, {result['tar_czf_mb_per_s']} MB/s, "
-                                                   f"{result['tar_czf_mb']} MB"),
+        (
+            "tar czf of the same files (local disk)",
+            f"{result['tar_czf_seconds']} s, {result['tar_czf_mb_per_s']} MB/s, {result['tar_czf_mb']} MB",
+        ),
     ]
     for name, value in rows:
         print(f"{name:48} {value}")

@@ -35,11 +35,18 @@ def _stages():
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "cluster": Param("", type="string",
-                         description="Cluster id from the configuration; empty means the only configured cluster."),
-        "archive": Param("", type="string", minLength=1,
-                         description="Full object key of the .tar.gz in the backup store's bucket, as the bucket "
-                                     "lists it (the configured prefix is not added)."),
+        "cluster": Param(
+            "",
+            type="string",
+            description="Cluster id from the configuration; empty means the only configured cluster.",
+        ),
+        "archive": Param(
+            "",
+            type="string",
+            minLength=1,
+            description="Full object key of the .tar.gz in the backup store's bucket, as the bucket "
+            "lists it (the configured prefix is not added).",
+        ),
     },
 )
 def kubecost_etl_import():

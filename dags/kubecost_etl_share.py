@@ -36,24 +36,48 @@ def _stages():
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "cluster": Param("", type="string",
-                         description="Cluster id from the configuration; empty means the only configured cluster."),
-        "window": Param("", type=["null", "string"],
-                        description="Kubecost window (7d, yesterday, S,E, 2026-01-01T00:00:00Z,2026-01-04T00:00:00Z); "
-                                    "empty means everything. A file is carried when its [start, end) overlaps it."),
-        "source": Param("latest", type="string", minLength=1,
-                        description="pod (the live data), latest (the newest verified snapshot) or a snapshot id."),
-        "pipelines": Param([], type="array", items={"type": "string"},
-                           description="Pipeline folders to carry (allocations, assets...); empty means all."),
-        "resolutions": Param([], type="array", items={"type": "string"},
-                             description="Resolution folders to carry (1d, 1h...); empty means all."),
+        "cluster": Param(
+            "",
+            type="string",
+            description="Cluster id from the configuration; empty means the only configured cluster.",
+        ),
+        "window": Param(
+            "",
+            type=["null", "string"],
+            description="Kubecost window (7d, yesterday, S,E, 2026-01-01T00:00:00Z,2026-01-04T00:00:00Z); "
+            "empty means everything. A file is carried when its [start, end) overlaps it.",
+        ),
+        "source": Param(
+            "latest",
+            type="string",
+            minLength=1,
+            description="pod (the live data), latest (the newest verified snapshot) or a snapshot id.",
+        ),
+        "pipelines": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Pipeline folders to carry (allocations, assets...); empty means all.",
+        ),
+        "resolutions": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Resolution folders to carry (1d, 1h...); empty means all.",
+        ),
     },
 )
 def kubecost_etl_share():
     @task  # a refusal fails at once (AirflowFailException); a pod or store hiccup is retried
     def preflight(params=None, dag_run=None) -> dict:
-        return _stages().preflight(params["cluster"], params["window"], params["source"], params["pipelines"],
-                                   params["resolutions"], dag_run.run_after)
+        return _stages().preflight(
+            params["cluster"],
+            params["window"],
+            params["source"],
+            params["pipelines"],
+            params["resolutions"],
+            dag_run.run_after,
+        )
 
     @task(execution_timeout=timedelta(hours=3))
     def bundle(request: dict) -> dict:

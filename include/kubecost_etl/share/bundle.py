@@ -94,9 +94,11 @@ class BundleResult:
         return cls(**data)
 
     def lines(self) -> list[str]:
-        lines = [f"bundle {self.bundle_id} of {self.cluster_id}: {self.location}",
-                 f"  {self.size} bytes ({self.size / 1e6:.1f} MB), sha256 {self.sha256}",
-                 f"  {self.files} file(s), {self.days} day(s), {self.bytes / 1e6:.1f} MB uncompressed"]
+        lines = [
+            f"bundle {self.bundle_id} of {self.cluster_id}: {self.location}",
+            f"  {self.size} bytes ({self.size / 1e6:.1f} MB), sha256 {self.sha256}",
+            f"  {self.files} file(s), {self.days} day(s), {self.bytes / 1e6:.1f} MB uncompressed",
+        ]
         if self.link:
             lines.append(f"  download link (valid until {self.link_expires_at}): {self.link}")
         else:
@@ -165,8 +167,13 @@ class BundleWriter:
             yield tail
 
     def manifest(self, describe: dict) -> bytes:
-        body = {**describe, "format": FORMAT, "root": TOP, "files": self.entries,
-                "counts": {"files": len(self.entries), "bytes": self.file_bytes}}
+        body = {
+            **describe,
+            "format": FORMAT,
+            "root": TOP,
+            "files": self.entries,
+            "counts": {"files": len(self.entries), "bytes": self.file_bytes},
+        }
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
     def _emit(self, data: bytes) -> Iterator[bytes]:
@@ -203,19 +210,29 @@ class BundleWriter:
             raise BundleError(f"{path}: content does not match its sha256 {file.sha256[:12]}..")
         yield from self._emit(b"\0" * (-file.size % BLOCK))
         span = file_range(path)
-        self.entries.append({
-            "path": f"{TOP}/{path}", "size": file.size, "mtime": file.mtime, "sha256": sha256,
-            "range": list(span) if span else None,
-            "range_utc": [iso(span[0]), iso(span[1])] if span else None,
-        })
+        self.entries.append(
+            {
+                "path": f"{TOP}/{path}",
+                "size": file.size,
+                "mtime": file.mtime,
+                "sha256": sha256,
+                "range": list(span) if span else None,
+                "range_utc": [iso(span[0]), iso(span[1])] if span else None,
+            }
+        )
 
     def _progress(self, nbytes: int) -> None:
         self.file_bytes += nbytes
         now = time.monotonic()
         if now - self._last_log >= PROGRESS_EVERY_S:
             self._last_log = now
-            log.info("bundled %d files, %.1f MB in, %.1f MB out, %.1f MB/s", len(self.entries),
-                     self.file_bytes / 1e6, self.gz.size / 1e6, self.rate_mb_s)
+            log.info(
+                "bundled %d files, %.1f MB in, %.1f MB out, %.1f MB/s",
+                len(self.entries),
+                self.file_bytes / 1e6,
+                self.gz.size / 1e6,
+                self.rate_mb_s,
+            )
 
     @property
     def rate_mb_s(self) -> float:
@@ -230,8 +247,14 @@ def existing_bundle(store: ObjectStore, cluster_id: str, bundle_id: str) -> dict
         return None
 
 
-def write_bundle(store: ObjectStore, cluster_id: str, bundle_id: str, files: Iterable[SourceFile],
-                 describe: dict, level: int = 6) -> tuple[dict, float]:
+def write_bundle(
+    store: ObjectStore,
+    cluster_id: str,
+    bundle_id: str,
+    files: Iterable[SourceFile],
+    describe: dict,
+    level: int = 6,
+) -> tuple[dict, float]:
     """Stream the tarball into the store, then commit its manifest; the manifest and the MB/s rate.
 
     A failure while streaming aborts the upload (nothing under the final key); a failure writing the
@@ -244,19 +267,35 @@ def write_bundle(store: ObjectStore, cluster_id: str, bundle_id: str, files: Ite
     rate = writer.rate_mb_s
     try:
         if info.size != writer.gz.size:
-            raise BundleError(f"{store.description}/{key} holds {info.size} bytes, {writer.gz.size} were sent")
+            raise BundleError(
+                f"{store.description}/{key} holds {info.size} bytes, {writer.gz.size} were sent"
+            )
         body = json.loads(writer.manifest(describe))
-        body["bundle"] = {"key": key, "name": BUNDLE_NAME, "size": writer.gz.size,
-                          "sha256": writer.gz.digest.hexdigest(), "compression": "gzip", "level": level,
-                          "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        store.put_bytes(manifest_key, json.dumps(body, indent=1, sort_keys=True).encode(),
-                        content_type="application/json")
+        body["bundle"] = {
+            "key": key,
+            "name": BUNDLE_NAME,
+            "size": writer.gz.size,
+            "sha256": writer.gz.digest.hexdigest(),
+            "compression": "gzip",
+            "level": level,
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        store.put_bytes(
+            manifest_key, json.dumps(body, indent=1, sort_keys=True).encode(), content_type="application/json"
+        )
     except BaseException:
         try:
             store.delete([key])
         except Exception:
             log.warning("could not remove the unfinished bundle %s/%s", store.description, key, exc_info=True)
         raise
-    log.info("bundle %s: %d files, %.1f MB -> %.1f MB gzip in %.1f s (%.1f MB/s)", key, len(writer.entries),
-             writer.file_bytes / 1e6, writer.gz.size / 1e6, time.monotonic() - writer.started, rate)
+    log.info(
+        "bundle %s: %d files, %.1f MB -> %.1f MB gzip in %.1f s (%.1f MB/s)",
+        key,
+        len(writer.entries),
+        writer.file_bytes / 1e6,
+        writer.gz.size / 1e6,
+        time.monotonic() - writer.started,
+        rate,
+    )
     return body, rate

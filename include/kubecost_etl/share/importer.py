@@ -102,14 +102,18 @@ def archive_location(store: ObjectStore, key: str) -> str:
 def check_key(store: ObjectStore, key: str) -> int:
     """The archive's size; refuses an empty, malformed or missing key before anything is read."""
     if not isinstance(key, str) or not key.strip():
-        raise ArchiveRefused("archive: give the full object key of the tarball in the bucket, as the bucket lists it")
+        raise ArchiveRefused(
+            "archive: give the full object key of the tarball in the bucket, as the bucket lists it"
+        )
     try:
         info = store.stat(key)
     except ValueError as exc:  # a key with '..', '//' or a leading '/'
         raise ArchiveRefused(f"archive {key!r}: {exc}") from None
     if info is None:
-        raise ArchiveRefused(f"archive {key!r} does not exist in {store.description} (the key is the full object "
-                             "name in the bucket; the configured prefix is not added)")
+        raise ArchiveRefused(
+            f"archive {key!r} does not exist in {store.description} (the key is the full object "
+            "name in the bucket; the configured prefix is not added)"
+        )
     return info.size
 
 
@@ -123,8 +127,10 @@ class _Hashed:
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.chunks:
             if self.size == 0 and chunk and not chunk.startswith(b"\x1f\x8b"[: len(chunk)]):
-                raise ArchiveRefused(f"{self.where} is not a gzip archive (it starts with {chunk[:4]!r}); "
-                                     "expected a .tar.gz such as download-etl.sh makes")
+                raise ArchiveRefused(
+                    f"{self.where} is not a gzip archive (it starts with {chunk[:4]!r}); "
+                    "expected a .tar.gz such as download-etl.sh makes"
+                )
             self.digest.update(chunk)
             self.size += len(chunk)
             yield chunk
@@ -149,7 +155,9 @@ class _Walk:
         if name.startswith("/"):
             raise self.refuse(member, "absolute path")
         if member.issym() or member.islnk():
-            raise self.refuse(member, f"a {'symbolic' if member.issym() else 'hard'} link (to {member.linkname!r})")
+            raise self.refuse(
+                member, f"a {'symbolic' if member.issym() else 'hard'} link (to {member.linkname!r})"
+            )
         if member.ischr() or member.isblk() or member.isfifo():
             raise self.refuse(member, "a device or fifo")
         if member.issparse():
@@ -160,8 +168,11 @@ class _Walk:
         if ".." in parts:
             raise self.refuse(member, "'..' in the path")
         if member.isreg() and member.size > self.max_file_bytes:
-            raise self.refuse(member, f"it claims {member.size} bytes, more than share.max_import_file_bytes "
-                                      f"({self.max_file_bytes})")
+            raise self.refuse(
+                member,
+                f"it claims {member.size} bytes, more than share.max_import_file_bytes "
+                f"({self.max_file_bytes})",
+            )
         lead = ""
         if parts[0] == "." and len(parts) > 1:  # tar czf x.tar.gz . (or ./kc-etl-tmp)
             lead, parts = "./", parts[1:]
@@ -177,7 +188,9 @@ class _Walk:
         if self.root is None:
             self.root = root
         elif root != self.root:
-            raise self.refuse(member, f"a second root {root or 'bingen/'!r} beside {self.root or 'bingen/'!r}")
+            raise self.refuse(
+                member, f"a second root {root or 'bingen/'!r} beside {self.root or 'bingen/'!r}"
+            )
         if not rest:
             if member.isreg():
                 raise self.refuse(member, "the archive root is a file")
@@ -207,7 +220,9 @@ class _Walk:
     def finish(self) -> None:
         clash = sorted(set(parent_directories(self.files)) & set(self.files))
         if clash:
-            raise ArchiveRefused(f"{self.where}: {clash[0]!r} is both a file and a directory; nothing was imported")
+            raise ArchiveRefused(
+                f"{self.where}: {clash[0]!r} is both a file and a directory; nothing was imported"
+            )
         if not self.files:
             raise ArchiveRefused(f"{self.where} holds no files under bingen/: nothing to import")
 
@@ -245,7 +260,9 @@ class _ArchiveStream:
         except ValueError as exc:  # decompress(): "gzip stream is truncated"
             raise ArchiveRefused(f"{where} is truncated or damaged ({exc}); nothing was imported") from None
         except (tarfile.TarError, EOFError) as exc:
-            raise ArchiveRefused(f"{where}: not a readable tar archive ({exc}); nothing was imported") from None
+            raise ArchiveRefused(
+                f"{where}: not a readable tar archive ({exc}); nothing was imported"
+            ) from None
 
 
 def _read_all(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
@@ -285,17 +302,35 @@ def check_archive(store: ObjectStore, cluster_id: str, key: str, max_file_bytes:
     hashed = stream.hashed
     walk.finish()
     if damaged:
-        raise ArchiveRefused(f"{where}: {len(damaged)} set file(s) with a damaged bingen header, nothing was "
-                             "imported: " + "; ".join(damaged[:_SHOWN]))
+        raise ArchiveRefused(
+            f"{where}: {len(damaged)} set file(s) with a damaged bingen header, nothing was "
+            "imported: " + "; ".join(damaged[:_SHOWN])
+        )
     sums_checked = False
     if sums_text is not None:
         _check_sums(sums_text, files, walk.root or "", where)
         sums_checked = True
     files.sort(key=lambda f: f.path)
-    result = ArchiveCheck(cluster_id, key, archive_location(store, key), new_snapshot_id(), hashed.size,
-                          hashed.digest.hexdigest(), walk.root or "", tuple(files), sums_checked)
-    log.info("%s accepted: root %r, %d files, %.1f MB, sha256 %s%s", where, result.root or "bingen/",
-             len(files), result.total_bytes / 1e6, result.sha256, ", SHA256SUMS matches" if sums_checked else "")
+    result = ArchiveCheck(
+        cluster_id,
+        key,
+        archive_location(store, key),
+        new_snapshot_id(),
+        hashed.size,
+        hashed.digest.hexdigest(),
+        walk.root or "",
+        tuple(files),
+        sums_checked,
+    )
+    log.info(
+        "%s accepted: root %r, %d files, %.1f MB, sha256 %s%s",
+        where,
+        result.root or "bingen/",
+        len(files),
+        result.total_bytes / 1e6,
+        result.sha256,
+        ", SHA256SUMS matches" if sums_checked else "",
+    )
     return result
 
 
@@ -309,12 +344,19 @@ def _check_sums(text: bytes, files: list[ArchiveFile], root: str, where: str) ->
     actual = {root + f.path: f.sha256 for f in files}
     wrong = sorted(name for name in set(listed) | set(actual) if listed.get(name) != actual.get(name))
     if wrong:
-        raise ArchiveRefused(f"{where}: {SUMS_NAME} does not match the archive's files ({len(wrong)}: "
-                             f"{wrong[:_SHOWN]}); nothing was imported")
+        raise ArchiveRefused(
+            f"{where}: {SUMS_NAME} does not match the archive's files ({len(wrong)}: "
+            f"{wrong[:_SHOWN]}); nothing was imported"
+        )
 
 
-def record_archive(store: ObjectStore, repo: Repository, checked: ArchiveCheck, settings: BackupSettings,
-                   hourly_hours: int = 49) -> dict:
+def record_archive(
+    store: ObjectStore,
+    repo: Repository,
+    checked: ArchiveCheck,
+    settings: BackupSettings,
+    hourly_hours: int = 49,
+) -> dict:
     """Pass 2: objects first (each checked against pass 1), the manifest last, then a full verification."""
     where = f"archive {checked.location}"
     if checked.snapshot_id in repo.snapshot_ids():
@@ -323,26 +365,60 @@ def record_archive(store: ObjectStore, repo: Repository, checked: ArchiveCheck, 
         _write_objects(store, repo, checked, settings, where)
         plan = Plan(checked.snapshot_id, repo.cluster_id, None, reuse=[], transfer=[])
         stored = repo.object_sizes()
-        entries = [asdict(FileEntry(f.path, f.size, f.mtime, f.sha256, object_key(f.sha256, settings.compression),
-                                    stored[object_key(f.sha256, settings.compression)], settings.compression))
-                   for f in checked.files]
-        streamed = {"entries": entries, "stats": {"files": len(entries), "bytes": checked.total_bytes,
-                                                   "stored_bytes": sum(e["stored_size"] for e in entries)}}
-        source = {"kind": "archive", "key": checked.key, "location": checked.location, "sha256": checked.sha256,
-                  "size": checked.size, "root": checked.root}
+        entries = [
+            asdict(
+                FileEntry(
+                    f.path,
+                    f.size,
+                    f.mtime,
+                    f.sha256,
+                    object_key(f.sha256, settings.compression),
+                    stored[object_key(f.sha256, settings.compression)],
+                    settings.compression,
+                )
+            )
+            for f in checked.files
+        ]
+        streamed = {
+            "entries": entries,
+            "stats": {
+                "files": len(entries),
+                "bytes": checked.total_bytes,
+                "stored_bytes": sum(e["stored_size"] for e in entries),
+            },
+        }
+        source = {
+            "kind": "archive",
+            "key": checked.key,
+            "location": checked.location,
+            "sha256": checked.sha256,
+            "size": checked.size,
+            "root": checked.root,
+        }
         commit_snapshot(repo, plan, streamed, source, hourly_hours)
     report = verify_snapshot(repo, checked.snapshot_id, full=True)
     if not report["ok"]:
         findings = report["problems"] + [f"{d['path']}: {d['reason']}" for d in report["damaged"]]
-        raise ImportFailed(f"snapshot {checked.snapshot_id} imported from {where} failed verification: "
-                           + "; ".join(findings[:_SHOWN]))
-    return {"cluster_id": repo.cluster_id, "snapshot_id": checked.snapshot_id, "repository": repo.description,
-            "archive": checked.location, "archive_sha256": checked.sha256, "files": len(checked.files),
-            "bytes": checked.total_bytes, "objects": report["objects"], "rehashed": report["rehashed"]}
+        raise ImportFailed(
+            f"snapshot {checked.snapshot_id} imported from {where} failed verification: "
+            + "; ".join(findings[:_SHOWN])
+        )
+    return {
+        "cluster_id": repo.cluster_id,
+        "snapshot_id": checked.snapshot_id,
+        "repository": repo.description,
+        "archive": checked.location,
+        "archive_sha256": checked.sha256,
+        "files": len(checked.files),
+        "bytes": checked.total_bytes,
+        "objects": report["objects"],
+        "rehashed": report["rehashed"],
+    }
 
 
-def _write_objects(store: ObjectStore, repo: Repository, checked: ArchiveCheck, settings: BackupSettings,
-                   where: str) -> None:
+def _write_objects(
+    store: ObjectStore, repo: Repository, checked: ArchiveCheck, settings: BackupSettings, where: str
+) -> None:
     expected = {f.path: f for f in checked.files}
     stored = repo.object_sizes()
     walk = _Walk(where, max(f.size for f in checked.files))
@@ -367,10 +443,16 @@ def _write_objects(store: ObjectStore, repo: Repository, checked: ArchiveCheck, 
             written += 1
     hashed = stream.hashed
     if hashed.digest.hexdigest() != checked.sha256:
-        raise ArchiveRefused(f"{where} changed since it was checked (sha256 {hashed.digest.hexdigest()[:12]}.., "
-                             f"checked {checked.sha256[:12]}..); nothing was committed")
-    log.info("%s: %d new object(s) stored, %d already in the repository", where, written,
-             len({f.sha256 for f in checked.files}) - written)
+        raise ArchiveRefused(
+            f"{where} changed since it was checked (sha256 {hashed.digest.hexdigest()[:12]}.., "
+            f"checked {checked.sha256[:12]}..); nothing was committed"
+        )
+    log.info(
+        "%s: %d new object(s) stored, %d already in the repository",
+        where,
+        written,
+        len({f.sha256 for f in checked.files}) - written,
+    )
 
 
 def _matching(chunks: Iterator[bytes], planned: ArchiveFile, where: str) -> Iterator[bytes]:
@@ -384,5 +466,12 @@ def _matching(chunks: Iterator[bytes], planned: ArchiveFile, where: str) -> Iter
 
 
 def describe_check(checked: ArchiveCheck) -> str:
-    return json.dumps({"archive": checked.location, "sha256": checked.sha256, "files": len(checked.files),
-                       "bytes": checked.total_bytes, "root": checked.root or "bingen/"})
+    return json.dumps(
+        {
+            "archive": checked.location,
+            "sha256": checked.sha256,
+            "files": len(checked.files),
+            "bytes": checked.total_bytes,
+            "root": checked.root or "bingen/",
+        }
+    )

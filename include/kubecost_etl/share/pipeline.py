@@ -46,8 +46,14 @@ class ShareRequest:
 
     @classmethod
     def from_dict(cls, data: dict) -> ShareRequest:
-        return cls(**{**data, "pipelines": tuple(data["pipelines"]), "resolutions": tuple(data["resolutions"]),
-                      "unranged": tuple(data.get("unranged", ()))})
+        return cls(
+            **{
+                **data,
+                "pipelines": tuple(data["pipelines"]),
+                "resolutions": tuple(data["resolutions"]),
+                "unranged": tuple(data.get("unranged", ())),
+            }
+        )
 
 
 def share_window(text: str | None, now: float, max_days: int) -> RepairWindow | None:
@@ -72,9 +78,18 @@ def pin_snapshot(repo: Repository, source: str, created_before: datetime) -> Pin
     return load_pinned(repo, snapshot_id)
 
 
-def plan_share(cluster_id: str, source: str, window: RepairWindow | None, pipelines, resolutions, *,
-               repo: Repository | None, core_api=None, target: ExecTarget | None = None,
-               created_before: datetime | None = None) -> tuple[ShareRequest, Selection]:
+def plan_share(
+    cluster_id: str,
+    source: str,
+    window: RepairWindow | None,
+    pipelines,
+    resolutions,
+    *,
+    repo: Repository | None,
+    core_api=None,
+    target: ExecTarget | None = None,
+    created_before: datetime | None = None,
+) -> tuple[ShareRequest, Selection]:
     """Check the source and make the selection; refuses an empty one. Writes nothing."""
     pipelines, resolutions = _filters(pipelines, "pipelines"), _filters(resolutions, "resolutions")
     if not isinstance(source, str) or not source.strip():
@@ -93,15 +108,29 @@ def plan_share(cluster_id: str, source: str, window: RepairWindow | None, pipeli
     bounds = (window.start, window.end) if window else None
     selection = select_files(candidates, bounds, pipelines, resolutions, where)
     request = ShareRequest(
-        cluster_id=cluster_id, bundle_id=new_snapshot_id(), requested_source=source,
+        cluster_id=cluster_id,
+        bundle_id=new_snapshot_id(),
+        requested_source=source,
         source=POD if pinned is None else pinned.manifest.snapshot_id,
-        window=window.as_dict() if window else None, pipelines=pipelines, resolutions=resolutions,
-        manifest_sha256=pinned.sha256 if pinned else None, files=len(selection.files),
-        bytes=selection.total_bytes, unranged=selection.unranged[:_LISTED],
+        window=window.as_dict() if window else None,
+        pipelines=pipelines,
+        resolutions=resolutions,
+        manifest_sha256=pinned.sha256 if pinned else None,
+        files=len(selection.files),
+        bytes=selection.total_bytes,
+        unranged=selection.unranged[:_LISTED],
     )
-    scope = f"{window.text!r} = [{iso(window.start)}, {iso(window.end)})" if window else "everything (no window)"
-    log.info("share of %s: %s; %d file(s), %.1f MB, %d day(s)", where, scope, len(selection.files),
-             selection.total_bytes / 1e6, selection.days(bounds))
+    scope = (
+        f"{window.text!r} = [{iso(window.start)}, {iso(window.end)})" if window else "everything (no window)"
+    )
+    log.info(
+        "share of %s: %s; %d file(s), %.1f MB, %d day(s)",
+        where,
+        scope,
+        len(selection.files),
+        selection.total_bytes / 1e6,
+        selection.days(bounds),
+    )
     for path in selection.unranged[:_LISTED]:
         log.info("carried although its name has no time range: %s", path)
     for note in selection.left_out[:_LISTED]:
@@ -109,9 +138,18 @@ def plan_share(cluster_id: str, source: str, window: RepairWindow | None, pipeli
     return request, selection
 
 
-def make_bundle(request: ShareRequest, *, repo: Repository | None, share_store: ObjectStore, level: int,
-                link_hours: int, batch_files: int = 400, core_api=None, target: ExecTarget | None = None,
-                now: datetime | None = None) -> BundleResult:
+def make_bundle(
+    request: ShareRequest,
+    *,
+    repo: Repository | None,
+    share_store: ObjectStore,
+    level: int,
+    link_hours: int,
+    batch_files: int = 400,
+    core_api=None,
+    target: ExecTarget | None = None,
+    now: datetime | None = None,
+) -> BundleResult:
     """Stream the selection into the bundle (the selection is made again from the source the request
     pinned), commit its manifest and sign a download link. A bundle an earlier attempt committed is
     reported, not written again."""
@@ -123,32 +161,65 @@ def make_bundle(request: ShareRequest, *, repo: Repository | None, share_store: 
     window = request.bounds
     vanished: list[str] = []
     if request.source == POD:
-        _, selection = plan_share(request.cluster_id, POD, _window(request), request.pipelines,
-                                  request.resolutions, repo=repo, core_api=core_api, target=target)
+        _, selection = plan_share(
+            request.cluster_id,
+            POD,
+            _window(request),
+            request.pipelines,
+            request.resolutions,
+            repo=repo,
+            core_api=core_api,
+            target=target,
+        )
         files = pod_files(core_api, target, list(selection.files), batch_files, vanished)
-        source = {"kind": "pod", "namespace": target.pod.namespace, "pod": target.pod.name,
-                  "container": target.container, "etl_root": target.etl_root}
+        source = {
+            "kind": "pod",
+            "namespace": target.pod.namespace,
+            "pod": target.pod.name,
+            "container": target.container,
+            "etl_root": target.etl_root,
+        }
     else:
         pinned = load_pinned(repo, request.source, request.manifest_sha256)
-        selection = select_files(snapshot_candidates(pinned), window, request.pipelines, request.resolutions,
-                                 f"snapshot {request.source}")
+        selection = select_files(
+            snapshot_candidates(pinned),
+            window,
+            request.pipelines,
+            request.resolutions,
+            f"snapshot {request.source}",
+        )
         files = snapshot_files(repo, pinned, list(selection.files))
-        source = {"kind": "snapshot", "snapshot_id": request.source, "manifest_sha256": request.manifest_sha256,
-                  "repository": repo.description}
+        source = {
+            "kind": "snapshot",
+            "snapshot_id": request.source,
+            "manifest_sha256": request.manifest_sha256,
+            "repository": repo.description,
+        }
     describe = {
-        "bundle_id": request.bundle_id, "cluster": request.cluster_id, "source": source,
+        "bundle_id": request.bundle_id,
+        "cluster": request.cluster_id,
+        "source": source,
         "requested_source": request.requested_source,
-        "window": None if request.window is None else {
-            **request.window, "start_utc": iso(request.window["start"]), "end_utc": iso(request.window["end"])},
+        "window": None
+        if request.window is None
+        else {
+            **request.window,
+            "start_utc": iso(request.window["start"]),
+            "end_utc": iso(request.window["end"]),
+        },
         "filters": {"pipelines": list(request.pipelines), "resolutions": list(request.resolutions)},
-        "days": selection.days(window), "unranged": list(selection.unranged[:_LISTED]),
+        "days": selection.days(window),
+        "unranged": list(selection.unranged[:_LISTED]),
         "left_out": list(selection.left_out[:_LISTED]),
         "created_at": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     manifest, _ = write_bundle(share_store, request.cluster_id, request.bundle_id, files, describe, level)
     if vanished:
-        log.warning("%d file(s) left the pod while the bundle was made (not in it): %s", len(vanished),
-                    vanished[:_LISTED])
+        log.warning(
+            "%d file(s) left the pod while the bundle was made (not in it): %s",
+            len(vanished),
+            vanished[:_LISTED],
+        )
     return _result(request, share_store, manifest, link_hours, now)
 
 
@@ -156,8 +227,9 @@ def _window(request: ShareRequest) -> RepairWindow | None:
     return RepairWindow.from_dict(request.window) if request.window else None
 
 
-def _result(request: ShareRequest, store: ObjectStore, manifest: dict, link_hours: int,
-            now: datetime | None) -> BundleResult:
+def _result(
+    request: ShareRequest, store: ObjectStore, manifest: dict, link_hours: int, now: datetime | None
+) -> BundleResult:
     prefix = bundle_prefix(request.cluster_id, request.bundle_id)
     key = prefix + BUNDLE_NAME
     link = expires = None
@@ -169,10 +241,17 @@ def _result(request: ShareRequest, store: ObjectStore, manifest: dict, link_hour
         note = str(exc)
     bundle = manifest["bundle"]
     return BundleResult(
-        cluster_id=request.cluster_id, bundle_id=request.bundle_id, key=key, manifest_key=prefix + MANIFEST_NAME,
-        location=f"{store.description.rstrip('/')}/{key}", size=bundle["size"], sha256=bundle["sha256"],
-        files=manifest["counts"]["files"], days=manifest["days"], bytes=manifest["counts"]["bytes"],
-        link=link, link_expires_at=expires, link_note=note,
+        cluster_id=request.cluster_id,
+        bundle_id=request.bundle_id,
+        key=key,
+        manifest_key=prefix + MANIFEST_NAME,
+        location=f"{store.description.rstrip('/')}/{key}",
+        size=bundle["size"],
+        sha256=bundle["sha256"],
+        files=manifest["counts"]["files"],
+        days=manifest["days"],
+        bytes=manifest["counts"]["bytes"],
+        link=link,
+        link_expires_at=expires,
+        link_note=note,
     )
-
-

@@ -85,8 +85,13 @@ class Selection:
         return len(found)
 
 
-def select_files(candidates: Iterable[Candidate], window: tuple[int, int] | None, pipelines: Iterable[str] = (),
-                 resolutions: Iterable[str] = (), where: str = "") -> Selection:
+def select_files(
+    candidates: Iterable[Candidate],
+    window: tuple[int, int] | None,
+    pipelines: Iterable[str] = (),
+    resolutions: Iterable[str] = (),
+    where: str = "",
+) -> Selection:
     """The files of ``candidates`` a bundle carries; refuses unknown filter values and an empty selection.
 
     ``where`` names the source in messages (cluster and pod or snapshot).
@@ -119,6 +124,8 @@ def select_files(candidates: Iterable[Candidate], window: tuple[int, int] | None
     if not chosen:
         scope = f"window [{iso(window[0])}, {iso(window[1])})" if window else "no window"
         filters = f", pipelines {pipelines or 'all'}, resolutions {resolutions or 'all'}"
-        raise ShareRefused(f"{where}: nothing to share: no file under bingen/ matches {scope}{filters} "
-                           f"({len(candidates)} file(s) looked at)")
+        raise ShareRefused(
+            f"{where}: nothing to share: no file under bingen/ matches {scope}{filters} "
+            f"({len(candidates)} file(s) looked at)"
+        )
     return Selection(tuple(chosen), tuple(unranged), tuple(left_out))

@@ -36,7 +36,9 @@ class ShareSettings:
     max_import_file_bytes: int = 1 << 30
 
 
-def parse_share_settings(raw: Any, where: str, parse_store: Callable[[Any, str], ObjectStoreRef]) -> ShareSettings:
+def parse_share_settings(
+    raw: Any, where: str, parse_store: Callable[[Any, str], ObjectStoreRef]
+) -> ShareSettings:
     """``raw`` is the cluster's ``share`` mapping (None: defaults); ``parse_store`` reads an object_store form."""
     if raw is None:
         return ShareSettings()
@@ -49,13 +51,19 @@ def parse_share_settings(raw: Any, where: str, parse_store: Callable[[Any, str],
     values: dict[str, Any] = {}
     if raw.get("object_store") is not None:
         values["object_store"] = parse_store(raw["object_store"], f"{where}.object_store")
-    limits = {"link_expiry_hours": range(1, MAX_LINK_HOURS + 1), "compression_level": range(1, 10),
-              "max_window_days": range(1, 100_000), "max_import_file_bytes": range(1, 1 << 40)}
+    limits = {
+        "link_expiry_hours": range(1, MAX_LINK_HOURS + 1),
+        "compression_level": range(1, 10),
+        "max_window_days": range(1, 100_000),
+        "max_import_file_bytes": range(1, 1 << 40),
+    }
     for key, allowed in limits.items():
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
-                raise ConfigError(f"{where}.{key}: expected a whole number from {allowed.start} to "
-                                  f"{allowed.stop - 1}, got {value!r}")
+                raise ConfigError(
+                    f"{where}.{key}: expected a whole number from {allowed.start} to "
+                    f"{allowed.stop - 1}, got {value!r}"
+                )
             values[key] = value
     return ShareSettings(**values)

@@ -35,8 +35,9 @@ def snapshot_candidates(pinned: PinnedManifest) -> list[Candidate]:
     return [Candidate(e.path, e.size, e.mtime, e.sha256) for e in pinned.files]
 
 
-def pod_files(core_api, target: ExecTarget, selected: list[Candidate], batch_files: int,
-              vanished: list[str]) -> Iterator[SourceFile]:
+def pod_files(
+    core_api, target: ExecTarget, selected: list[Candidate], batch_files: int, vanished: list[str]
+) -> Iterator[SourceFile]:
     """The selected files as ``tar cf -`` in the pod sends them; files gone since the listing are
     appended to ``vanished`` (Kubecost's retention deletes old files while we work)."""
     wanted = sorted(c.path for c in selected)
@@ -50,8 +51,10 @@ def pod_files(core_api, target: ExecTarget, selected: list[Candidate], batch_fil
                     for member in archive:
                         path = check_relative_path(member.name.removeprefix("./"))
                         if path not in expected or path in seen or not member.isreg():
-                            raise BundleError(f"unexpected tar member {member.name!r} (type {member.type!r}) "
-                                              f"from {target.pod.name}")
+                            raise BundleError(
+                                f"unexpected tar member {member.name!r} (type {member.type!r}) "
+                                f"from {target.pod.name}"
+                            )
                         seen.add(path)
                         source = archive.extractfile(member)
                         yield SourceFile(path, member.size, int(member.mtime), read_in_pieces(source))
@@ -59,14 +62,19 @@ def pod_files(core_api, target: ExecTarget, selected: list[Candidate], batch_fil
             except ExecError as exc:
                 if exc.exit_code is None:
                     raise
-                log.warning("tar in %s reported a problem (files it could not read are left out): %s",
-                            target.pod.name, exc)
+                log.warning(
+                    "tar in %s reported a problem (files it could not read are left out): %s",
+                    target.pod.name,
+                    exc,
+                )
             except tarfile.ReadError as exc:
                 raise ExecError(f"tar stream from {target.pod.name} is broken: {exc}") from exc
         vanished.extend(sorted(expected - seen))
 
 
-def snapshot_files(repo: Repository, pinned: PinnedManifest, selected: list[Candidate]) -> Iterator[SourceFile]:
+def snapshot_files(
+    repo: Repository, pinned: PinnedManifest, selected: list[Candidate]
+) -> Iterator[SourceFile]:
     """The selected files of a pinned snapshot, decompressed; the writer checks each one's sha256."""
     entries = {e.path: e for e in pinned.files}
     for candidate in sorted(selected, key=lambda c: c.path):

@@ -39,8 +39,16 @@ class Env:
         return key
 
 
-def make_env(request, tmp_path: Path, monkeypatch, simulator, store_kind: str = "filesystem", no_tar: bool = False,
-             share: dict | None = None, **tree) -> Env:
+def make_env(
+    request,
+    tmp_path: Path,
+    monkeypatch,
+    simulator,
+    store_kind: str = "filesystem",
+    no_tar: bool = False,
+    share: dict | None = None,
+    **tree,
+) -> Env:
     """``share`` is the cluster's ``share:`` settings, if any."""
     etl = make_etl_dir(tmp_path, **{**TREE, **tree})
     sim = simulator(etl, no_tar=no_tar)
@@ -48,9 +56,17 @@ def make_env(request, tmp_path: Path, monkeypatch, simulator, store_kind: str = 
         server = request.getfixturevalue("moto_s3_server")
         bucket = request.getfixturevalue("unique_bucket_name")
         own = make_s3(server, bucket).store
-        object_store = {"type": "S3", "prefix": STORE_PREFIX, "config": {
-            "bucket": bucket, "endpoint": server.url, "region": MOTO_REGION,
-            "access_key": MOTO_ACCESS_KEY, "secret_key": MOTO_SECRET_KEY}}
+        object_store = {
+            "type": "S3",
+            "prefix": STORE_PREFIX,
+            "config": {
+                "bucket": bucket,
+                "endpoint": server.url,
+                "region": MOTO_REGION,
+                "access_key": MOTO_ACCESS_KEY,
+                "secret_key": MOTO_SECRET_KEY,
+            },
+        }
     else:
         own = request.getfixturevalue("fs_store")
         object_store = {"type": "FILESYSTEM", "prefix": STORE_PREFIX, "config": {"directory": str(own.root)}}
@@ -99,7 +115,9 @@ def tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buffer.getvalue()
 
 
-def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **fields) -> tuple[tarfile.TarInfo, bytes]:
+def member(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **fields
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.size = len(data) if kind == tarfile.REGTYPE else 0

@@ -54,23 +54,29 @@ def test_a_download_etl_archive_imports_as_a_verified_snapshot_and_restores_byte
     for path in sorted(env.etl.rglob("*"))[-3:]:
         if path.is_file():
             path.write_bytes(b"BGST broken")
-    outcome = test_restore.restore(test_restore.Env(env.sim, env.etl, env.store), snapshot=result["snapshot_id"],
-                                   restart=False)
+    outcome = test_restore.restore(
+        test_restore.Env(env.sim, env.etl, env.store), snapshot=result["snapshot_id"], restart=False
+    )
     assert outcome.failure is None, outcome.failure
     assert tree_digests(env.etl) == original
 
 
-@pytest.mark.parametrize(("root", "arguments"), [
-    ("etl/", ["-C", "{parent}", "etl"]),
-    ("./", ["-C", "{etl}", "."]),
-    ("", ["-C", "{etl}", "bingen"]),
-    ("./kc-etl-tmp/", ["-C", "{parent}", "--transform", "s,^\\./etl,./kc-etl-tmp,", "./etl"]),
-])
+@pytest.mark.parametrize(
+    ("root", "arguments"),
+    [
+        ("etl/", ["-C", "{parent}", "etl"]),
+        ("./", ["-C", "{etl}", "."]),
+        ("", ["-C", "{etl}", "bingen"]),
+        ("./kc-etl-tmp/", ["-C", "{parent}", "--transform", "s,^\\./etl,./kc-etl-tmp,", "./etl"]),
+    ],
+)
 def test_every_accepted_root_gives_the_same_files(env, tmp_path, root, arguments):
     original = tree_digests(env.etl)
     out = tmp_path / "a.tar.gz"
-    subprocess.run(["tar", "czf", str(out), *(a.format(parent=env.etl.parent, etl=env.etl) for a in arguments)],
-                   check=True)
+    subprocess.run(
+        ["tar", "czf", str(out), *(a.format(parent=env.etl.parent, etl=env.etl) for a in arguments)],
+        check=True,
+    )
     checked = stages.check_archive(CLUSTER, env.upload("uploads/a.tar.gz", out.read_bytes()))
     assert checked["root"] == root
     result = stages.record_archive(checked)
@@ -86,7 +92,9 @@ def test_a_share_bundle_imported_back_gives_the_same_files(env):
     result = stages.record_archive(checked)
 
     assert snapshot_files(env, result["snapshot_id"]) == tree_digests(env.etl)
-    assert stages.record_archive(checked)["snapshot_id"] == result["snapshot_id"]  # a retry: the same snapshot
+    assert (
+        stages.record_archive(checked)["snapshot_id"] == result["snapshot_id"]
+    )  # a retry: the same snapshot
     assert Repository(env.store, CLUSTER).snapshot_ids() == [result["snapshot_id"]]
 
 
@@ -105,7 +113,9 @@ def _claims_10_gb(_tmp_path) -> bytes:
 
 
 def _with(*members):
-    return lambda _tmp_path: tar_gz([member(GOOD_PATH, GOOD), *members])  # a good file first, then the bad one
+    return lambda _tmp_path: tar_gz(
+        [member(GOOD_PATH, GOOD), *members]
+    )  # a good file first, then the bad one
 
 
 def _plain_tar(tmp_path) -> bytes:
@@ -113,7 +123,9 @@ def _plain_tar(tmp_path) -> bytes:
 
 
 def _truncated(tmp_path) -> bytes:
-    whole = tar_gz([member(GOOD_PATH, GOOD), member(GOOD_PATH.replace("1d/", "1d/x"), bytes(range(256)) * 400)])
+    whole = tar_gz(
+        [member(GOOD_PATH, GOOD), member(GOOD_PATH.replace("1d/", "1d/x"), bytes(range(256)) * 400)]
+    )
     return whole[: len(whole) // 2]
 
 
@@ -124,12 +136,18 @@ def _damaged_header(_tmp_path) -> bytes:
 HOSTILE = {
     "dot-dot": (_with(member("kc-etl-tmp/../x", b"x")), "'..' in the path"),
     "absolute": (_with(member("/etc/x", b"x")), "absolute path"),
-    "symlink": (_with(member("kc-etl-tmp/bingen/allocations/1d/l", kind=tarfile.SYMTYPE, linkname="/etc/passwd")),
-                "a symbolic link"),
-    "hardlink": (_with(member("kc-etl-tmp/bingen/allocations/1d/h", kind=tarfile.LNKTYPE, linkname=GOOD_PATH)),
-                 "a hard link"),
-    "device": (_with(member("kc-etl-tmp/bingen/allocations/1d/d", kind=tarfile.CHRTYPE, devmajor=1, devminor=3)),
-               "a device or fifo"),
+    "symlink": (
+        _with(member("kc-etl-tmp/bingen/allocations/1d/l", kind=tarfile.SYMTYPE, linkname="/etc/passwd")),
+        "a symbolic link",
+    ),
+    "hardlink": (
+        _with(member("kc-etl-tmp/bingen/allocations/1d/h", kind=tarfile.LNKTYPE, linkname=GOOD_PATH)),
+        "a hard link",
+    ),
+    "device": (
+        _with(member("kc-etl-tmp/bingen/allocations/1d/d", kind=tarfile.CHRTYPE, devmajor=1, devminor=3)),
+        "a device or fifo",
+    ),
     "fifo": (_with(member("kc-etl-tmp/bingen/allocations/1d/f", kind=tarfile.FIFOTYPE)), "a device or fifo"),
     "outside bingen": (_with(member("kc-etl-tmp/other/x", b"x")), "not under bingen/"),
     "second root": (_with(member("etl/bingen/assets/1d/1-2", GOOD)), "a second root"),
@@ -156,11 +174,14 @@ def test_hostile_and_broken_archives_are_refused_with_nothing_written(env, tmp_p
     assert env.repository_objects() == []
 
 
-@pytest.mark.parametrize(("key", "expected"), [
-    ("uploads/missing.tar.gz", "archive 'uploads/missing.tar.gz' does not exist in"),
-    ("uploads/../etc/passwd", "invalid object key"),
-    ("", "give the full object key"),
-])
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("uploads/missing.tar.gz", "archive 'uploads/missing.tar.gz' does not exist in"),
+        ("uploads/../etc/passwd", "invalid object key"),
+        ("", "give the full object key"),
+    ],
+)
 def test_a_missing_or_malformed_archive_key_is_refused(env, key, expected):
     with pytest.raises(AirflowFailException, match="check_archive") as refused:
         stages.check_archive(CLUSTER, key)

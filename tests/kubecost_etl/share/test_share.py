@@ -42,8 +42,12 @@ def test_a_window_through_the_hourly_store_carries_exactly_its_files(env, tmp_pa
     start, end = hour - 5 * HOUR, hour - 2 * HOUR
     week = start - start % WEEK
     add_set_file(env.etl, f"bingen/allocations/1w/{week}-{week + WEEK}", week, week + WEEK)  # overlaps
-    add_set_file(env.etl, f"bingen/allocations/1w/{week - 5 * WEEK}-{week - 4 * WEEK}", week - 5 * WEEK,
-                 week - 4 * WEEK)  # does not
+    add_set_file(
+        env.etl,
+        f"bingen/allocations/1w/{week - 5 * WEEK}-{week - 4 * WEEK}",
+        week - 5 * WEEK,
+        week - 4 * WEEK,
+    )  # does not
     (env.etl / "bingen" / "assets" / "1d" / "notes").write_bytes(b"no range in this name")
     tree = tree_digests(env.etl)
     expected = {p for p in tree if p.startswith("bingen/") and in_window(p, start, end)}
@@ -89,10 +93,15 @@ def test_files_without_a_range_go_only_into_a_bundle_without_window(env, tmp_pat
     carried = tree_digests(out / "kc-etl-tmp")
     assert carried == {p: d for p, d in tree.items() if p.startswith("bingen/")}  # other/ is never carried
     inner = json.loads((out / "manifest.json").read_text())
-    assert inner["unranged"] == ["bingen/assets/1d/notes"] and "other/state.json: not under bingen/" in inner["left_out"]
+    assert (
+        inner["unranged"] == ["bingen/assets/1d/notes"]
+        and "other/state.json: not under bingen/" in inner["left_out"]
+    )
 
 
-def test_a_snapshot_bundle_with_filters_has_a_working_presigned_link(request, tmp_path, monkeypatch, simulator):
+def test_a_snapshot_bundle_with_filters_has_a_working_presigned_link(
+    request, tmp_path, monkeypatch, simulator
+):
     env = make_env(request, tmp_path, monkeypatch, simulator, store_kind="s3")
     snapshot = backup_stages.run_backup(CLUSTER, full_verify=True)["snapshot_id"]
     (env.etl / "bingen" / "assets" / "1d" / "1000-2000").write_bytes(b"written after the backup")
@@ -104,13 +113,21 @@ def test_a_snapshot_bundle_with_filters_has_a_working_presigned_link(request, tm
     assert sha256(fetched) == result["sha256"] and len(fetched) == result["size"]
     out = unpack(fetched, tmp_path / "linked")
     stored = {f.path: f.sha256 for f in _manifest_files(env, snapshot)}
-    assert tree_digests(out / "kc-etl-tmp") == {p: d for p, d in stored.items() if p.startswith("bingen/assets/1d/")}
+    assert tree_digests(out / "kc-etl-tmp") == {
+        p: d for p, d in stored.items() if p.startswith("bingen/assets/1d/")
+    }
     assert result["days"] == 5 and result["files"] == 5 and result["link_expires_at"]
     inner = json.loads((out / "manifest.json").read_text())
-    assert inner["source"] == {"kind": "snapshot", "snapshot_id": snapshot,
-                               "manifest_sha256": inner["source"]["manifest_sha256"],
-                               "repository": inner["source"]["repository"]}
-    assert inner["requested_source"] == "latest" and inner["filters"] == {"pipelines": ["assets"], "resolutions": ["1d"]}
+    assert inner["source"] == {
+        "kind": "snapshot",
+        "snapshot_id": snapshot,
+        "manifest_sha256": inner["source"]["manifest_sha256"],
+        "repository": inner["source"]["repository"],
+    }
+    assert inner["requested_source"] == "latest" and inner["filters"] == {
+        "pipelines": ["assets"],
+        "resolutions": ["1d"],
+    }
 
 
 def _manifest_files(env, snapshot: str):
@@ -119,18 +136,37 @@ def _manifest_files(env, snapshot: str):
     return Repository(env.store, CLUSTER).load_manifest(snapshot).files
 
 
-@pytest.mark.parametrize(("cluster", "window", "source", "pipelines", "expected"), [
-    ("nope", None, "pod", [], "unknown cluster 'nope'"),
-    (CLUSTER, "7x", "pod", [], "illegal window '7x'"),
-    (CLUSTER, "2099-01-01T00:00:00Z,2099-01-02T00:00:00Z", "pod", [], "is in the future"),
-    (CLUSTER, "1500000000,1500086400", "pod", [], "nothing to share: no file under bingen/ matches window"),
-    (CLUSTER, None, "20200101T000000Z-abcdef", [], "snapshot '20200101T000000Z-abcdef' of cluster 'cluster-a' "
-                                                    "does not exist"),
-    (CLUSTER, None, "latest", [], "no verified snapshot of cluster 'cluster-a'"),
-    (CLUSTER, None, "pod", ["networkinsights"], "pipelines ['networkinsights'] not found; there are "
-                                                "['allocations', 'assets']"),
-    (CLUSTER, None, "../x", [], "is not a snapshot id"),
-])
+@pytest.mark.parametrize(
+    ("cluster", "window", "source", "pipelines", "expected"),
+    [
+        ("nope", None, "pod", [], "unknown cluster 'nope'"),
+        (CLUSTER, "7x", "pod", [], "illegal window '7x'"),
+        (CLUSTER, "2099-01-01T00:00:00Z,2099-01-02T00:00:00Z", "pod", [], "is in the future"),
+        (
+            CLUSTER,
+            "1500000000,1500086400",
+            "pod",
+            [],
+            "nothing to share: no file under bingen/ matches window",
+        ),
+        (
+            CLUSTER,
+            None,
+            "20200101T000000Z-abcdef",
+            [],
+            "snapshot '20200101T000000Z-abcdef' of cluster 'cluster-a' does not exist",
+        ),
+        (CLUSTER, None, "latest", [], "no verified snapshot of cluster 'cluster-a'"),
+        (
+            CLUSTER,
+            None,
+            "pod",
+            ["networkinsights"],
+            "pipelines ['networkinsights'] not found; there are ['allocations', 'assets']",
+        ),
+        (CLUSTER, None, "../x", [], "is not a snapshot id"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_is_written(env, cluster, window, source, pipelines, expected):
     with pytest.raises(AirflowFailException) as refused:
         stages.preflight(cluster, window, source, pipelines, [])
@@ -159,9 +195,21 @@ def test_a_stream_that_fails_leaves_no_bundle_and_a_retry_reports_the_committed_
 
 def test_a_pod_without_tar_and_an_own_share_store(request, tmp_path, monkeypatch, simulator):
     share_dir = tmp_path / "support-bucket"
-    env = make_env(request, tmp_path, monkeypatch, simulator, no_tar=True, share={
-        "object_store": {"type": "FILESYSTEM", "prefix": "support", "config": {"directory": str(share_dir)}},
-        "compression_level": 1})
+    env = make_env(
+        request,
+        tmp_path,
+        monkeypatch,
+        simulator,
+        no_tar=True,
+        share={
+            "object_store": {
+                "type": "FILESYSTEM",
+                "prefix": "support",
+                "config": {"directory": str(share_dir)},
+            },
+            "compression_level": 1,
+        },
+    )
 
     result = share("yesterday")  # read through an ephemeral busybox container, as Kubecost's scripts do
 
@@ -172,23 +220,46 @@ def test_a_pod_without_tar_and_an_own_share_store(request, tmp_path, monkeypatch
     assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out, capture_output=True).returncode == 0
     yesterday = (int(time.time()) // DAY - 1) * DAY
     tree = tree_digests(env.etl)
-    assert tree_digests(out / "kc-etl-tmp") == {p: d for p, d in tree.items() if in_window(p, yesterday, yesterday + DAY)}
-    assert json.loads((out / "manifest.json").read_text())["source"]["etl_root"] \
+    assert tree_digests(out / "kc-etl-tmp") == {
+        p: d for p, d in tree.items() if in_window(p, yesterday, yesterday + DAY)
+    }
+    assert (
+        json.loads((out / "manifest.json").read_text())["source"]["etl_root"]
         == "/proc/1/root/var/configs/db/etl"
+    )
     committed = json.loads((share_dir / "support" / result["manifest_key"]).read_text())
     assert committed["bundle"]["level"] == 1 and committed["bundle"]["sha256"] == sha256(data)
 
 
 def test_a_cluster_without_backups_shares_its_pod_into_its_share_store(env, tmp_path, monkeypatch):
     config = tmp_path / "no-backup.yaml"
-    config.write_text(json.dumps({"clusters": [{"id": CLUSTER, "kubeconfig": str(env.sim.kubeconfig), "share": {
-        "object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "support")}}}}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "clusters": [
+                    {
+                        "id": CLUSTER,
+                        "kubeconfig": str(env.sim.kubeconfig),
+                        "share": {
+                            "object_store": {
+                                "type": "FILESYSTEM",
+                                "config": {"directory": str(tmp_path / "support")},
+                            }
+                        },
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
     yesterday = (int(time.time()) // DAY - 1) * DAY
-    assert share("yesterday")["files"] == len([p for p in tree_digests(env.etl)
-                                               if in_window(p, yesterday, yesterday + DAY)])
-    with pytest.raises(AirflowFailException, match="backup.object_store: missing \\(the source 'latest' needs"):
+    assert share("yesterday")["files"] == len(
+        [p for p in tree_digests(env.etl) if in_window(p, yesterday, yesterday + DAY)]
+    )
+    with pytest.raises(
+        AirflowFailException, match="backup.object_store: missing \\(the source 'latest' needs"
+    ):
         stages.preflight(CLUSTER, None, "latest", [], [])
     with pytest.raises(AirflowFailException, match="backup.object_store: missing \\(an import needs"):
         stages.check_archive(CLUSTER, "uploads/x.tar.gz")

@@ -33,7 +33,9 @@ def test_a_signed_link_downloads_the_object_or_the_store_says_why_not(store):
     else:
         with pytest.raises(SigningUnavailable) as refused:
             store.store.signed_url("share/bundle.tar.gz", timedelta(hours=1))
-        reason = {"gcs": "cannot sign URLs", "filesystem": "a local directory has no download links"}[store.kind]
+        reason = {"gcs": "cannot sign URLs", "filesystem": "a local directory has no download links"}[
+            store.kind
+        ]
         assert reason in str(refused.value)
 
 

@@ -41,6 +41,7 @@ def _refusals_fail_without_retry(function):
             return function(*args, **kwargs)
         except Refusal as exc:
             raise AirflowFailException(f"{function.__name__}: {exc}") from exc
+
     return wrapper
 
 
@@ -58,14 +59,18 @@ def _cluster(cluster_id: str | None) -> ClusterConfig:
 
 def _repository(cluster: ClusterConfig, why: str) -> Repository:
     if cluster.backup is None:
-        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing ({why} needs the backup repository)")
+        raise ConfigError(
+            f"cluster {cluster.id!r}: backup.object_store: missing ({why} needs the backup repository)"
+        )
     return open_repository(cluster)
 
 
 def _share_store(cluster: ClusterConfig) -> ObjectStore:
     if cluster.share.object_store is None and cluster.backup is None:
-        raise ConfigError(f"cluster {cluster.id!r}: share.object_store: missing, and no backup.object_store to "
-                          "default to (where should the bundle go?)")
+        raise ConfigError(
+            f"cluster {cluster.id!r}: share.object_store: missing, and no backup.object_store to "
+            "default to (where should the bundle go?)"
+        )
     ref = cluster.share.object_store or cluster.backup.object_store
     field = "share.object_store" if cluster.share.object_store else "backup.object_store"
     try:
@@ -77,12 +82,20 @@ def _share_store(cluster: ClusterConfig) -> ObjectStore:
 def _target(cluster: ClusterConfig) -> tuple[object, ExecTarget]:
     core = KubecostClusterHook.for_cluster(cluster).core_v1
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    return core, resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image)
+    return core, resolve_exec_target(
+        core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image
+    )
 
 
 @_refusals_fail_without_retry
-def preflight(cluster_id: str, window: str | None, source: str, pipelines, resolutions,
-              created_before: datetime | None = None) -> dict:
+def preflight(
+    cluster_id: str,
+    window: str | None,
+    source: str,
+    pipelines,
+    resolutions,
+    created_before: datetime | None = None,
+) -> dict:
     """Everything checked before a byte is written: the cluster, both stores, the window, the source, the selection."""
     cluster = _cluster(cluster_id)
     resolved = share_window(window, datetime.now(UTC).timestamp(), cluster.share.max_window_days)
@@ -92,8 +105,17 @@ def preflight(cluster_id: str, window: str | None, source: str, pipelines, resol
         core, target = _target(cluster)
     else:
         repo = _repository(cluster, f"the source {source!r}")
-    request, _ = plan_share(cluster.id, source, resolved, pipelines, resolutions, repo=repo, core_api=core,
-                            target=target, created_before=created_before)
+    request, _ = plan_share(
+        cluster.id,
+        source,
+        resolved,
+        pipelines,
+        resolutions,
+        repo=repo,
+        core_api=core,
+        target=target,
+        created_before=created_before,
+    )
     log.info("bundle %s of %s goes to %s", request.bundle_id, cluster.id, share_store.description)
     return request.as_dict()
 
@@ -110,9 +132,16 @@ def bundle(request: dict) -> dict:
         else:
             repo = _repository(cluster, f"the snapshot {the_request.source!r}")
         batch_files = cluster.backup.batch_files if cluster.backup else BackupSettings.batch_files
-        result = make_bundle(the_request, repo=repo, share_store=_share_store(cluster),
-                             level=cluster.share.compression_level, link_hours=cluster.share.link_expiry_hours,
-                             batch_files=batch_files, core_api=core, target=target)
+        result = make_bundle(
+            the_request,
+            repo=repo,
+            share_store=_share_store(cluster),
+            level=cluster.share.compression_level,
+            link_hours=cluster.share.link_expiry_hours,
+            batch_files=batch_files,
+            core_api=core,
+            target=target,
+        )
     for line in result.lines():
         print(line)  # the task prints its result (size, sha256, counts, link) into its log
     return result.as_dict()
@@ -122,7 +151,9 @@ def bundle(request: dict) -> dict:
 def check_archive(cluster_id: str, archive: str) -> dict:
     """Pass 1: the whole archive read and checked against the allow-list and bingen headers; nothing written."""
     cluster = _cluster(cluster_id)
-    store = _repository(cluster, "an import").store.at_root()  # the key is the full object name: no prefix added
+    store = _repository(
+        cluster, "an import"
+    ).store.at_root()  # the key is the full object name: no prefix added
     checked = importer.check_archive(store, cluster.id, archive, cluster.share.max_import_file_bytes)
     return checked.as_dict()
 
@@ -134,9 +165,18 @@ def record_archive(checked: dict) -> dict:
     cluster = _cluster(the_check.cluster_id)
     repo = _repository(cluster, "an import")
     with cluster_lease(cluster.id, "import"):
-        result = importer.record_archive(repo.store.at_root(), repo, the_check, cluster.backup,
-                                         cluster.hourly_hours)
-    log.info("imported %s as snapshot %s of %s (%d files, %.1f MB, verified); restore it with "
-             "kubecost_etl_restore {\"cluster\": %r, \"snapshot\": %r}", result["archive"], result["snapshot_id"],
-             cluster.id, result["files"], result["bytes"] / 1e6, cluster.id, result["snapshot_id"])
+        result = importer.record_archive(
+            repo.store.at_root(), repo, the_check, cluster.backup, cluster.hourly_hours
+        )
+    log.info(
+        "imported %s as snapshot %s of %s (%d files, %.1f MB, verified); restore it with "
+        'kubecost_etl_restore {"cluster": %r, "snapshot": %r}',
+        result["archive"],
+        result["snapshot_id"],
+        cluster.id,
+        result["files"],
+        result["bytes"] / 1e6,
+        cluster.id,
+        result["snapshot_id"],
+    )
     return result
