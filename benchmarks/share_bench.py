@@ -2,7 +2,8 @@
 server, versus ``tar czf`` of the same files on local disk (the same gzip level, 6).
 
 The bundle runs in a child process (``python -m benchmarks.share_bench --worker``) whose peak RSS is
-read from wait4; the target is < 300 MB whatever the tree's size.
+read from wait4; the target is < 300 MB whatever the tree's size. Then that bundle is imported back
+(``--worker --import-key``: both passes, zstd objects, a full verification), also in a child process.
 """
 
 from __future__ import annotations
@@ -50,15 +51,34 @@ def _worker_main(kubeconfig: str, objstore: str) -> int:
     return 0
 
 
-def _worker(kubeconfig: Path, objstore: dict) -> tuple[dict, float]:
+def _import_main(objstore: str, key: str) -> int:
+    from kubecost_etl.config import BackupSettings, ObjectStoreRef
+    from kubecost_etl.share.importer import check_archive, record_archive
+    from kubecost_etl.snapshots.repository import Repository
+    from kubecost_etl.storage.objstore_config import build_store, parse_objstore_config
+
+    store = build_store(parse_objstore_config(json.loads(objstore), source="benchmark"))
+    started = time.perf_counter()
+    checked = check_archive(store, "bench-import", key, 1 << 30)
+    result = record_archive(
+        store,
+        Repository(store, "bench-import"),
+        checked,
+        BackupSettings(object_store=ObjectStoreRef(inline={})),
+    )
+    print(json.dumps({**result, "seconds": time.perf_counter() - started}))
+    return 0
+
+
+def _worker(kubeconfig: Path | None, objstore: dict, import_key: str | None = None) -> tuple[dict, float]:
+    mode = ["--import-key", import_key] if import_key else ["--kubeconfig", str(kubeconfig)]
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "benchmarks.share_bench",
             "--worker",
-            "--kubeconfig",
-            str(kubeconfig),
+            *mode,
             "--objstore",
             json.dumps(objstore),
         ],
@@ -103,6 +123,7 @@ def run(size_mb: int = 1024) -> dict:
                 },
             }
             bundle, rss = _worker(sim.kubeconfig, objstore)
+            imported, import_rss = _worker(None, objstore, import_key=bundle["key"])
     result = {
         "tree_mb": round(tree_bytes / 1e6, 1),
         "files": bundle["files"],
@@ -113,6 +134,9 @@ def run(size_mb: int = 1024) -> dict:
         "tar_czf_seconds": round(tar_seconds, 2),
         "tar_czf_mb_per_s": round(tree_bytes / 1e6 / tar_seconds, 1),
         "tar_czf_mb": round(tar_size / 1e6, 1),
+        "import_seconds": round(imported["seconds"], 2),
+        "import_mb_per_s": round(tree_bytes / 1e6 / imported["seconds"], 1),
+        "import_peak_rss_mb": round(import_rss, 1),
     }
     rows = [
         ("ETL tree", f"{result['tree_mb']} MB, {result['files']} files"),
@@ -126,6 +150,12 @@ def run(size_mb: int = 1024) -> dict:
             f"{result['tar_czf_seconds']} s, {result['tar_czf_mb_per_s']} MB/s, {result['tar_czf_mb']} MB",
         ),
     ]
+    rows.append(
+        (
+            "import of that bundle (2 passes, zstd, verified)",
+            f"{result['import_seconds']} s, {result['import_mb_per_s']} MB/s, peak RSS {result['import_peak_rss_mb']} MB",
+        )
+    )
     for name, value in rows:
         print(f"{name:48} {value}")
     return result
@@ -136,8 +166,11 @@ if __name__ == "__main__":
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--kubeconfig")
     parser.add_argument("--objstore")
+    parser.add_argument("--import-key")
     parser.add_argument("--size-mb", type=int, default=1024)
     opts = parser.parse_args()
     if opts.worker:
+        if opts.import_key:
+            sys.exit(_import_main(opts.objstore, opts.import_key))
         sys.exit(_worker_main(opts.kubeconfig, opts.objstore))
     run(opts.size_mb)
