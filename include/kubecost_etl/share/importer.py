@@ -167,12 +167,6 @@ class _Walk:
         parts = name.rstrip("/").split("/")
         if ".." in parts:
             raise self.refuse(member, "'..' in the path")
-        if member.isreg() and member.size > self.max_file_bytes:
-            raise self.refuse(
-                member,
-                f"it claims {member.size} bytes, more than share.max_import_file_bytes "
-                f"({self.max_file_bytes})",
-            )
         lead = ""
         if parts[0] == "." and len(parts) > 1:  # tar czf x.tar.gz . (or ./kc-etl-tmp)
             lead, parts = "./", parts[1:]
@@ -184,6 +178,12 @@ class _Walk:
             if member.size > MAX_METADATA_BYTES:
                 raise self.refuse(member, f"{member.size} bytes is too large for {parts[0]}")
             return "meta", parts[0]
+        if member.isreg() and member.size > self.max_file_bytes:
+            raise self.refuse(
+                member,
+                f"it claims {member.size} bytes, more than share.max_import_file_bytes "
+                f"({self.max_file_bytes})",
+            )
         root, rest = self._split_root(member, lead, parts)
         if self.root is None:
             self.root = root

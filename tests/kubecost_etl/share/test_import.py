@@ -198,3 +198,17 @@ def test_an_archive_replaced_between_the_passes_commits_nothing(env, tmp_path):
     with pytest.raises(AirflowFailException, match="changed since it was checked"):
         stages.record_archive(checked)
     assert Repository(env.store, CLUSTER).snapshot_ids() == []
+
+
+def test_a_bundle_whose_manifest_is_larger_than_its_files_imports(request, tmp_path, monkeypatch, simulator):
+    env = make_env(
+        request, tmp_path, monkeypatch, simulator, days=40, hourly_hours=24, file_bytes=200
+    )  # seen in the benchmark
+    bundle = stages.bundle(stages.preflight(CLUSTER, None, "pod", [], []))
+    assert max(p.stat().st_size for p in env.etl.rglob("*") if p.is_file()) < len(
+        env.store.read_bytes(bundle["manifest_key"])
+    )
+
+    result = import_archive(f"{STORE_PREFIX}/{bundle['key']}")
+
+    assert snapshot_files(env, result["snapshot_id"]) == tree_digests(env.etl)
