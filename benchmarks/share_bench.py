@@ -1,8 +1,8 @@
 """A share bundle of a whole generated ETL tree (1 GB by default) from the simulated pod into a local S3
 server, versus ``tar czf`` of the same files on local disk (the same gzip level, 6).
 
-The bundle runs in a child process (``python -m benchmarks.share_bench --worker``) whose peak RSS is
-read from wait4; the target is < 300 MB whatever the tree's size. Then that bundle is imported back
+The bundle runs in a child process (``python -m benchmarks.share_bench --worker``) whose own peak RSS
+(VmHWM) is read; the target is < 300 MB whatever the tree's size. Then that bundle is imported back
 (``--worker --import-key``: both passes, zstd objects, a full verification), also in a child process.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -70,26 +69,29 @@ def _import_main(objstore: str, key: str) -> int:
     return 0
 
 
-def _worker(kubeconfig: Path | None, objstore: dict, import_key: str | None = None) -> tuple[dict, float]:
+def _worker(
+    work: Path, kubeconfig: Path | None, objstore: dict, import_key: str | None = None
+) -> tuple[dict, float]:
+    """One worker run; its result and its own peak RSS (VmHWM, see ``airflow_run.run_measured``)."""
+    from .airflow_run import run_measured
+
     mode = ["--import-key", import_key] if import_key else ["--kubeconfig", str(kubeconfig)]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.share_bench",
-            "--worker",
-            *mode,
-            "--objstore",
-            json.dumps(objstore),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"share worker failed: {out}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024  # KiB -> MiB
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.share_bench",
+        "--worker",
+        *mode,
+        "--objstore",
+        json.dumps(objstore),
+    ]
+    out = work / ("import.out" if import_key else "share.out")
+    with open(out, "wb") as handle:
+        code, peak_mb = run_measured(command, stdout=handle)
+    lines = out.read_text(errors="replace").strip().splitlines()
+    if code != 0:
+        raise RuntimeError("share worker failed: " + "\n".join(lines[-20:]))
+    return json.loads(next(line for line in reversed(lines) if line.startswith("{"))), peak_mb
 
 
 def run(size_mb: int = 1024) -> dict:
@@ -122,8 +124,8 @@ def run(size_mb: int = 1024) -> dict:
                     "region": "us-east-1",
                 },
             }
-            bundle, rss = _worker(sim.kubeconfig, objstore)
-            imported, import_rss = _worker(None, objstore, import_key=bundle["key"])
+            bundle, rss = _worker(work, sim.kubeconfig, objstore)
+            imported, import_rss = _worker(work, None, objstore, import_key=bundle["key"])
     result = {
         "tree_mb": round(tree_bytes / 1e6, 1),
         "files": bundle["files"],
