@@ -24,11 +24,13 @@ from kubecost_etl.backup.settings import (
     Compression,
     ObjectStoreRef,
     parse_backup_settings,
+    parse_store,
     positive_int,
 )
 from kubecost_etl.errors import ConfigError, ParamsError
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
+from kubecost_etl.share.settings import ShareSettings, parse_share_settings
 
 __all__ = [
     "CONFIG_ENV", "AlertSettings", "BackupSettings", "ClusterConfig", "Compression", "ConfigError", "DebugContainer",
@@ -73,6 +75,7 @@ class ClusterConfig:
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
+    share: ShareSettings = field(default_factory=ShareSettings)
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,9 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         kwargs["backup"] = parse_backup_settings(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
     kwargs["repair"] = parse_repair_settings(repair_raw, where)
+    kwargs["share"] = parse_share_settings(
+        _merge_section(defaults.get("share"), item.get("share"), f"{where}: share"), where,
+        lambda raw, at: parse_store(raw, at, base_dir))
     return ClusterConfig(**kwargs)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED = {"kubecost_etl_backup", "kubecost_etl_repair", "kubecost_etl_restore"}
+EXPECTED = {"kubecost_etl_backup", "kubecost_etl_repair", "kubecost_etl_restore", "kubecost_etl_share",
+            "kubecost_etl_import"}
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_dag_files_import_without_errors_or_network(no_network, tmp_path, monkey
         # Every task alerts on failure, except leaves whose failure always follows an alerting task.
         silent = {t.task_id for t in dag.tasks if not t.on_failure_callback}
         assert silent <= {"report", "summary", "finish"}, (dag_id, silent)
-    for dag_id in ("kubecost_etl_repair", "kubecost_etl_restore"):
+    for dag_id in ("kubecost_etl_repair", "kubecost_etl_restore", "kubecost_etl_share", "kubecost_etl_import"):
         assert bag.dags[dag_id].schedule is None, dag_id  # manual only
 
 

@@ -7,6 +7,7 @@ keeps memory to about one part, and makes sure a failed upload is aborted.
 
 from __future__ import annotations
 
+import copy
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -138,6 +139,14 @@ class StoreBase(ObjectStore):
 
     def location(self, key: str) -> str:
         return f"{self.description}/{key}"
+
+    def at_root(self) -> StoreBase:
+        """The same bucket through the same client, without this store's prefix (keys are full object names)."""
+        twin = copy.copy(self)
+        if self.prefix:
+            twin.description = self.description[: -len(self.prefix)]  # drops "/<prefix>"
+            twin.prefix = ""
+        return twin
 
     def _name(self, key: str) -> str:
         return self.prefix + validate_key(key)

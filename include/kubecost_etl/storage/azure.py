@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobProperties, ContainerClient, ContentSettings
+from azure.storage.blob import (
+    BlobBlock,
+    BlobProperties,
+    BlobSasPermissions,
+    ContainerClient,
+    ContentSettings,
+    generate_blob_sas,
+)
 
 from kubecost_etl.storage._shared import (
     DEFAULT_CONTENT_TYPE,
@@ -24,7 +32,7 @@ from kubecost_etl.storage._shared import (
     ranged_chunks,
     unquote_etag,
 )
-from kubecost_etl.storage.base import ObjectInfo, StorageError
+from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
 
 DELETE_BATCH_SIZE = 256  # Blob Batch limit
 DELETE_OK_STATUSES = {202, 404}  # a missing blob is fine
@@ -79,6 +87,25 @@ class AzureStore(StoreBase):
             except ResourceNotFoundError:
                 return None
         return _info(key, properties)
+
+    def signed_url(self, key: str, expires: timedelta) -> str:
+        """A read-only blob SAS signed with the account key (a SAS-token or Entra ID client has none)."""
+        account_key = getattr(self.container.credential, "account_key", None)
+        if not account_key:
+            raise SigningUnavailable(
+                f"{self.description}: no storage account key to sign a SAS with "
+                "(the store is reached with a SAS token, Entra ID or no credential)"
+            )
+        blob = self.container.get_blob_client(self._name(key))
+        sas = generate_blob_sas(
+            account_name=self.container.account_name,
+            container_name=self.container.container_name,
+            blob_name=blob.blob_name,
+            account_key=account_key,
+            permission=BlobSasPermissions(read=True),
+            expiry=datetime.now(UTC) + expires,
+        )
+        return f"{blob.url}?{sas}"
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         with self._errors("list", prefix):

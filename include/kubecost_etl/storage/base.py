@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kubecost_etl.errors import KubecostEtlError, Refusal
 
@@ -35,6 +35,10 @@ class ObjectNotFound(StorageError):
 
 class StorageConfigError(StorageError, Refusal):
     """The store is configured wrongly (bad object-store.yaml, missing connection...)."""
+
+
+class SigningUnavailable(StorageError):
+    """The store cannot make a time-limited download link; the message says why (never a secret)."""
 
 
 class ObjectStore(ABC):
@@ -75,6 +79,10 @@ class ObjectStore(ABC):
 
     def read_bytes(self, key: str) -> bytes:
         return b"".join(self.open_read(key))
+
+    def signed_url(self, key: str, expires: timedelta) -> str:
+        """A time-limited GET link to `key` that needs no credentials; `SigningUnavailable` says why not."""
+        raise SigningUnavailable(f"{self.description} cannot sign download links")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description!r})"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from stat import S_ISREG
 
 from kubecost_etl.storage._shared import DEFAULT_LIST_PAGE_SIZE, PartUpload, StoreBase
-from kubecost_etl.storage.base import ObjectInfo, StorageError
+from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
 
 TEMP_SUFFIX = ".kubecost-etl-partial"  # in-flight uploads; never listed
 DEFAULT_WRITE_SIZE = 4 * 1024 * 1024
@@ -69,6 +69,11 @@ class FilesystemStore(StoreBase):
         # os.walk's order is per directory; buckets list in global key order.
         for name, status in sorted(found, key=lambda item: item[0]):
             yield _info(self._key(name), status)
+
+    def signed_url(self, key: str, expires: timedelta) -> str:
+        raise SigningUnavailable(
+            f"a local directory has no download links; the file is {self._path(self._name(key))}"
+        )
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:

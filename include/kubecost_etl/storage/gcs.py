@@ -7,6 +7,7 @@ Large objects go up as one resumable upload sent in `part_size` chunks (a multip
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -25,7 +26,7 @@ from kubecost_etl.storage._shared import (
     batched,
     ranged_chunks,
 )
-from kubecost_etl.storage.base import ObjectInfo, StorageError
+from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
 
 DELETE_BATCH_SIZE = 100  # the JSON API's recommended batch size
 SDK_ERRORS = (GoogleAPICallError, GoogleAuthError, InvalidResponse, DataCorruption, requests.RequestException)
@@ -81,6 +82,19 @@ class GCSStore(StoreBase):
         with self._errors("stat", key):
             blob = self.bucket.get_blob(self._name(key))
         return None if blob is None else _info(key, blob)
+
+    def signed_url(self, key: str, expires: timedelta) -> str:
+        """A V4 signed URL; needs credentials that can sign (a service account key, or IAM signBlob)."""
+        try:
+            return self.bucket.blob(self._name(key)).generate_signed_url(
+                version="v4", expiration=expires, method="GET"
+            )
+        except (AttributeError, TypeError, ValueError, GoogleAuthError) as exc:
+            # The library raises AttributeError for credentials without a private key (user, anonymous).
+            raise SigningUnavailable(
+                f"{self.description}: the credentials cannot sign URLs ({type(exc).__name__}); "
+                "use a service account key"
+            ) from None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         with self._errors("list", prefix):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -18,11 +19,12 @@ from kubecost_etl.storage._shared import (
     batched,
     unquote_etag,
 )
-from kubecost_etl.storage.base import ObjectInfo, StorageError
+from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
 
 MAX_PARTS = 10_000
 DELETE_BATCH_SIZE = 1000  # DeleteObjects limit
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+PRESIGN_MAX_SECONDS = 7 * 86400  # SigV4 presigned URLs last at most a week
 
 
 def make_s3_client(
@@ -115,6 +117,15 @@ class S3Store(StoreBase):
                     return None
                 raise
         return ObjectInfo(key, head["ContentLength"], _etag(head), head.get("LastModified"))
+
+    def signed_url(self, key: str, expires: timedelta) -> str:
+        seconds = int(expires.total_seconds())
+        if not 0 < seconds <= PRESIGN_MAX_SECONDS:
+            raise SigningUnavailable(f"S3 presigned links last 1 s to 7 days, not {expires}")
+        with self._errors("sign", key):
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._name(key)}, ExpiresIn=seconds
+            )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
