@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from kubecost_etl.errors import ConfigError
+from kubecost_etl.health.settings import HealthSettings, parse_health_settings
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 
 CONFIG_ENV = "KUBECOST_ETL_CONFIG"
@@ -76,6 +77,7 @@ class ProjectConfig:
     backup_schedule: str | None = "@daily"
     alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "<memory>"
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     def cluster(self, cluster_id: str | None) -> ClusterConfig:
         if cluster_id in (None, ""):
@@ -96,7 +98,7 @@ class ProjectConfig:
         return [self.cluster(cid) for cid in cluster_ids]
 
 
-_TOP_KEYS = {"clusters", "defaults", "backup_schedule", "alerts"}
+_TOP_KEYS = {"clusters", "defaults", "backup_schedule", "alerts", "health"}
 _CLUSTER_KEYS = {
     "id", "namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig",
     "context", "debug_image", "use_debug_container", "hourly_hours", "backup", "repair",
@@ -155,7 +157,8 @@ def parse_config(raw: Any, source: str = "<memory>", base_dir: Path | None = Non
     schedule = raw.get("backup_schedule", "@daily")
     if schedule is not None and not isinstance(schedule, str):
         raise ConfigError(f"{where}: backup_schedule: expected a cron expression, preset or null")
-    return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source)
+    return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source,
+                         parse_health_settings(raw.get("health"), where))
 
 
 def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None) -> ClusterConfig:
