@@ -110,25 +110,40 @@ def _inspect(cluster, settings) -> dict:
     return inspect_cluster(cluster, settings, with_map=True)
 
 
-def cluster_status(cluster, settings) -> dict:
-    now = time.monotonic()
+def _cached(cluster_id: str) -> dict | None:
     with _lock:
-        cached = _cache.get(cluster.id)
-        if cached and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
-    future = _POOL.submit(_inspect, cluster, settings)
-    try:
-        report = future.result(timeout=CLUSTER_TIMEOUT_SECONDS)
-    except FutureTimeout:
-        report = {
-            "cluster_id": cluster.id,
-            "error": f"no answer from the object store or the cluster within {CLUSTER_TIMEOUT_SECONDS:.0f}s",
-        }
-    except Exception as exc:  # noqa: BLE001 - shown on the page, not raised
-        report = {"cluster_id": cluster.id, "error": f"{type(exc).__name__}: {exc}"[:500]}
-    with _lock:
-        _cache[cluster.id] = (time.monotonic(), report)
-    return report
+        cached = _cache.get(cluster_id)
+    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    return None
+
+
+def clusters_status(clusters, settings) -> list[dict]:
+    """Every cluster inspected at once (bounded pool); none waits longer than ``CLUSTER_TIMEOUT_SECONDS``."""
+    reports: dict[str, dict] = {}
+    futures = {}
+    for cluster in clusters:
+        cached = _cached(cluster.id)
+        if cached is not None:
+            reports[cluster.id] = cached
+        else:
+            futures[cluster.id] = _POOL.submit(_inspect, cluster, settings)
+    deadline = time.monotonic() + CLUSTER_TIMEOUT_SECONDS
+    for cluster_id, future in futures.items():
+        try:
+            report = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            report = {
+                "cluster_id": cluster_id,
+                "error": "no answer from the object store or the cluster within "
+                f"{CLUSTER_TIMEOUT_SECONDS:.0f}s",
+            }
+        except Exception as exc:  # noqa: BLE001 - shown on the page, not raised
+            report = {"cluster_id": cluster_id, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        with _lock:
+            _cache[cluster_id] = (time.monotonic(), report)
+        reports[cluster_id] = report
+    return [reports[c.id] for c in clusters]
 
 
 def status() -> dict:
@@ -145,9 +160,10 @@ def status() -> dict:
         runs = latest_runs(ids)
     except Exception as exc:  # noqa: BLE001
         runs = {cid: {"error": f"{type(exc).__name__}: {exc}"[:300]} for cid in ids}
-    clusters = []
-    for cluster in config.clusters:
-        clusters.append({**cluster_status(cluster, config.health), "runs": runs[cluster.id]})
+    clusters = [
+        {**report, "runs": runs[report["cluster_id"]]}
+        for report in clusters_status(config.clusters, config.health)
+    ]
     return {
         "generated_at": generated,
         "config_error": None,
@@ -169,10 +185,10 @@ h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.4em 0} td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}
 .ok{color:#1a7f37}.bad{color:#cf222e}.warn{color:#9a6700}
 .map{display:flex;flex-wrap:wrap;gap:2px;max-width:60em}
-.slot{width:11px;height:14px;border-radius:2px;background:#d0d7de;position:relative}
-.slot.pod{background:#2da44e}.slot.snap-only{background:#54aeff}.slot.gap{background:#cf222e;outline:1px solid #82071e}
+.slot,.key{width:11px;height:14px;border-radius:2px;background:#d0d7de;position:relative}
+.pod{background:#2da44e}.snap-only{background:#54aeff}.gap{background:#cf222e;outline:1px solid #82071e}
 .legend span{display:inline-block;margin-right:1em}
-.legend .slot{display:inline-block;vertical-align:middle;margin-right:.3em}
+.legend .key{display:inline-block;vertical-align:middle;margin-right:.3em}
 """
 
 
@@ -267,9 +283,9 @@ def render(report: dict) -> str:
     body = [
         f"<h1>Kubecost ETL</h1><p>generated {_e(report['generated_at'])} "
         f"(cached up to {CACHE_SECONDS:.0f}s)</p>",
-        '<p class="legend"><span><i class="slot pod"></i>in the pod</span>'
-        '<span><i class="slot snap-only"></i>only in the snapshot</span>'
-        '<span><i class="slot gap"></i>gap (missing in the pod)</span><span><i class="slot"></i>in neither'
+        '<p class="legend"><span><i class="key pod"></i>in the pod</span>'
+        '<span><i class="key snap-only"></i>only in the snapshot</span>'
+        '<span><i class="key gap"></i>gap (missing in the pod)</span><span><i class="key"></i>in neither'
         "</span></p>",
     ]
     if report.get("config_error"):

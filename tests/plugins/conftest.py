@@ -127,7 +127,7 @@ def status_server(tmp_path_factory):
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "KUBECOST_ETL_CONFIG": str(config),
         "KUBECOST_ETL_STATUS_CACHE_SECONDS": "0",  # every request sees the pod as it is now
-        "KUBECOST_ETL_STATUS_TIMEOUT_SECONDS": "4",
+        "KUBECOST_ETL_STATUS_TIMEOUT_SECONDS": "12",
         "AWS_MAX_ATTEMPTS": "1",
     }
     log = root / "airflow.log"
@@ -144,8 +144,6 @@ def status_server(tmp_path_factory):
         assert done.returncode == 0, f"airflow {args} failed:\n{log.read_text()[-3000:]}"
 
     airflow("db", "migrate")
-    # A real backup run in this metadata DB (only the simulated cluster: the dead one would fail it).
-    airflow("dags", "test", "kubecost_etl_backup", "-c", json.dumps({"clusters": [CLUSTER]}), timeout=400)
     with log.open("a") as out:
         server = subprocess.Popen(
             [
@@ -174,6 +172,8 @@ def status_server(tmp_path_factory):
             return False
 
     try:
+        # While the server starts: a real backup run in its metadata DB (only the simulated cluster).
+        airflow("dags", "test", "kubecost_etl_backup", "-c", json.dumps({"clusters": [CLUSTER]}), timeout=400)
         _wait(healthy, "the API server", 120, log, server)
         request = urllib.request.Request(
             url + "/auth/token",
@@ -187,7 +187,7 @@ def status_server(tmp_path_factory):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(30)
+            server.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()

@@ -130,4 +130,6 @@ def test_the_page_renders_clusters_gaps_and_run_links_in_a_browser(status_server
     path.write_bytes(base64.b64decode(shot["data"]))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     if os.environ.get("KUBECOST_ETL_SAVE_SCREENSHOT"):  # refresh docs/status-page.png by hand with this
-        shutil.copy(path, Path(os.environ["KUBECOST_ETL_SAVE_SCREENSHOT"]))
+        target = Path(os.environ["KUBECOST_ETL_SAVE_SCREENSHOT"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
