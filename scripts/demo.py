@@ -2,12 +2,16 @@
 
 Starts the Kubecost cluster simulator with a generated ETL tree, a local S3 server (moto), and
 `airflow standalone` with this project's DAGs; runs the backup once; prints where to look.
-Ctrl-C stops everything it started.
+Every project DAG is unpaused (a run triggered from the UI starts at once). The Kubecost ETL
+status page is at `<ui>/kubecost-etl/` (log in to the UI first; the login is printed).
+Ctrl-C stops everything it started: every process and all their descendants (found by walking the
+process tree, since some of Airflow's children leave the process group they were started in).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -52,17 +56,35 @@ def wait_for(what: str, check, timeout: float, process: subprocess.Popen | None 
     raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def stop_tree(pid: int, grace: float = 20.0) -> None:
+    """SIGTERM a process, its process group and every descendant; SIGKILL whatever outlives ``grace``."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree.extend(c for c in proc.children(recursive=True) if c not in tree)  # forked while stopping
+            proc.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 def start(stack: ExitStack, args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     handle = open(log, "ab")
     process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def stop():
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_tree(process.pid)
+        process.wait()
         handle.close()
 
     stack.callback(stop)
@@ -72,6 +94,12 @@ def start(stack: ExitStack, args: list[str], log: Path, env: dict | None = None)
 def airflow(env: dict, *args: str) -> str:
     return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, check=True, capture_output=True,
                           text=True).stdout
+
+
+def project_dags(env: dict) -> list[str]:
+    """Every DAG of this project the DAG processor has parsed (the ids start with kubecost_etl_)."""
+    out = airflow(env, "dags", "list", "-o", "plain")
+    return sorted({word for line in out.splitlines() for word in line.split() if word.startswith("kubecost_etl_")})
 
 
 def main() -> int:
@@ -125,6 +153,8 @@ def main() -> int:
                "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(opts.port),
+               # Tasks reach the API server here; the default (localhost:8080) breaks every task with --port.
+               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{opts.port}/execution/",
                "KUBECOST_ETL_CONFIG": str(config),
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         print("starting airflow standalone (about a minute)...")
@@ -132,9 +162,10 @@ def main() -> int:
         ui = f"http://127.0.0.1:{opts.port}"
         wait_for("the Airflow API server", lambda: urllib.request.urlopen(f"{ui}/api/v2/monitor/health", timeout=5),
                  240, standalone)
-        wait_for(f"the DAG {DAG_ID} to be parsed", lambda: DAG_ID in airflow(env, "dags", "list", "-o", "plain"),
-                 180, standalone)
-        airflow(env, "dags", "unpause", DAG_ID)
+        expected = {p.stem for p in (REPO / "dags").glob("kubecost_etl_*.py")}  # each file is named by its DAG
+        wait_for("the project's DAGs to be parsed", lambda: expected <= set(project_dags(env)), 180, standalone)
+        for dag_id in project_dags(env):  # all of them: a run triggered from the UI must not wait queued
+            airflow(env, "dags", "unpause", dag_id)
         run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
         airflow(env, "dags", "trigger", DAG_ID, "--run-id", run_id)
         print(f"triggered {DAG_ID} run {run_id}; waiting for it to finish...")
@@ -154,7 +185,9 @@ def main() -> int:
         manifests = [k for k in keys if k.endswith("manifest.json")]
         print("\n" + "=" * 72)
         print(f"backup run {run_id}: {state.upper()}")
-        print(f"Airflow UI:   {ui}   login: {', '.join(f'{u} / {p}' for u, p in login.items())}")
+        credentials = ", ".join(f"{u} / {p}" for u, p in login.items())
+        print(f"Airflow UI:   {ui}   login: {credentials}")
+        print(f"status page:  {ui}/kubecost-etl/  (\"Kubecost ETL\" in the UI's navigation; same login)")
         print(f"bucket:       s3://{BUCKET} at {s3_url}: {len(keys)} objects, snapshots: {manifests}")
         if manifests:
             manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[-1])["Body"].read())
@@ -175,4 +208,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything started was stopped while unwinding
+        print("\nstopped everything the demo started")
+        sys.exit(130)

@@ -28,6 +28,7 @@ from kubecost_etl.backup.settings import (
     positive_int,
 )
 from kubecost_etl.errors import ConfigError, ParamsError
+from kubecost_etl.health.settings import HealthSettings, parse_health_settings
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 from kubecost_etl.share.settings import ShareSettings, parse_share_settings
@@ -93,6 +94,7 @@ class ProjectConfig:
     backup_schedule: str | None = DEFAULT_SCHEDULE
     alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "<memory>"
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     def cluster(self, cluster_id: str | None) -> ClusterConfig:
         if cluster_id in (None, ""):
@@ -229,7 +231,8 @@ def parse_config(raw: Any, source: str = "<memory>", base_dir: Path | None = Non
         seen.add(cluster.id)
         clusters.append(cluster)
     schedule = check_schedule(raw.get("backup_schedule", DEFAULT_SCHEDULE), f"{where}: backup_schedule")
-    return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source)
+    return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source,
+                         parse_health_settings(raw.get("health"), where))
 
 
 def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None) -> ClusterConfig:
