@@ -27,6 +27,7 @@ from kubecost_etl.backup.settings import (
     positive_int,
 )
 from kubecost_etl.errors import ConfigError, ParamsError
+from kubecost_etl.lease import LeaseSettings, parse_lease_settings
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 
@@ -72,6 +73,7 @@ class ClusterConfig:
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,8 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         kwargs["backup"] = parse_backup_settings(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
     kwargs["repair"] = parse_repair_settings(repair_raw, where)
+    lease_raw = _merge_section(defaults.get("lease"), item.get("lease"), f"{where}: lease")
+    kwargs["lease"] = parse_lease_settings(lease_raw, where)
     return ClusterConfig(**kwargs)
 
 
