@@ -382,6 +382,7 @@ class ClusterLease:
         finally:
             renewal.stop()
         renewal.check()
+        self.check(holder)  # still ours at the end, whatever happened between two renewals
 
     # --- internals ------------------------------------------------------------------------
 

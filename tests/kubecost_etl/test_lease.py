@@ -235,10 +235,23 @@ def test_held_fails_when_the_lease_was_lost_meanwhile(store):
     lease.acquire(me)
 
     with pytest.raises(LeaseLost, match="no longer holds"):
+        with lease.held(me, renew_every=timedelta(hours=1)):
+            store.store.delete([lease_key("prod-east")])  # an operator removed it mid-stage
+
+
+def test_the_renewal_thread_notices_a_lost_lease(store):
+    if store.kind not in ENFORCING:
+        pytest.skip("gcp-storage-emulator ignores ifGenerationMatch: a renewal may recreate a deleted lease")
+    lease = ClusterLease(store.store, "prod-east", LeaseSettings(ttl=TTL))
+    me = holder()
+    lease.acquire(me)
+
+    with pytest.raises(LeaseLost, match="nobody holds it"):
         with lease.held(me, renew_every=timedelta(milliseconds=20)) as renewal:
-            record, version = lease.read()
-            store.store.delete_if_unchanged(lease_key("prod-east"), version)  # an operator removed it
+            store.store.delete([lease_key("prod-east")])
             assert _until(lambda: renewal.lost is not None)
+            with pytest.raises(LeaseLost):
+                renewal.check()
 
 
 def test_held_refuses_at_once_when_not_held(store):
