@@ -329,14 +329,16 @@ class ClusterLease:
         found = self._read()
         return self._ours(found, holder, self.clock())
 
-    def renew(self, holder: Holder) -> LeaseRecord:
-        """Push the expiry `ttl` ahead. `LeaseLost` if `holder` no longer holds the lease."""
+    def renew(self, holder: Holder, until: datetime | None = None) -> LeaseRecord:
+        """Push the expiry to `ttl` from now, or to `until` if later (work that goes on without us,
+        such as a repair Kubecost runs after one request); never earlier than it was.
+        `LeaseLost` if `holder` no longer holds the lease."""
         for _ in range(_MAX_RACES):
             now = self.clock()
             found = self._read()
             current = self._ours(found, holder, now)
             try:
-                return self._renew_version(current, found.version, now)
+                return self._renew_version(current, found.version, now, until)
             except PreconditionFailed:
                 continue  # changed between read and write (another of our own renewals?): look again
         raise LeaseStoreError(
@@ -389,8 +391,11 @@ class ClusterLease:
     def _new_record(self, holder: Holder, now: datetime) -> LeaseRecord:
         return LeaseRecord(self.cluster_id, holder, now, now, now + self.settings.ttl)
 
-    def _renew_version(self, current: LeaseRecord, version: str, now: datetime) -> LeaseRecord:
-        renewed = replace(current, renewed_at=now, expires_at=now + self.settings.ttl)
+    def _renew_version(
+        self, current: LeaseRecord, version: str, now: datetime, until: datetime | None = None
+    ) -> LeaseRecord:
+        expires_at = max(current.expires_at, now + self.settings.ttl, until or now)
+        renewed = replace(current, renewed_at=now, expires_at=expires_at)
         with self._store_errors():
             self.store.replace_if_unchanged(self.key, renewed.to_json(), version, content_type=CONTENT_TYPE)
         return renewed

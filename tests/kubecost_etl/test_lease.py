@@ -293,3 +293,17 @@ def test_settings(raw, expected):
 def test_bad_settings_are_config_errors(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_lease_settings(raw, "cluster 'a'")
+
+
+def test_renew_until_keeps_the_lease_over_work_that_runs_without_us_and_never_shortens(store, clock):
+    lease = make_lease(store, clock)
+    me = holder("kubecost_etl_repair", "manual__r")
+    lease.acquire(me)
+
+    lease.renew(me, until=clock.now + timedelta(hours=2))  # a repair step's deadline
+    assert raw_record(store)["expires_at"] == "2026-03-01T14:00:00.000000Z"
+    clock.advance(timedelta(minutes=30))
+    lease.renew(me)  # an ordinary renewal does not cut it back to ttl
+    assert raw_record(store)["expires_at"] == "2026-03-01T14:00:00.000000Z"
+    with pytest.raises(LeaseHeld):
+        lease.acquire(holder(run="scheduled__b"))  # well past ttl, still held

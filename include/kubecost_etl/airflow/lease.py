@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from kubecost_etl.config import ClusterConfig, load_config
@@ -66,6 +67,14 @@ def lease_held(cluster_id: str, lease: dict) -> Iterator[None]:
     holder = Holder.from_dict(lease)
     with cluster_lease(cluster).held(holder):
         yield
+
+
+def extend_lease(cluster_id: str, lease: dict, until: datetime) -> None:
+    """Keep the lease at least until `until` (a repair step's deadline: Kubecost keeps rebuilding after
+    the request whether or not a task renews, and the wait for it happens in the triggerer)."""
+    cluster = load_config().cluster(cluster_id)
+    record = cluster_lease(cluster).renew(Holder.from_dict(lease), until=until)
+    log.info("cluster %s: lease kept until %s", cluster_id, record.expires_at.isoformat())
 
 
 def release(cluster_id: str | None, lease: dict | None, context: Any) -> str:
