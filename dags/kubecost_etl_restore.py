@@ -96,9 +96,11 @@ def kubecost_etl_restore():
         with _held(ctx, lease):  # the backup runs under this restore's lease (no second acquisition)
             return _stages().safety_backup(ctx, plan)
 
+    # The next two pull the lease rather than take it as an argument: a setup's direct downstream
+    # tasks must keep the all_success rule, and these run after a skipped task.
     @task(trigger_rule="none_failed_min_one_success", execution_timeout=LONG)  # runs after a skipped backup
-    def stage(ctx: dict, plan: dict, lease: dict) -> dict:
-        with _held(ctx, lease):
+    def stage(ctx: dict, plan: dict, ti=None) -> dict:
+        with _held(ctx, ti.xcom_pull(task_ids="acquire_lease")):
             return _stages().stage(ctx, plan)
 
     @task
@@ -117,8 +119,8 @@ def kubecost_etl_restore():
             return _stages().restart(ctx, swapped)
 
     @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped restart
-    def post_check(ctx: dict, plan: dict, swapped: dict, lease: dict) -> dict:
-        with _held(ctx, lease):
+    def post_check(ctx: dict, plan: dict, swapped: dict, ti=None) -> dict:
+        with _held(ctx, ti.xcom_pull(task_ids="acquire_lease")):
             return _stages().post_check(ctx, plan, swapped)
 
     @task
@@ -138,7 +140,7 @@ def kubecost_etl_restore():
     lease = acquire.output
     verified = verify_snapshot(ctx, lease)  # the setup: nothing touches the pod before it passes
     the_plan = plan(ctx, lease)
-    staged = stage(ctx, the_plan, lease)
+    staged = stage(ctx, the_plan)
     swapped = swap(ctx, the_plan, lease)
     chain(
         acquire,
@@ -150,7 +152,7 @@ def kubecost_etl_restore():
         check_staged(ctx, the_plan, staged, lease),
         swapped,
         restart(ctx, swapped, lease),
-        post_check(ctx, the_plan, swapped, lease),
+        post_check(ctx, the_plan, swapped),
         finish(ctx, lease).as_teardown(setups=verified),
         release_lease(ctx, lease).as_teardown(setups=acquire),
     )
