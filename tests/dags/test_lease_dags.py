@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -137,7 +136,9 @@ class Deployment:
     def __init__(self, home: Path, template_db: Path, config: Path) -> None:
         self.home = home
         home.mkdir(parents=True)
-        shutil.copy(template_db, home / "airflow.db")
+        # SQLite's backup API: a consistent copy, whatever sits in the source's write-ahead log.
+        with sqlite3.connect(template_db) as source, sqlite3.connect(home / "airflow.db") as target:
+            source.backup(target)
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
