@@ -68,7 +68,9 @@ def lease_key(cluster_id: str) -> str:
 class LeaseSettings:
     """`lease:` in a cluster's config (or `defaults`)."""
 
-    ttl: timedelta = timedelta(minutes=10)  # a holder that stops renewing loses the lease after this
+    # A holder that stops renewing loses the lease after this. It must cover the longest gap between
+    # two tasks of a run (nobody renews while a retry waits out its delay, up to 15 minutes).
+    ttl: timedelta = timedelta(minutes=30)
     wait: timedelta = timedelta(hours=2)  # how long a pipeline waits for another holder before refusing
     poke_interval: timedelta = timedelta(seconds=60)  # how often a waiting pipeline looks again
 
@@ -375,16 +377,26 @@ class ClusterLease:
     @contextmanager
     def held(self, holder: Holder, renew_every: timedelta | None = None) -> Iterator[Renewal]:
         """Check the lease is ours, keep renewing it in a thread while the body runs, and fail with
-        `LeaseLost` at the end if it was lost meanwhile (the body may call `renewal.check()` earlier)."""
+        `LeaseLost` at the end if it was lost meanwhile (the body may call `renewal.check()` earlier).
+
+        The lease is renewed once more on the way out, also when the body failed: the gap until the
+        next task (or this one's retry) starts with a whole `ttl`.
+        """
         self.renew(holder)
         renewal = Renewal(self, holder, renew_every or self.settings.renew_every)
         renewal.start()
         try:
             yield renewal
-        finally:
+        except BaseException:
             renewal.stop()
+            try:
+                self.renew(holder)
+            except KubecostEtlError as exc:  # the body's own error is the one to report
+                log.warning("cluster %s: could not renew the lease after a failure: %s", self.cluster_id, exc)
+            raise
+        renewal.stop()
         renewal.check()
-        self.check(holder)  # still ours at the end, whatever happened between two renewals
+        self.renew(holder)  # still ours at the end, whatever happened between two renewals
 
     # --- internals ------------------------------------------------------------------------
 

@@ -307,3 +307,18 @@ def test_renew_until_keeps_the_lease_over_work_that_runs_without_us_and_never_sh
     assert raw_record(store)["expires_at"] == "2026-03-01T14:00:00.000000Z"
     with pytest.raises(LeaseHeld):
         lease.acquire(holder(run="scheduled__b"))  # well past ttl, still held
+
+
+def test_held_renews_on_the_way_out_also_after_a_failure(store, clock):
+    lease = make_lease(store, clock)
+    me = holder()
+    lease.acquire(me)
+    clock.advance(timedelta(minutes=9))
+
+    with pytest.raises(RuntimeError, match="stage failed"):
+        with lease.held(me):
+            clock.advance(timedelta(minutes=5))
+            raise RuntimeError("stage failed")
+
+    # The retry's wait starts with a whole ttl from the failure, not from the last renewal.
+    assert raw_record(store)["expires_at"] == "2026-03-01T12:24:00.000000Z"
