@@ -128,6 +128,25 @@ def test_a_backup_run_takes_and_gives_back_the_lease(airflow_db, tmp_path, monke
     assert manifest_digests(manifest) == tree_digests(etl)
 
 
+@pytest.mark.slow
+def test_a_cluster_named_twice_is_never_backed_up_twice_at_once(airflow_db, tmp_path, monkeypatch, cluster, bucket):
+    sim, etl, store_file = cluster
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(write_config(tmp_path, sim, store_file, poke_interval="1s")))
+
+    run = load_dag("kubecost_etl_backup", retries=0).test(run_conf={"clusters": [CLUSTER, CLUSTER]})
+
+    tis = {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+    if tis[("select_clusters", -1)].state == "failed":
+        return  # duplicates refused up front: nothing ran, which is also fine
+    assert run.state == "success", {k: ti.state for k, ti in tis.items()}
+    spans = sorted(
+        (tis[("backup_cluster.acquire_lease", i)].end_date, tis[("backup_cluster.release_lease", i)].end_date)
+        for i in (0, 1)
+    )
+    assert spans[0][1] <= spans[1][0]  # the second group took the lease only after the first gave it back
+    assert lease_of(bucket).read() is None
+
+
 # --- two deployments -----------------------------------------------------------------------------
 
 
@@ -161,10 +180,12 @@ class Deployment:
             )  # fmt: skip
 
     def task_rows(self, suffix: str) -> list[tuple]:
-        """(task_id, state, start_date, end_date) of this home's task instances named ``*suffix``."""
+        """(task_id, state, start_date, end_date) of the task instances named ``*suffix`` of this home's
+        newest run (the template DB may hold runs of earlier tests)."""
         with sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
             return db.execute(
-                "select task_id, state, start_date, end_date from task_instance where task_id like ?",
+                "select task_id, state, start_date, end_date from task_instance where task_id like ? and "
+                "run_id = (select run_id from dag_run order by id desc limit 1)",
                 (f"%{suffix}",),
             ).fetchall()
 
