@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from kubecost_etl.config import ClusterConfig, load_config
+from kubecost_etl.errors import Refusal
 from kubecost_etl.lease import ClusterLease, Holder, utcnow
 from kubecost_etl.snapshots.repository import ROOT as REPOSITORY_ROOT
 from kubecost_etl.storage.base import StorageError
@@ -65,8 +68,11 @@ def lease_held(cluster_id: str, lease: dict) -> Iterator[None]:
     """Run a stage under the run's lease: checked first, renewed while it works, checked at the end."""
     cluster = load_config().cluster(cluster_id)
     holder = Holder.from_dict(lease)
-    with cluster_lease(cluster).held(holder):
-        yield
+    try:
+        with cluster_lease(cluster).held(holder):
+            yield
+    except Refusal as exc:  # LeaseLost (or a refusal of the stage itself): no retry can make it right
+        raise AirflowFailException(str(exc)) from exc
 
 
 def extend_lease(cluster_id: str, lease: dict, until: datetime) -> None:

@@ -75,3 +75,17 @@ def test_stale_uploads_of_the_clusters_repository_are_aborted(moto_s3_server, un
     left = [u["UploadId"] for u in client.list_multipart_uploads(Bucket=unique_bucket_name).get("Uploads", [])]
     assert killed not in left
     assert left == [other_cluster]
+
+
+def test_a_stage_whose_lease_was_taken_over_fails_without_retry(configured):
+    from airflow.sdk.exceptions import AirflowFailException
+    from kubecost_etl.airflow.lease import lease_held
+
+    me = Holder("kubecost_etl_restore", "manual__1")
+    configured.acquire(Holder("kubecost_etl_backup", "scheduled__9"))
+    ran = []
+
+    with pytest.raises(AirflowFailException, match="held by kubecost_etl_backup run scheduled__9"):
+        with lease_held(CLUSTER, me.as_dict()):
+            ran.append(True)
+    assert ran == []
