@@ -129,9 +129,13 @@ def test_a_backup_run_takes_and_gives_back_the_lease(airflow_db, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_cluster_named_twice_is_never_backed_up_twice_at_once(airflow_db, tmp_path, monkeypatch, cluster, bucket):
+def test_a_cluster_named_twice_is_never_backed_up_twice_at_once(
+    airflow_db, tmp_path, monkeypatch, cluster, bucket
+):
     sim, etl, store_file = cluster
-    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(write_config(tmp_path, sim, store_file, poke_interval="1s")))
+    monkeypatch.setenv(
+        "KUBECOST_ETL_CONFIG", str(write_config(tmp_path, sim, store_file, poke_interval="1s"))
+    )
 
     run = load_dag("kubecost_etl_backup", retries=0).test(run_conf={"clusters": [CLUSTER, CLUSTER]})
 
@@ -213,14 +217,20 @@ def template_db(airflow_db, tmp_path_factory):
 
 
 PAIRS = {
-    "backup+restore": (("kubecost_etl_backup", {}), ("kubecost_etl_restore", {"cluster": CLUSTER, "restart": False})),
+    "backup+restore": (
+        ("kubecost_etl_backup", {}),
+        ("kubecost_etl_restore", {"cluster": CLUSTER, "restart": False}),
+    ),
     "restore+restore": (
         ("kubecost_etl_restore", {"cluster": CLUSTER, "restart": False}),
         ("kubecost_etl_restore", {"cluster": CLUSTER, "restart": False}),
     ),
     # The repair's backup_first runs under the repair's own lease: the backup DAG waits for all of it.
     "repair+backup": (
-        ("kubecost_etl_repair", {"cluster": CLUSTER, "window": "yesterday", "profile": "v2", "backup_first": True}),
+        (
+            "kubecost_etl_repair",
+            {"cluster": CLUSTER, "window": "yesterday", "profile": "v2", "backup_first": True},
+        ),
         ("kubecost_etl_backup", {}),
     ),
 }

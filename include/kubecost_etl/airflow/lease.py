@@ -59,8 +59,12 @@ def clean_stale_uploads(lease: ClusterLease) -> None:
         log.warning("cluster %s: could not clean stale uploads under %s: %s", lease.cluster_id, prefix, exc)
         return
     for upload in aborted:
-        log.info("cluster %s: aborted a stale upload of %s (started %s)", lease.cluster_id, upload.key,
-                 upload.initiated)
+        log.info(
+            "cluster %s: aborted a stale upload of %s (started %s)",
+            lease.cluster_id,
+            upload.key,
+            upload.initiated,
+        )
 
 
 @contextmanager

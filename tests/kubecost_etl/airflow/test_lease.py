@@ -26,7 +26,9 @@ def configured(tmp_path, monkeypatch):
 
 
 def task_context(map_index: int = -1, try_number: int = 2) -> dict:
-    ti = SimpleNamespace(dag_id="kubecost_etl_restore", run_id="manual__1", map_index=map_index, try_number=try_number)
+    ti = SimpleNamespace(
+        dag_id="kubecost_etl_restore", run_id="manual__1", map_index=map_index, try_number=try_number
+    )
     return {"ti": ti}
 
 
@@ -72,7 +74,9 @@ def test_stale_uploads_of_the_clusters_repository_are_aborted(moto_s3_server, un
 
     clean_stale_uploads(lease)  # moto dates every upload 2010: older than any ttl
 
-    left = [u["UploadId"] for u in client.list_multipart_uploads(Bucket=unique_bucket_name).get("Uploads", [])]
+    left = [
+        u["UploadId"] for u in client.list_multipart_uploads(Bucket=unique_bucket_name).get("Uploads", [])
+    ]
     assert killed not in left
     assert left == [other_cluster]
 

@@ -62,8 +62,12 @@ class ClusterLeaseSensor(BaseSensorOperator):
             if waited >= cluster.lease.wait:
                 error = LeaseWaitExhausted(cluster.id, held.record, waited, now)
                 raise AirflowFailException(str(error)) from error
-            self.log.info("%s; waited %ds of %ds (lease.wait)", held, waited.total_seconds(),
-                          cluster.lease.wait.total_seconds())
+            self.log.info(
+                "%s; waited %ds of %ds (lease.wait)",
+                held,
+                waited.total_seconds(),
+                cluster.lease.wait.total_seconds(),
+            )
             return False
         except Refusal as exc:  # an unreadable lease object: a person must look
             raise AirflowFailException(str(exc)) from exc
