@@ -2,7 +2,9 @@
 
 One run backs up every configured cluster (or those named when triggering); each cluster is a
 mapped task group, so one cluster failing neither stops nor hides the others.
-Stages: find_pod -> plan -> stream -> commit -> verify, then one report over all clusters.
+Stages: acquire_lease -> find_pod -> plan -> stream -> commit -> verify -> release_lease, then one
+report over all clusters. The cluster's lease (shared with repair, restore and other Airflow
+deployments) is held from acquire_lease to the release_lease teardown; each stage checks and renews it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import timedelta
 from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.schedule import backup_schedule
+from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
 SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
 
@@ -29,6 +32,13 @@ def _label(cluster_id: str) -> None:
 
 def _cluster_task(**kwargs):
     return task(map_index_template="{{ cluster_id }}", **kwargs)
+
+
+def _held(cluster_id: str, lease: dict):
+    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
+    from kubecost_etl.airflow.lease import lease_held
+
+    return lease_held(cluster_id, lease)
 
 
 @dag(
@@ -55,38 +65,53 @@ def kubecost_etl_backup():
     @task_group
     def backup_cluster(cluster_id: str):
         @_cluster_task()
-        def find_pod(cluster_id: str) -> dict:
+        def find_pod(cluster_id: str, lease: dict) -> dict:
             _label(cluster_id)
-            return _stages().find_pod(cluster_id)
+            with _held(cluster_id, lease):
+                return _stages().find_pod(cluster_id)
 
         @_cluster_task()
-        def plan(cluster_id: str, target: dict) -> dict:
+        def plan(cluster_id: str, target: dict, lease: dict) -> dict:
             _label(cluster_id)
-            return _stages().plan(cluster_id, target)
+            with _held(cluster_id, lease):
+                return _stages().plan(cluster_id, target)
 
         @_cluster_task(execution_timeout=timedelta(hours=3))
-        def stream(cluster_id: str, target: dict, plan: dict) -> dict:
+        def stream(cluster_id: str, target: dict, plan: dict, lease: dict) -> dict:
             _label(cluster_id)
-            return _stages().stream(cluster_id, target, plan)
+            with _held(cluster_id, lease):
+                return _stages().stream(cluster_id, target, plan)
 
         @_cluster_task()
-        def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
+        def commit(cluster_id: str, target: dict, plan: dict, streamed: dict, lease: dict) -> str:
             _label(cluster_id)
-            return _stages().commit(cluster_id, target, plan, streamed)
+            with _held(cluster_id, lease):
+                return _stages().commit(cluster_id, target, plan, streamed)
 
         @_cluster_task(outlets=[SNAPSHOTS])
-        def verify(cluster_id: str, snapshot_id: str, params=None, outlet_events=None) -> dict:
+        def verify(cluster_id: str, snapshot_id: str, lease: dict, params=None, outlet_events=None) -> dict:
             _label(cluster_id)
-            result = _stages().verify(cluster_id, snapshot_id, params["full_verify"])
+            with _held(cluster_id, lease):
+                result = _stages().verify(cluster_id, snapshot_id, params["full_verify"])
             # Only a verified snapshot is announced: downstream DAGs may schedule on it.
             outlet_events[SNAPSHOTS].add(_stages().snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
             return result
 
-        target = find_pod(cluster_id)
-        the_plan = plan(cluster_id, target)
-        streamed = stream(cluster_id, target, the_plan)
-        snapshot_id = commit(cluster_id, target, the_plan, streamed)
-        return verify(cluster_id, snapshot_id)
+        @_cluster_task(retries=3)
+        def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
+            _label(cluster_id)
+            from kubecost_etl.airflow.lease import release
+
+            return release(cluster_id, lease, context)
+
+        acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
+        lease = acquire.output
+        target = find_pod(cluster_id, lease)
+        the_plan = plan(cluster_id, target, lease)
+        streamed = stream(cluster_id, target, the_plan, lease)
+        snapshot_id = commit(cluster_id, target, the_plan, streamed, lease)
+        verified = verify(cluster_id, snapshot_id, lease)
+        chain(acquire, target, verified, release_lease(cluster_id, lease).as_teardown(setups=acquire))
 
     # The run's leaf: it must fail whenever anything failed, or the run would show green. No alert
     # of its own: its failure always follows a task that has alerted already. Never retried: it only

@@ -4,10 +4,12 @@ Manual only. Trigger with ``{"cluster": "prod-east", "window": "2026-01-01T00:00
 (``profile`` v1 or v2, ``provider``, ``backup_first``, ``dry_run``, ``allow_partial_days`` optional).
 
 preflight (window, cluster, Prometheus retention, and the metrics Prometheus really holds for every
-day of the window: nothing is sent before these pass) -> backup
+day of the window: nothing is sent before these pass) -> acquire_lease (the cluster's lease, shared
+with backup and restore; waits without a worker slot while another pipeline holds it) -> backup
+(under the repair's own lease)
 (the backup pipeline's own code, so a bad repair can be undone) -> the profile's chain, each step a
 request (one repair call, answer checked) and a deferrable sensor that follows the cost-model log
-until every day (and hour) of the window is rebuilt -> summary.
+until every day (and hour) of the window is rebuilt -> summary -> release_lease (a teardown: always).
 
 Both profiles' chains are drawn: the profile is chosen when the run is triggered, while a DAG's
 shape is fixed when its file is parsed. ``choose_steps`` branches into the chosen profile's chain;
@@ -16,10 +18,11 @@ the other chain shows as skipped.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, TaskGroup, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
+from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 from kubecost_etl.airflow.sensors.repair_log import RepairLogSensor
 from kubecost_etl.repair.profiles import DEFAULT_PROFILE, PROFILES, request_task_id, wait_task_id
 
@@ -29,6 +32,13 @@ def _stages():
     from kubecost_etl.airflow.stages import repair
 
     return repair
+
+
+def _held(plan: dict, lease: dict):
+    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
+    from kubecost_etl.airflow.lease import lease_held
+
+    return lease_held(plan["cluster_id"], lease)
 
 
 @dag(
@@ -64,34 +74,49 @@ def kubecost_etl_repair():
         return _stages().preflight(dict(params))
 
     @task(execution_timeout=timedelta(hours=3))
-    def backup(plan: dict) -> dict:
-        return _stages().backup(plan)
+    def backup(plan: dict, lease: dict) -> dict:
+        with _held(plan, lease):  # the backup pipeline's stages, under the repair's own lease
+            return _stages().backup(plan)
 
     @task.branch(trigger_rule="none_failed")  # runs after a skipped backup too
     def choose_steps(plan: dict) -> str | None:
         return _stages().choose_steps(plan)
 
     @task
-    def request_step(plan: dict, step_name: str) -> dict:
-        return _stages().request_step(plan, step_name)
+    def request_step(plan: dict, step_name: str, lease: dict) -> dict:
+        from kubecost_etl.airflow.lease import extend_lease
+
+        with _held(plan, lease):
+            watch = _stages().request_step(plan, step_name)
+        # Kubecost now rebuilds on its own while the sensor waits in the triggerer: the lease covers that.
+        extend_lease(plan["cluster_id"], lease, datetime.fromtimestamp(watch["deadline"], UTC))
+        return watch
 
     # The run's leaf fails only after a failed task, which has alerted already: no second alert.
     @task(trigger_rule="all_done", retries=0, on_failure_callback=None)
     def summary(plan, results: dict) -> dict:
         return _stages().summary(plan, results[plan["profile"]] if plan else [])
 
+    @task(retries=3)
+    def release_lease(plan: dict, lease: dict | None = None, **context) -> str:
+        from kubecost_etl.airflow.lease import release
+
+        return release(plan["cluster_id"], lease, context)
+
     plan = preflight()
+    acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=plan)
+    lease = acquire.output
     route = choose_steps(plan)
-    chain(backup(plan), route)
+    chain(acquire, backup(plan, lease), route)
     results: dict[str, list] = {}
     for name, profile in PROFILES.items():  # every profile drawn; choose_steps enters the one asked for
         with TaskGroup(group_id=name, tooltip=profile.description):
             steps = []
             for step in profile.steps:
-                request = request_step.override(task_id=request_task_id(step.name))(plan, step.name)
+                request = request_step.override(task_id=request_task_id(step.name))(plan, step.name, lease)
                 steps += [request, RepairLogSensor(task_id=wait_task_id(step.name), watch=request, retries=0)]
             chain(route, *steps)
             results[name] = [wait.output for wait in steps[1::2]]
-    summary(plan, results)
+    chain(summary(plan, results), release_lease(plan, lease).as_teardown(setups=acquire))
 
 kubecost_etl_repair()

@@ -7,15 +7,18 @@ before this run was triggered), `mode`, `restart`, `dry_run`.
   two renames; the previous dir is kept until the post-check passes).
 - `fill-missing`: only files the pod lacks are written (no-clobber moves); nothing existing is touched.
 
-Tasks: preflight -> verify_snapshot (every object downloaded and re-hashed) -> plan (logs every
-change; a dry run stops here) -> stage -> check_staged -> safety_backup (of the pod's data right
-before the swap, so Kubecost has the least time to write after it; skipped only when the ETL dir is
-proven missing or empty) -> swap -> restart (rollout; default on for replace) -> post_check -> finish.
+Tasks: preflight -> acquire_lease (the cluster's lease, shared with backup and repair; waits without a
+worker slot while another pipeline holds it) -> verify_snapshot (every object downloaded and re-hashed)
+-> plan (logs every change; a dry run stops here) -> stage -> check_staged -> safety_backup (of the
+pod's data right before the swap, so Kubecost has the least time to write after it; skipped only when
+the ETL dir is proven missing or empty) -> swap -> restart (rollout; default on for replace) ->
+post_check -> finish -> release_lease.
 `finish` is the run's teardown (its setup is verify_snapshot): once the snapshot verified it runs
 whatever failed, also when the run is marked failed or success by hand. It keeps the restore only
 if the post-check passed; otherwise it removes the staging dir and, if the swap happened, puts the
 previous dir back (and restarts Kubecost again if it had been restarted). Stages are safe to
-retry: each looks at what exists in the pod first.
+retry: each looks at what exists in the pod first. Every stage after acquire_lease checks and renews
+the lease; release_lease (a teardown after finish) always gives it back.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
+from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 from kubecost_etl.restore.modes import MODES
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,13 @@ def _stages():
     from kubecost_etl.airflow.stages import restore
 
     return restore
+
+
+def _held(ctx: dict, lease: dict):
+    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
+    from kubecost_etl.airflow.lease import lease_held
+
+    return lease_held(ctx["cluster_id"], lease)
 
 
 @dag(
@@ -67,12 +78,14 @@ def kubecost_etl_restore():
                                 params["dry_run"], run_id, dag_run.run_after)
 
     @task(execution_timeout=LONG)
-    def verify_snapshot(ctx: dict) -> dict:
-        return _stages().verify_snapshot(ctx)
+    def verify_snapshot(ctx: dict, lease: dict) -> dict:
+        with _held(ctx, lease):
+            return _stages().verify_snapshot(ctx)
 
     @task
-    def plan(ctx: dict) -> dict:
-        return _stages().plan(ctx)
+    def plan(ctx: dict, lease: dict) -> dict:
+        with _held(ctx, lease):
+            return _stages().plan(ctx)
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)  # the teardown still runs (and does nothing)
     def apply_changes(ctx: dict) -> bool:
@@ -81,50 +94,70 @@ def kubecost_etl_restore():
         return not ctx["dry_run"]
 
     @task(execution_timeout=LONG)
-    def safety_backup(ctx: dict, plan: dict) -> dict:
-        return _stages().safety_backup(ctx, plan)
+    def safety_backup(ctx: dict, plan: dict, lease: dict) -> dict:
+        with _held(ctx, lease):  # the backup runs under this restore's lease (no second acquisition)
+            return _stages().safety_backup(ctx, plan)
 
     @task(execution_timeout=LONG)
-    def stage(ctx: dict, plan: dict) -> dict:
-        return _stages().stage(ctx, plan)
+    def stage(ctx: dict, plan: dict, lease: dict) -> dict:
+        with _held(ctx, lease):
+            return _stages().stage(ctx, plan)
 
     @task
-    def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
-        return _stages().check_staged(ctx, plan, staged)
+    def check_staged(ctx: dict, plan: dict, staged: dict, lease: dict) -> dict:
+        with _held(ctx, lease):
+            return _stages().check_staged(ctx, plan, staged)
 
+    # swap and post_check pull the lease rather than take it as an argument: a setup's direct
+    # downstream tasks must keep the all_success rule, and these two run after a skipped task.
     @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped safety backup
-    def swap(ctx: dict, plan: dict) -> dict:
-        return _stages().swap(ctx, plan)
+    def swap(ctx: dict, plan: dict, ti=None) -> dict:
+        with _held(ctx, ti.xcom_pull(task_ids="acquire_lease")):
+            return _stages().swap(ctx, plan)
 
     @task
-    def restart(ctx: dict, swapped: dict) -> dict:
-        return _stages().restart(ctx, swapped)
+    def restart(ctx: dict, swapped: dict, lease: dict) -> dict:
+        with _held(ctx, lease):
+            return _stages().restart(ctx, swapped)
 
     @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped restart
-    def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
-        return _stages().post_check(ctx, plan, swapped)
+    def post_check(ctx: dict, plan: dict, swapped: dict, ti=None) -> dict:
+        with _held(ctx, ti.xcom_pull(task_ids="acquire_lease")):
+            return _stages().post_check(ctx, plan, swapped)
 
     @task
-    def finish(ctx: dict, ti=None) -> dict:
+    def finish(ctx: dict, lease: dict, ti=None) -> dict:
         # Pulled, not passed: after a failure these tasks have no result, and that is the point.
-        return _stages().finish(ctx, ti.xcom_pull(task_ids="post_check"), ti.xcom_pull(task_ids="swap"))
+        with _held(ctx, lease):  # if another pipeline took the lease over, it must not be raced
+            return _stages().finish(ctx, ti.xcom_pull(task_ids="post_check"), ti.xcom_pull(task_ids="swap"))
+
+    @task(retries=3)
+    def release_lease(ctx: dict, lease: dict | None = None, **context) -> str:
+        from kubecost_etl.airflow.lease import release
+
+        return release(ctx["cluster_id"], lease, context)
 
     ctx = preflight()
-    verified = verify_snapshot(ctx)  # the setup: nothing touches the pod before it passes
-    the_plan = plan(ctx)
-    staged = stage(ctx, the_plan)
+    acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=ctx)
+    lease = acquire.output
+    verified = verify_snapshot(ctx, lease)  # the setup: nothing touches the pod before it passes
+    the_plan = plan(ctx, lease)
+    staged = stage(ctx, the_plan, lease)
     swapped = swap(ctx, the_plan)
     chain(
+        acquire,
         verified,
         the_plan,
         apply_changes(ctx),
         staged,
-        check_staged(ctx, the_plan, staged),
-        safety_backup(ctx, the_plan),  # as late as possible: right before the swap
+        check_staged(ctx, the_plan, staged, lease),
+        safety_backup(ctx, the_plan, lease),  # as late as possible: right before the swap
         swapped,
-        restart(ctx, swapped),
+        restart(ctx, swapped, lease),
         post_check(ctx, the_plan, swapped),
-        finish(ctx).as_teardown(setups=verified),
+        finish(ctx, lease).as_teardown(setups=verified),
+        release_lease(ctx, lease).as_teardown(setups=acquire),
     )
+
 
 kubecost_etl_restore()

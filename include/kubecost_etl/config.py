@@ -29,6 +29,7 @@ from kubecost_etl.backup.settings import (
 )
 from kubecost_etl.errors import ConfigError, ParamsError
 from kubecost_etl.health.settings import HealthSettings, parse_health_settings
+from kubecost_etl.lease import LeaseSettings, parse_lease_settings
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 from kubecost_etl.share.settings import ShareSettings, parse_share_settings
@@ -77,6 +78,7 @@ class ClusterConfig:
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
     share: ShareSettings = field(default_factory=ShareSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
     kwargs["share"] = parse_share_settings(
         _merge_section(defaults.get("share"), item.get("share"), f"{where}: share"), where,
         lambda raw, at: parse_store(raw, at, base_dir))
+    lease_raw = _merge_section(defaults.get("lease"), item.get("lease"), f"{where}: lease")
+    kwargs["lease"] = parse_lease_settings(lease_raw, where)
     return ClusterConfig(**kwargs)
 
 

@@ -12,7 +12,13 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import (
     BlobBlock,
     BlobProperties,
@@ -32,7 +38,15 @@ from kubecost_etl.storage._shared import (
     ranged_chunks,
     unquote_etag,
 )
-from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
+from kubecost_etl.storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    PreconditionFailed,
+    SigningUnavailable,
+    StorageError,
+    VersionedObject,
+    validate_list_prefix,
+)
 
 DELETE_BATCH_SIZE = 256  # Blob Batch limit
 DELETE_OK_STATUSES = {202, 404}  # a missing blob is fine
@@ -128,6 +142,72 @@ class AzureStore(StoreBase):
                 raise StorageError(
                     f"delete failed for {len(failed)} object(s) in {self.description}: {', '.join(failed[:5])}"
                 )
+
+    # --- conditional operations: If-None-Match: * and If-Match: <etag> -----------------------
+
+    def read_versioned(self, key: str) -> VersionedObject | None:
+        with self._errors("read", key):
+            try:
+                downloader = self.container.get_blob_client(self._name(key)).download_blob()
+            except ResourceNotFoundError:
+                return None
+            # One GET for a small blob; larger ones are fetched in ranges pinned to the first etag.
+            return VersionedObject(key, downloader.readall(), downloader.properties.etag)
+
+    def create_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        with self._errors("create", key):
+            try:  # overwrite=False sends If-None-Match: *
+                response = self.container.get_blob_client(self._name(key)).upload_blob(
+                    data, overwrite=False, content_settings=_content_settings(content_type)
+                )
+            except (ResourceExistsError, ResourceModifiedError):
+                raise PreconditionFailed(
+                    f"create of {self.location(key)} refused: the object exists"
+                ) from None
+        return response["etag"]
+
+    def replace_if_unchanged(
+        self, key: str, data: bytes, version: str, *, content_type: str | None = None
+    ) -> str:
+        with self._errors("replace", key):
+            try:
+                response = self.container.get_blob_client(self._name(key)).upload_blob(
+                    data,
+                    overwrite=True,
+                    content_settings=_content_settings(content_type),
+                    etag=version,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                raise PreconditionFailed(
+                    f"replace of {self.location(key)} refused: the object changed or is gone"
+                ) from None
+        return response["etag"]
+
+    def delete_if_unchanged(self, key: str, version: str) -> bool:
+        with self._errors("delete", key):
+            try:
+                self.container.get_blob_client(self._name(key)).delete_blob(
+                    etag=version, match_condition=MatchConditions.IfNotModified
+                )
+            except ResourceNotFoundError:
+                return False
+            except ResourceModifiedError:
+                # If-Match on a missing blob also answers 412: tell "gone" from "changed".
+                if self.stat(key) is None:
+                    return False
+                raise PreconditionFailed(
+                    f"delete of {self.location(key)} refused: the object changed"
+                ) from None
+        return True
+
+    def list_pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """None to list: uncommitted blocks are invisible and Azure discards them after a week by itself."""
+        validate_list_prefix(prefix)
+        return iter(())
+
+    def abort_pending_upload(self, upload: PendingUpload) -> None:
+        """Nothing to do (see list_pending_uploads)."""
 
     def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
         if isinstance(exc, ResourceNotFoundError) and operation == "download":

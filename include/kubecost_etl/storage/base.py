@@ -41,6 +41,29 @@ class SigningUnavailable(StorageError):
     """The store cannot make a time-limited download link; the message says why (never a secret)."""
 
 
+class PreconditionFailed(StorageError):
+    """A conditional write or delete was refused: the object exists, was changed, or is gone."""
+
+
+@dataclass(frozen=True)
+class VersionedObject:
+    """A small object read whole, with the opaque version token conditional writes compare against
+    (S3/Azure: the ETag; GCS: the generation; filesystem: inode, mtime and content hash)."""
+
+    key: str
+    data: bytes
+    version: str
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """An unfinished upload a killed writer may have left (S3 multipart upload, filesystem partial file)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None
+
+
 class ObjectStore(ABC):
     """A flat namespace of immutable-once-written objects under one prefix."""
 
@@ -73,6 +96,55 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, keys: Iterable[str]) -> None:
         """Delete `keys`, batched where the API allows; keys that do not exist are ignored."""
+
+    # --- conditional operations (small objects such as leases) -----------------------------
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> VersionedObject | None:
+        """The whole object and its version token, read as one consistent version; None if absent."""
+
+    @abstractmethod
+    def create_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        """Write `data` only if `key` does not exist; its version token. `PreconditionFailed` if it exists.
+
+        A retried request whose first answer was lost may report `PreconditionFailed` for the
+        write it made itself: callers read the object back to find out what really happened.
+        """
+
+    @abstractmethod
+    def replace_if_unchanged(
+        self, key: str, data: bytes, version: str, *, content_type: str | None = None
+    ) -> str:
+        """Overwrite `key` only if it still has `version`; the new token. `PreconditionFailed` otherwise
+        (changed since, or deleted)."""
+
+    @abstractmethod
+    def delete_if_unchanged(self, key: str, version: str) -> bool:
+        """Delete `key` only if it still has `version`: True when deleted, False when it was already
+        gone; `PreconditionFailed` when it holds another version."""
+
+    # --- what killed writers leave ---------------------------------------------------------
+
+    @abstractmethod
+    def list_pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """Unfinished uploads under `prefix` that this store can list (see each backend)."""
+
+    @abstractmethod
+    def abort_pending_upload(self, upload: PendingUpload) -> None:
+        """Discard one unfinished upload; one that is already gone is ignored."""
+
+    def abort_stale_uploads(
+        self, prefix: str, older_than: timedelta, *, now: datetime
+    ) -> list[PendingUpload]:
+        """Abort the unfinished uploads under `prefix` started more than `older_than` before `now`.
+
+        Only call this while no live writer can own them (under the cluster's lease).
+        """
+        cutoff = now - older_than
+        stale = [u for u in self.list_pending_uploads(prefix) if u.initiated is None or u.initiated < cutoff]
+        for upload in stale:
+            self.abort_pending_upload(upload)
+        return stale
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
         return self.put(key, [data], content_type=content_type)

@@ -8,17 +8,29 @@ an object and the "directory" of other keys.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from stat import S_ISREG
 
 from kubecost_etl.storage._shared import DEFAULT_LIST_PAGE_SIZE, PartUpload, StoreBase
-from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
+from kubecost_etl.storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    PreconditionFailed,
+    SigningUnavailable,
+    StorageError,
+    VersionedObject,
+    validate_key,
+)
 
 TEMP_SUFFIX = ".kubecost-etl-partial"  # in-flight uploads; never listed
+LOCK_SUFFIX = ".kubecost-etl-lock"  # guards conditional replace/delete of one object; never listed
 DEFAULT_WRITE_SIZE = 4 * 1024 * 1024
 
 
@@ -60,7 +72,7 @@ class FilesystemStore(StoreBase):
                 relative_dir = Path(dirpath).relative_to(self.root).as_posix()
                 for filename in filenames:
                     name = filename if relative_dir == "." else f"{relative_dir}/{filename}"
-                    if not name.startswith(name_prefix) or filename.endswith(TEMP_SUFFIX):
+                    if not name.startswith(name_prefix) or filename.endswith((TEMP_SUFFIX, LOCK_SUFFIX)):
                         continue
                     try:
                         found.append((name, os.stat(os.path.join(dirpath, filename))))
@@ -79,6 +91,126 @@ class FilesystemStore(StoreBase):
         for key in keys:
             with self._errors("delete", key):
                 self._path(self._name(key)).unlink(missing_ok=True)
+
+    # --- conditional operations ----------------------------------------------------------
+    # create: the content goes to a temporary file first, then link(2) gives it the key's name,
+    # which fails if that name exists (atomic create-if-absent with the whole content, unlike
+    # O_EXCL on the final name, which would expose a half-written file). replace and delete
+    # compare the version under an exclusive flock(2) on a lock file next to the object, taken
+    # by every conditional writer of that key. Shared mounts need working locks (NFSv4 does).
+
+    def read_versioned(self, key: str) -> VersionedObject | None:
+        with self._errors("read", key):
+            try:
+                with open(self._path(self._name(key)), "rb") as file:
+                    status = os.fstat(file.fileno())
+                    if not S_ISREG(status.st_mode):
+                        return None
+                    data = file.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
+        # Files are only ever replaced by rename, never rewritten in place: what one open file
+        # descriptor reads is one version.
+        return VersionedObject(key, data, _version(status, data))
+
+    def create_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        path = self._path(self._name(key))
+        with self._errors("create", key):
+            upload = _AtomicFileUpload(self, self._name(key))
+            try:
+                upload.write_temp(data)
+                try:
+                    os.link(upload.temp_path, path)
+                except FileExistsError:
+                    raise PreconditionFailed(
+                        f"create of {self.location(key)} refused: the object exists"
+                    ) from None
+            finally:
+                upload.abort()  # the temporary name only; the linked object stays
+            _fsync_directory(path.parent)
+            return self._current_version(path, key)
+
+    def replace_if_unchanged(
+        self, key: str, data: bytes, version: str, *, content_type: str | None = None
+    ) -> str:
+        path = self._path(self._name(key))
+        with self._errors("replace", key), self._locked(path):
+            self._expect_version(path, key, version, "replace")
+            self._begin_upload(self._name(key), content_type).finish(data)
+            return self._current_version(path, key)
+
+    def delete_if_unchanged(self, key: str, version: str) -> bool:
+        path = self._path(self._name(key))
+        with self._errors("delete", key):
+            if not path.parent.is_dir():
+                return False
+            with self._locked(path):
+                current = self.read_versioned(key)
+                if current is None:
+                    return False
+                if current.version != version:
+                    raise PreconditionFailed(f"delete of {self.location(key)} refused: the object changed")
+                path.unlink()
+                _fsync_directory(path.parent)
+        return True
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent / f".{path.name}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock; the lock file stays (removing it would race other lockers)
+
+    def _expect_version(self, path: Path, key: str, version: str, operation: str) -> None:
+        current = self.read_versioned(key)
+        if current is None or current.version != version:
+            raise PreconditionFailed(
+                f"{operation} of {self.location(key)} refused: the object "
+                f"{'is gone' if current is None else 'changed'}"
+            )
+
+    def _current_version(self, path: Path, key: str) -> str:
+        current = self.read_versioned(key)
+        if current is None:
+            raise StorageError(f"{self.location(key)} vanished right after it was written")
+        return current.version
+
+    def list_pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """Partial files (`.<name>.<random>.kubecost-etl-partial`) a killed writer left behind."""
+        name_prefix = self._list_name_prefix(prefix)
+        directory = self._path(name_prefix.rpartition("/")[0]) if "/" in name_prefix else self.root
+        found: list[PendingUpload] = []
+        with self._errors("list uploads", prefix):
+            for dirpath, _dirnames, filenames in os.walk(directory):
+                relative_dir = Path(dirpath).relative_to(self.root).as_posix()
+                for filename in filenames:
+                    if not filename.endswith(TEMP_SUFFIX):
+                        continue
+                    temp_name = filename if relative_dir == "." else f"{relative_dir}/{filename}"
+                    # The object it was meant to become: ".<name>.<mkstemp random>" + suffix.
+                    target = filename[1 : -len(TEMP_SUFFIX)].rpartition(".")[0]
+                    name = target if relative_dir == "." else f"{relative_dir}/{target}"
+                    if not name.startswith(name_prefix):
+                        continue
+                    try:
+                        status = os.stat(os.path.join(dirpath, filename))
+                    except FileNotFoundError:
+                        continue  # finished or aborted meanwhile
+                    found.append(
+                        PendingUpload(
+                            self._key(name), temp_name, datetime.fromtimestamp(status.st_mtime, UTC)
+                        )
+                    )
+        yield from sorted(found, key=lambda upload: upload.upload_id)
+
+    def abort_pending_upload(self, upload: PendingUpload) -> None:
+        if not upload.upload_id.endswith(TEMP_SUFFIX):
+            raise ValueError(f"not a partial file: {upload.upload_id!r}")
+        with self._errors("abort upload", upload.key):
+            self._path(validate_key(upload.upload_id)).unlink(missing_ok=True)
 
     def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
         if (
@@ -106,6 +238,13 @@ class _AtomicFileUpload(PartUpload):
     def add(self, part: bytes) -> None:
         self.file.write(part)
 
+    def write_temp(self, data: bytes) -> None:
+        """Write and fsync the whole content under the temporary name (not yet visible)."""
+        self.file.write(data)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
     def finish(self, last_part: bytes) -> ObjectInfo:
         try:
             self.file.write(last_part)
@@ -130,6 +269,10 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _version(status: os.stat_result, data: bytes) -> str:
+    return f"{status.st_ino}-{status.st_mtime_ns}-{hashlib.sha256(data).hexdigest()[:32]}"
 
 
 def _info(key: str, status: os.stat_result) -> ObjectInfo:

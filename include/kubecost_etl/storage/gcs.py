@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 from google.api_core.exceptions import GoogleAPICallError, NotFound
+from google.api_core.exceptions import PreconditionFailed as GooglePreconditionFailed
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
@@ -26,7 +27,15 @@ from kubecost_etl.storage._shared import (
     batched,
     ranged_chunks,
 )
-from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
+from kubecost_etl.storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    PreconditionFailed,
+    SigningUnavailable,
+    StorageError,
+    VersionedObject,
+    validate_list_prefix,
+)
 
 DELETE_BATCH_SIZE = 100  # the JSON API's recommended batch size
 SDK_ERRORS = (GoogleAPICallError, GoogleAuthError, InvalidResponse, DataCorruption, requests.RequestException)
@@ -120,6 +129,68 @@ class GCSStore(StoreBase):
                         except NotFound:
                             pass
 
+    # --- conditional operations: generation preconditions (ifGenerationMatch) ---------------
+
+    def read_versioned(self, key: str) -> VersionedObject | None:
+        with self._errors("read", key):
+            for _ in range(5):
+                blob = self.bucket.get_blob(self._name(key))
+                if blob is None:
+                    return None
+                generation = blob.generation  # kept: a download may reset the blob's properties
+                try:  # pinned to the generation just seen: a concurrent overwrite fails the read
+                    data = blob.download_as_bytes(if_generation_match=generation)
+                except (NotFound, GooglePreconditionFailed):
+                    continue  # replaced or deleted between the two calls: look again
+                return VersionedObject(key, data, str(generation))
+        raise StorageError(f"read of {self.location(key)} kept changing under five reads")
+
+    def create_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        return self._conditional_upload("create", key, data, 0, content_type)
+
+    def replace_if_unchanged(
+        self, key: str, data: bytes, version: str, *, content_type: str | None = None
+    ) -> str:
+        return self._conditional_upload("replace", key, data, _generation(version), content_type)
+
+    def _conditional_upload(
+        self, operation: str, key: str, data: bytes, generation: int, content_type: str | None
+    ) -> str:
+        blob = self.bucket.blob(self._name(key))
+        with self._errors(operation, key):
+            try:
+                blob.upload_from_string(
+                    data, content_type=content_type or DEFAULT_CONTENT_TYPE, if_generation_match=generation
+                )
+            except GooglePreconditionFailed:
+                raise PreconditionFailed(
+                    f"{operation} of {self.location(key)} refused: precondition failed"
+                ) from None
+        return str(blob.generation)
+
+    def delete_if_unchanged(self, key: str, version: str) -> bool:
+        with self._errors("delete", key):
+            try:
+                self.bucket.blob(self._name(key)).delete(if_generation_match=_generation(version))
+            except NotFound:
+                return False
+            except GooglePreconditionFailed:
+                raise PreconditionFailed(
+                    f"delete of {self.location(key)} refused: the object changed"
+                ) from None
+        return True
+
+    def list_pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """None to list: GCS has no API listing resumable sessions; an abandoned one expires by itself
+        after a week and never becomes an object."""
+        validate_list_prefix(prefix)
+        return iter(())
+
+    def abort_pending_upload(self, upload: PendingUpload) -> None:
+        raise StorageError(
+            f"GCS resumable sessions cannot be aborted by listing ({self.location(upload.key)})"
+        )
+
     def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
         if isinstance(exc, NotFound) and operation == "download":
             return self._not_found(key)
@@ -154,6 +225,12 @@ class _GCSResumableUpload(PartUpload):
 
     def abort(self) -> None:
         self.writer.terminate()  # DELETE on the resumable session URL
+
+
+def _generation(version: str) -> int:
+    if not version.isdigit():
+        raise ValueError(f"not a GCS generation: {version!r}")
+    return int(version)
 
 
 def _info(key: str, blob: storage.Blob) -> ObjectInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -19,12 +20,21 @@ from kubecost_etl.storage._shared import (
     batched,
     unquote_etag,
 )
-from kubecost_etl.storage.base import ObjectInfo, SigningUnavailable, StorageError
+from kubecost_etl.storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    PreconditionFailed,
+    SigningUnavailable,
+    StorageError,
+    VersionedObject,
+)
 
 MAX_PARTS = 10_000
 DELETE_BATCH_SIZE = 1000  # DeleteObjects limit
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 PRESIGN_MAX_SECONDS = 7 * 86400  # SigV4 presigned URLs last at most a week
+# 412 for a failed If-Match/If-None-Match; 409 when a concurrent conditional write won the race.
+PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def make_s3_client(
@@ -154,6 +164,96 @@ class S3Store(StoreBase):
                 raise StorageError(
                     f"delete failed for {len(errors)} object(s) in {self.description}: {sample}"
                 )
+
+    # --- conditional operations: S3 conditional writes (If-None-Match / If-Match) -----------
+
+    def read_versioned(self, key: str) -> VersionedObject | None:
+        with self._errors("read", key):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+            with response["Body"] as body:
+                return VersionedObject(key, body.read(), response["ETag"])
+
+    def create_if_absent(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        with self._errors("create", key), self._precondition("create", key):
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._name(key),
+                Body=data,
+                IfNoneMatch="*",
+                **self._object_args(content_type),
+            )
+        return response["ETag"]
+
+    def replace_if_unchanged(
+        self, key: str, data: bytes, version: str, *, content_type: str | None = None
+    ) -> str:
+        with self._errors("replace", key), self._precondition("replace", key, missing_fails=True):
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._name(key),
+                Body=data,
+                IfMatch=version,
+                **self._object_args(content_type),
+            )
+        return response["ETag"]
+
+    def delete_if_unchanged(self, key: str, version: str) -> bool:
+        with self._errors("delete", key):
+            try:
+                with self._precondition("delete", key):
+                    self.client.delete_object(Bucket=self.bucket, Key=self._name(key), IfMatch=version)
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    return False
+                raise
+            except PreconditionFailed:
+                if self.stat(key) is None:  # some servers answer 412 for If-Match on a missing key
+                    return False
+                raise
+        return True
+
+    @contextmanager
+    def _precondition(self, operation: str, key: str, *, missing_fails: bool = False) -> Iterator[None]:
+        try:
+            yield
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+            if (
+                code in PRECONDITION_CODES
+                or status in PRECONDITION_CODES
+                or (missing_fails and _is_not_found(exc))
+            ):
+                raise PreconditionFailed(
+                    f"{operation} of {self.location(key)} refused: the object "
+                    f"{'is missing or ' if missing_fails else ''}{'exists' if operation == 'create' else 'changed'}"
+                ) from None
+            raise
+
+    def list_pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """S3 keeps unfinished multipart uploads (and bills their parts) until they are aborted."""
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self._list_name_prefix(prefix)
+        )
+        with self._errors("list uploads", prefix):
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    yield PendingUpload(self._key(upload["Key"]), upload["UploadId"], upload.get("Initiated"))
+
+    def abort_pending_upload(self, upload: PendingUpload) -> None:
+        with self._errors("abort upload", upload.key):
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._name(upload.key), UploadId=upload.upload_id
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
 
     def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
         if isinstance(exc, ClientError):

@@ -1,0 +1,107 @@
+"""The cluster lease in Airflow: who a task is, the lease of a configured cluster, and the two helpers
+every DAG uses around its stages.
+
+- ``ClusterLeaseSensor`` (``airflow/sensors/lease.py``) is the setup task: it acquires the lease, or
+  waits for it in ``reschedule`` mode (no worker slot), and returns the holder through XCom.
+- ``lease_held(cluster_id, lease)``: the context a stage runs in; it checks the run still holds the
+  lease, renews it from a thread while the stage works, and fails with ``LeaseLost`` otherwise.
+- ``release(cluster_id, lease)``: the teardown's body; it always runs, and also finds a lease an
+  acquire took whose answer was lost (same dag, run and map index).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from kubecost_etl.config import ClusterConfig, load_config
+from kubecost_etl.errors import Refusal
+from kubecost_etl.lease import ClusterLease, Holder, utcnow
+from kubecost_etl.snapshots.repository import ROOT as REPOSITORY_ROOT
+from kubecost_etl.storage.base import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def cluster_lease(cluster: ClusterConfig) -> ClusterLease:
+    """The lease in the cluster's backup store (the same store and prefix its repository uses)."""
+    from kubecost_etl.airflow.hooks.object_store import open_repository
+
+    return ClusterLease(open_repository(cluster).store, cluster.id, cluster.lease)
+
+
+def holder_for(context: Any) -> Holder:
+    """This task instance as a lease holder (a fresh random token per attempt)."""
+    ti = context["ti"]
+    return Holder(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        map_index=ti.map_index if ti.map_index is not None else -1,
+        try_number=ti.try_number,
+    )
+
+
+def clean_stale_uploads(lease: ClusterLease) -> None:
+    """Abort what killed runs left in the cluster's repository (uploads older than the lease's ttl).
+
+    Safe only under the lease: any writer still alive would have to hold it. A failure here is
+    logged, not raised: litter costs money, not correctness.
+    """
+    prefix = f"{REPOSITORY_ROOT}/{lease.cluster_id}/"
+    try:
+        aborted = lease.store.abort_stale_uploads(prefix, lease.settings.ttl, now=utcnow())
+    except StorageError as exc:
+        log.warning("cluster %s: could not clean stale uploads under %s: %s", lease.cluster_id, prefix, exc)
+        return
+    for upload in aborted:
+        log.info(
+            "cluster %s: aborted a stale upload of %s (started %s)",
+            lease.cluster_id,
+            upload.key,
+            upload.initiated,
+        )
+
+
+@contextmanager
+def lease_held(cluster_id: str, lease: dict) -> Iterator[None]:
+    """Run a stage under the run's lease: checked first, renewed while it works, checked at the end."""
+    cluster = load_config().cluster(cluster_id)
+    holder = Holder.from_dict(lease)
+    try:
+        with cluster_lease(cluster).held(holder):
+            yield
+    except Refusal as exc:  # LeaseLost (or a refusal of the stage itself): no retry can make it right
+        raise AirflowFailException(str(exc)) from exc
+
+
+def extend_lease(cluster_id: str, lease: dict, until: datetime) -> None:
+    """Keep the lease at least until `until` (a repair step's deadline: Kubecost keeps rebuilding after
+    the request whether or not a task renews, and the wait for it happens in the triggerer)."""
+    cluster = load_config().cluster(cluster_id)
+    record = cluster_lease(cluster).renew(Holder.from_dict(lease), until=until)
+    log.info("cluster %s: lease kept until %s", cluster_id, record.expires_at.isoformat())
+
+
+def release(cluster_id: str | None, lease: dict | None, context: Any) -> str:
+    """Release the run's lease on `cluster_id`. `lease` is the setup's result (None if it failed: then
+    a lease recorded for this very task identity, taken by an attempt whose answer was lost, is
+    released; any other holder's lease is left alone)."""
+    if not cluster_id:
+        log.info("no cluster was chosen: no lease to release")
+        return "not held"
+    cluster = load_config().cluster(cluster_id)
+    cluster_lease_ = cluster_lease(cluster)
+    if lease is not None:
+        return cluster_lease_.release(Holder.from_dict(lease))
+    me = holder_for(context)
+    found = cluster_lease_.read()
+    if found is not None and found[0].holder.same_task(me):
+        log.warning("cluster %s: releasing the lease an unanswered acquire took", cluster_id)
+        return cluster_lease_.release(found[0].holder)
+    log.info("cluster %s: this run never held the lease", cluster_id)
+    return "not held"
