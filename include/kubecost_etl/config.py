@@ -28,6 +28,7 @@ from kubecost_etl.backup.settings import (
     positive_int,
 )
 from kubecost_etl.errors import ConfigError, ParamsError
+from kubecost_etl.federation.settings import FederatedSettings, parse_federated_settings
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 from kubecost_etl.share.settings import ShareSettings, parse_share_settings
@@ -76,6 +77,7 @@ class ClusterConfig:
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
     share: ShareSettings = field(default_factory=ShareSettings)
+    federated: FederatedSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def _keys(cls, *drop: str) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls)) - set(drop)
 
 
-_TOP_KEYS = _keys(ProjectConfig, "source") | {"defaults"}
+_TOP_KEYS = _keys(ProjectConfig, "source") | {"defaults", "federate_schedule"}  # read by airflow/schedule.py
 _CLUSTER_KEYS = _keys(ClusterConfig)
 _ALERT_KEYS = _keys(AlertSettings)
 _STRING_KEYS = ("namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig", "context",
@@ -275,6 +277,10 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
     kwargs["share"] = parse_share_settings(
         _merge_section(defaults.get("share"), item.get("share"), f"{where}: share"), where,
         lambda raw, at: parse_store(raw, at, base_dir))
+    kwargs["federated"] = parse_federated_settings(
+        _merge_section(defaults.get("federated"), item.get("federated"), f"{where}: federated"),
+        cid, where, base_dir, parse_store,
+    )
     return ClusterConfig(**kwargs)
 
 
