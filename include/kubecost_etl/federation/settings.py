@@ -164,3 +164,20 @@ def check_unique_cluster_ids(clusters: Iterable[ClusterConfig]) -> None:
                 "(each cluster needs its own id in the federated bucket)"
             )
         seen[identity] = cluster.id
+
+
+def check_object_store(settings: FederatedSettings, cluster_id: str) -> None:
+    """Parse the federated store's Thanos config now (file or inline), naming the cluster and the field:
+    a missing or unreadable ``federated-store.yaml``, a ``prefix`` inside ``config:``, a bad type.
+    A connection (``conn_id``) is checked by the Airflow glue, which can look connections up."""
+    from kubecost_etl.storage.base import StorageConfigError
+    from kubecost_etl.storage.objstore_config import load_objstore_config, parse_objstore_config
+
+    ref = settings.object_store
+    try:
+        if ref.config_file:
+            load_objstore_config(ref.config_file)
+        elif ref.inline is not None:
+            parse_objstore_config(ref.inline, source="inline object_store")
+    except StorageConfigError as exc:
+        raise ConfigError(f"cluster {cluster_id!r}: federated.object_store: {exc}") from None
