@@ -281,6 +281,8 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         _merge_section(defaults.get("federated"), item.get("federated"), f"{where}: federated"),
         cid, where, base_dir, parse_store,
     )
+    if kwargs.get("backup") and kwargs["backup"].source == "federated" and kwargs["federated"] is None:
+        raise ConfigError(f"{where}: backup.source: federated needs a federated: block (which bucket to read)")
     return ClusterConfig(**kwargs)
 
 

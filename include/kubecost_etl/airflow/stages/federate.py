@@ -42,7 +42,8 @@ def select_clusters(requested: list[str] | None) -> list[str]:
         clusters = [c for c in config.clusters if c.federated is not None]
     for cluster in clusters:
         _check_store(cluster)
-    install_id()  # created once here, before the clusters run in parallel
+    if any(c.federated.install_id is None for c in clusters):
+        install_id()  # created once here, before the clusters run in parallel
     log.info("federating %d cluster(s): %s", len(clusters), ", ".join(c.id for c in clusters) or "none")
     return [c.id for c in clusters]
 
@@ -81,7 +82,7 @@ def _cluster(cluster_id: str) -> tuple[ClusterConfig, object]:
     return cluster, KubecostClusterHook.for_cluster(cluster).core_v1
 
 
-def _store(cluster: ClusterConfig) -> ObjectStore:
+def open_federated_store(cluster: ClusterConfig) -> ObjectStore:
     from kubecost_etl.airflow.hooks.object_store import open_store
 
     try:
@@ -95,26 +96,26 @@ def _me(cluster: ClusterConfig) -> Owner:
 
 
 def find_pod(cluster_id: str) -> dict:
-    return backup_stages.find_pod(cluster_id)
+    return backup_stages.find_pod(cluster_id, source="pod")  # federation always reads the pod
 
 
 def plan(cluster_id: str, target: dict) -> dict:
     cluster, core = _cluster(cluster_id)
     live = backup_stages._live_target(cluster, core, target)
-    return plan_push(core, live, _store(cluster), cluster.federated, cluster.id, _me(cluster)).as_dict()
+    return plan_push(core, live, open_federated_store(cluster), cluster.federated, cluster.id, _me(cluster)).as_dict()
 
 
 def push(cluster_id: str, target: dict, plan: dict) -> dict:
     cluster, core = _cluster(cluster_id)
     live = backup_stages._live_target(cluster, core, target)
-    result = push_files(core, live, _store(cluster), cluster.federated, FederatePlan.from_dict(plan), _me(cluster))
+    result = push_files(core, live, open_federated_store(cluster), cluster.federated, FederatePlan.from_dict(plan), _me(cluster))
     return result.as_dict()
 
 
 def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, full: bool = False) -> dict:
     cluster, core = _cluster(cluster_id)
     live = backup_stages._live_target(cluster, core, target)
-    report = verify_push(core, live, _store(cluster), cluster.federated, FederatePlan.from_dict(plan),
+    report = verify_push(core, live, open_federated_store(cluster), cluster.federated, FederatePlan.from_dict(plan),
                          PushResult.from_dict(pushed), full=full)
     for pipeline, stores in report.coverage.items():
         for resolution, cov in stores.items():
@@ -136,7 +137,7 @@ def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, full: bool =
 
 def retention(cluster_id: str) -> dict:
     cluster, _ = _cluster(cluster_id)
-    return apply_retention(_store(cluster), cluster.federated, cluster.id, _me(cluster)).as_dict()
+    return apply_retention(open_federated_store(cluster), cluster.federated, cluster.id, _me(cluster)).as_dict()
 
 
 def federated_asset(cluster_id: str):
