@@ -95,13 +95,11 @@ def push_files(
     for attempt in range(1, MAX_READ_ATTEMPTS + 1):
         if not pending:
             break
-        changed: list[str] = []
         for names in command_batches(_tar(target, []), sorted(pending), max_count=settings.batch_files):
-            got, changed_here, nbytes = _push_batch(
+            got, _changed, nbytes = _push_batch(
                 core_api, target, store, layout, {p: pending[p] for p in names}
             )
             total += nbytes
-            changed.extend(changed_here)
             for item, remote in got:
                 pending.pop(item.path)
                 done[remote.key] = remote

@@ -55,8 +55,9 @@ def _sha256(store: ObjectStore, key: str) -> str:
     return digest.hexdigest()
 
 
-def plan_from_bucket(store: ObjectStore, federated: FederatedSettings, repo: Repository,
-                     settings: BackupSettings) -> Plan:
+def plan_from_bucket(
+    store: ObjectStore, federated: FederatedSettings, repo: Repository, settings: BackupSettings
+) -> Plan:
     layout = FederatedLayout(federated.layout, federated.cluster_id)
     state = remote_state(store, layout)
     base_id = repo.latest_good()
@@ -70,24 +71,38 @@ def plan_from_bucket(store: ObjectStore, federated: FederatedSettings, repo: Rep
         except ObjectNotFound:
             continue  # deleted since the listing (the federated retention): not part of this snapshot
         previous = base.get(path)
-        if previous and (previous.size, previous.mtime) == (size, mtime) and previous.compression == settings.compression \
-                and (sha256 is None or previous.sha256 == sha256):
+        if (
+            previous
+            and (previous.size, previous.mtime) == (size, mtime)
+            and previous.compression == settings.compression
+            and (sha256 is None or previous.sha256 == sha256)
+        ):
             reuse.append(asdict(previous))
             continue
         sha256 = sha256 or _sha256(store, key)  # an object without our metadata is read once to hash it
         stored_key = object_key(sha256, settings.compression)
         if stored_key in stored:
-            reuse.append(asdict(FileEntry(path, size, mtime, sha256, stored_key, stored[stored_key],
-                                          settings.compression)))
+            reuse.append(
+                asdict(
+                    FileEntry(path, size, mtime, sha256, stored_key, stored[stored_key], settings.compression)
+                )
+            )
         else:
             transfer.append({"path": path, "size": size, "mtime": mtime, "sha256": sha256})
     plan = Plan(new_snapshot_id(), repo.cluster_id, base_id, reuse, transfer, refused)
-    log.info("plan for %s from %s/%s: %s", repo.cluster_id, store.description, layout.describe(), plan.summary())
+    log.info(
+        "plan for %s from %s/%s: %s", repo.cluster_id, store.description, layout.describe(), plan.summary()
+    )
     return plan
 
 
-def stream_from_bucket(store: ObjectStore, federated: FederatedSettings, repo: Repository, transfer: list[dict],
-                       settings: BackupSettings) -> dict:
+def stream_from_bucket(
+    store: ObjectStore,
+    federated: FederatedSettings,
+    repo: Repository,
+    transfer: list[dict],
+    settings: BackupSettings,
+) -> dict:
     layout = FederatedLayout(federated.layout, federated.cluster_id)
     started = time.monotonic()
     pending = {t["path"]: dict(t) for t in transfer}
@@ -116,10 +131,18 @@ def stream_from_bucket(store: ObjectStore, federated: FederatedSettings, repo: R
         if not pending:
             break
     if pending:
-        raise BackupError(f"{len(pending)} object(s) kept changing over {MAX_READ_ATTEMPTS} reads: {sorted(pending)[:5]}")
+        raise BackupError(
+            f"{len(pending)} object(s) kept changing over {MAX_READ_ATTEMPTS} reads: {sorted(pending)[:5]}"
+        )
     seconds = round(time.monotonic() - started, 3)
-    stats = {"files": len(entries), "bytes": nbytes, "stored_bytes": sum(e.stored_size for e in entries),
-             "seconds": seconds, "mb_per_s": round(nbytes / 1e6 / max(seconds, 1e-6), 1), "dropped": dropped}
+    stats = {
+        "files": len(entries),
+        "bytes": nbytes,
+        "stored_bytes": sum(e.stored_size for e in entries),
+        "seconds": seconds,
+        "mb_per_s": round(nbytes / 1e6 / max(seconds, 1e-6), 1),
+        "dropped": dropped,
+    }
     return {"entries": [asdict(e) for e in entries], "stats": stats}
 
 
@@ -144,7 +167,9 @@ def _copy(store: ObjectStore, key: str, repo: Repository, item: dict, settings: 
             yield first
         yield from chunks
 
-    info = repo.store.put(repo.key(stored_key), compress(all_chunks(), settings.compression,
-                                                         settings.compression_level))
-    return FileEntry(item["path"], item["size"], item["mtime"], item["sha256"], stored_key, info.size,
-                     settings.compression)
+    info = repo.store.put(
+        repo.key(stored_key), compress(all_chunks(), settings.compression, settings.compression_level)
+    )
+    return FileEntry(
+        item["path"], item["size"], item["mtime"], item["sha256"], stored_key, info.size, settings.compression
+    )
