@@ -143,6 +143,8 @@ def main() -> int:
                "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(opts.port),
+               # Task processes reach the API server here; the default assumes port 8080 (--port broke runs).
+               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{opts.port}/execution/",
                "KUBECOST_ETL_CONFIG": str(config),
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         print("starting airflow standalone (about a minute)...")
