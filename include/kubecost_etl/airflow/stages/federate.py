@@ -9,17 +9,15 @@ from __future__ import annotations
 import logging
 import uuid
 
-from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.stages import backup as backup_stages
 from kubecost_etl.config import ClusterConfig, load_config
 from kubecost_etl.errors import ConfigError, KubecostEtlError
 from kubecost_etl.federation.owner import Owner
-from kubecost_etl.federation.plan import FederatePlan, plan_push
-from kubecost_etl.federation.push import PushResult, push_files
-from kubecost_etl.federation.retention import apply_retention
 from kubecost_etl.federation.settings import check_object_store, check_unique_cluster_ids
-from kubecost_etl.federation.verify import verify_push
 from kubecost_etl.storage.base import ObjectStore, StorageConfigError
+
+# Light tasks (select_clusters, report) start in a fresh task process: like the backup stages, this
+# module imports the Kubernetes client, the provider hooks and the pipeline code inside the stages.
 
 log = logging.getLogger(__name__)
 INSTALL_ID_VARIABLE = "kubecost_etl_install_id"
@@ -37,7 +35,9 @@ def select_clusters(requested: list[str] | None) -> list[str]:
         clusters = config.select(requested)
         missing = [c.id for c in clusters if c.federated is None]
         if missing:
-            raise ConfigError(f"cluster {missing[0]!r}: federated: not configured (no federated.object_store)")
+            raise ConfigError(
+                f"cluster {missing[0]!r}: federated: not configured (no federated.object_store)"
+            )
     else:
         clusters = [c for c in config.clusters if c.federated is not None]
     for cluster in clusters:
@@ -70,12 +70,16 @@ def install_id() -> str:
     value = Variable.get(INSTALL_ID_VARIABLE, default=None)
     if not value:
         value = f"airflow-{uuid.uuid4().hex[:12]}"
-        Variable.set(INSTALL_ID_VARIABLE, value, description="Names this installation in federated owner markers")
+        Variable.set(
+            INSTALL_ID_VARIABLE, value, description="Names this installation in federated owner markers"
+        )
         log.info("created Airflow Variable %s = %s", INSTALL_ID_VARIABLE, value)
     return value
 
 
 def _cluster(cluster_id: str) -> tuple[ClusterConfig, object]:
+    from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+
     cluster = load_config().cluster(cluster_id)
     if cluster.federated is None:
         raise ConfigError(f"cluster {cluster_id!r}: federated: not configured")
@@ -100,44 +104,88 @@ def find_pod(cluster_id: str) -> dict:
 
 
 def plan(cluster_id: str, target: dict) -> dict:
+    from kubecost_etl.federation.plan import plan_push
+
     cluster, core = _cluster(cluster_id)
     live = backup_stages._live_target(cluster, core, target)
-    return plan_push(core, live, open_federated_store(cluster), cluster.federated, cluster.id, _me(cluster)).as_dict()
+    return plan_push(
+        core, live, open_federated_store(cluster), cluster.federated, cluster.id, _me(cluster)
+    ).as_dict()
 
 
 def push(cluster_id: str, target: dict, plan: dict) -> dict:
+    from kubecost_etl.federation.plan import FederatePlan
+    from kubecost_etl.federation.push import push_files
+
     cluster, core = _cluster(cluster_id)
     live = backup_stages._live_target(cluster, core, target)
-    result = push_files(core, live, open_federated_store(cluster), cluster.federated, FederatePlan.from_dict(plan), _me(cluster))
+    result = push_files(
+        core,
+        live,
+        open_federated_store(cluster),
+        cluster.federated,
+        FederatePlan.from_dict(plan),
+        _me(cluster),
+    )
     return result.as_dict()
 
 
 def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, full: bool = False) -> dict:
+    from kubecost_etl.federation.plan import FederatePlan
+    from kubecost_etl.federation.push import PushResult
+    from kubecost_etl.federation.verify import verify_push
+
     cluster, core = _cluster(cluster_id)
     live = backup_stages._live_target(cluster, core, target)
-    report = verify_push(core, live, open_federated_store(cluster), cluster.federated, FederatePlan.from_dict(plan),
-                         PushResult.from_dict(pushed), full=full)
+    report = verify_push(
+        core,
+        live,
+        open_federated_store(cluster),
+        cluster.federated,
+        FederatePlan.from_dict(plan),
+        PushResult.from_dict(pushed),
+        full=full,
+    )
     for pipeline, stores in report.coverage.items():
         for resolution, cov in stores.items():
-            log.info("coverage %s/%s: %d files, %d days, %d hours", pipeline, resolution, cov["files"],
-                     cov["days"], cov["hours"])
+            log.info(
+                "coverage %s/%s: %d files, %d days, %d hours",
+                pipeline,
+                resolution,
+                cov["files"],
+                cov["days"],
+                cov["hours"],
+            )
     if report.pending:
-        log.info("%d file(s) changed after the plan; the next run pushes them: %s", len(report.pending),
-                 list(report.pending[:5]))
+        log.info(
+            "%d file(s) changed after the plan; the next run pushes them: %s",
+            len(report.pending),
+            list(report.pending[:5]),
+        )
     for finding in report.damaged:
         log.error("damaged in the pod itself (copied as found): %s: %s", finding["path"], finding["reason"])
     if not report.ok:
         findings = list(report.problems[:10]) + [f"{d['path']}: {d['reason']}" for d in report.damaged[:10]]
-        raise FederationFailed(f"federated copy of {cluster_id} in {report.location} failed verification: "
-                               + "; ".join(findings))
-    log.info("federated copy of %s verified: %d objects, %d files compared, %d re-hashed", cluster_id,
-             report.objects, report.checked_files, report.rehashed)
+        raise FederationFailed(
+            f"federated copy of {cluster_id} in {report.location} failed verification: " + "; ".join(findings)
+        )
+    log.info(
+        "federated copy of %s verified: %d objects, %d files compared, %d re-hashed",
+        cluster_id,
+        report.objects,
+        report.checked_files,
+        report.rehashed,
+    )
     return report.as_dict()
 
 
 def retention(cluster_id: str) -> dict:
+    from kubecost_etl.federation.retention import apply_retention
+
     cluster, _ = _cluster(cluster_id)
-    return apply_retention(open_federated_store(cluster), cluster.federated, cluster.id, _me(cluster)).as_dict()
+    return apply_retention(
+        open_federated_store(cluster), cluster.federated, cluster.id, _me(cluster)
+    ).as_dict()
 
 
 def federated_asset(cluster_id: str):
@@ -156,14 +204,18 @@ def report(cluster_ids: list[str], results: list[dict | None], retained: list[di
     for cid in cluster_ids:
         if cid in done:
             r = done[cid]
-            lines.append(f"{cid}: {r['objects']} objects verified in {r['location']} "
-                         f"({r['rehashed']} re-hashed, {len(r['pending'])} pending), "
-                         f"{len(kept[cid]['deleted'])} expired object(s) deleted")
+            lines.append(
+                f"{cid}: {r['objects']} objects verified in {r['location']} "
+                f"({r['rehashed']} re-hashed, {len(r['pending'])} pending), "
+                f"{len(kept[cid]['deleted'])} expired object(s) deleted"
+            )
         else:
             failed.append(cid)
             lines.append(f"{cid}: FAILED (see its tasks in this run)")
     for line in lines:
         log.info("%s", line)
     if failed:
-        raise FederationFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not federated: {', '.join(failed)}")
+        raise FederationFailed(
+            f"{len(failed)} of {len(cluster_ids)} cluster(s) not federated: {', '.join(failed)}"
+        )
     return {"succeeded": sorted(done), "lines": lines}
