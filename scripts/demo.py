@@ -1,11 +1,12 @@
-"""`make demo`: the backup pipeline end to end on local, embedded parts.
+"""`make demo`: the backup and federate pipelines end to end on local, embedded parts.
 
-Starts the Kubecost cluster simulator with a generated ETL tree, a local S3 server (moto), and
-`airflow standalone` with this project's DAGs; runs the backup once; prints where to look.
-Every project DAG is unpaused (a run triggered from the UI starts at once). The Kubecost ETL
-status page is at `<ui>/kubecost-etl/` (log in to the UI first; the login is printed).
-Ctrl-C stops everything it started: every process and all their descendants (found by walking the
-process tree, since some of Airflow's children leave the process group they were started in).
+Starts two Kubecost cluster simulators with generated ETL trees, a local S3 server (moto), and
+`airflow standalone` with this project's DAGs; runs the backup of the first cluster once, then the
+federate DAG, which pushes both clusters into one federated bucket (as Kubecost's Aggregator reads
+it); prints where to look. Every project DAG is unpaused (a run triggered from the UI starts at
+once). The Kubecost ETL status page is at `<ui>/kubecost-etl/` (log in to the UI first; the login is
+printed). Ctrl-C stops everything it started: every process and all their descendants (found by
+walking the process tree, since some of Airflow's children leave the process group they were started in).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from kubecost_sim.testing import SimulatorProcess
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 BUCKET = "kubecost-etl-demo"
+FEDERATED_BUCKET = "kubecost-federated-demo"
 DAG_ID = "kubecost_etl_backup"
+FEDERATE_DAG_ID = "kubecost_etl_federate"
 
 
 def free_port() -> int:
@@ -121,11 +124,16 @@ def main() -> int:
     etl_dir = work / "pvc" / "etl"
     files = generate(etl_dir, days=opts.days, hourly_hours=49, file_bytes=opts.file_kb * 1024, seed=7)
     print(f"generated {len(files)} ETL files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) in {etl_dir}")
+    second_etl_dir = work / "pvc-2" / "etl"  # a second cluster, federating into the same bucket
+    files = generate(second_etl_dir, days=7, hourly_hours=49, file_bytes=opts.file_kb * 256, seed=8)
+    print(f"generated {len(files)} ETL files for the second cluster in {second_etl_dir}")
 
     with ExitStack() as stack:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         sim = stack.enter_context(SimulatorProcess(etl_dir=etl_dir, workdir=work / "simulator"))
         print(f"cluster simulator: {sim.api_url} (kubeconfig {sim.kubeconfig})")
+        sim2 = stack.enter_context(SimulatorProcess(etl_dir=second_etl_dir, workdir=work / "simulator-2"))
+        print(f"second cluster simulator: {sim2.api_url} (kubeconfig {sim2.kubeconfig})")
 
         s3_port = free_port()
         moto = start(stack, [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
@@ -135,17 +143,27 @@ def main() -> int:
                           region_name="us-east-1")
         wait_for("the local S3 server", lambda: s3.list_buckets() is not None, 60, moto)
         s3.create_bucket(Bucket=BUCKET)
-        print(f"local S3 server: {s3_url} bucket {BUCKET}")
+        s3.create_bucket(Bucket=FEDERATED_BUCKET)
+        print(f"local S3 server: {s3_url} buckets {BUCKET}, {FEDERATED_BUCKET}")
 
         object_store = work / "object-store.yaml"  # the Thanos format users already give Kubecost
         object_store.write_text(yaml.safe_dump({"type": "S3", "config": {
             "bucket": BUCKET, "endpoint": f"127.0.0.1:{s3_port}", "insecure": True, "region": "us-east-1",
             "access_key": "demo", "secret_key": "demo"}, "prefix": "demo"}))
+        federated_store = work / "federated-store.yaml"  # what Kubecost's federated clusters are given
+        federated_store.write_text(yaml.safe_dump({"type": "S3", "config": {
+            "bucket": FEDERATED_BUCKET, "endpoint": f"127.0.0.1:{s3_port}", "insecure": True,
+            "region": "us-east-1", "access_key": "demo", "secret_key": "demo"}}))
         config = work / "kubecost-etl.yaml"
-        # Manual only here, so unpausing doesn't queue today's scheduled run ahead of the demo's own.
-        config.write_text(yaml.safe_dump({"backup_schedule": None, "clusters": [{
-            "id": "demo-cluster", "kubeconfig": str(sim.kubeconfig),
-            "backup": {"object_store": {"config_file": str(object_store)}}}]}))
+        # Manual only here, so unpausing doesn't queue scheduled runs ahead of the demo's own.
+        config.write_text(yaml.safe_dump({
+            "backup_schedule": None, "federate_schedule": None,
+            "defaults": {"federated": {"object_store": {"config_file": str(federated_store)}}},
+            "clusters": [
+                {"id": "demo-cluster", "kubeconfig": str(sim.kubeconfig),
+                 "backup": {"object_store": {"config_file": str(object_store)}}},
+                {"id": "demo-cluster-2", "kubeconfig": str(sim2.kubeconfig)},
+            ]}))
 
         home = work / "airflow"
         env = {**os.environ,
@@ -153,7 +171,7 @@ def main() -> int:
                "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(opts.port),
-               # Tasks reach the API server here; the default (localhost:8080) breaks every task with --port.
+               # Task processes reach the API server here; the default assumes port 8080 (--port broke runs).
                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{opts.port}/execution/",
                "KUBECOST_ETL_CONFIG": str(config),
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
@@ -166,18 +184,26 @@ def main() -> int:
         wait_for("the project's DAGs to be parsed", lambda: expected <= set(project_dags(env)), 180, standalone)
         for dag_id in project_dags(env):  # all of them: a run triggered from the UI must not wait queued
             airflow(env, "dags", "unpause", dag_id)
-        run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
-        airflow(env, "dags", "trigger", DAG_ID, "--run-id", run_id)
-        print(f"triggered {DAG_ID} run {run_id}; waiting for it to finish...")
 
-        def run_state():
-            out = airflow(env, "dags", "list-runs", DAG_ID, "-o", "json")
-            # The CLI may print warnings on stdout before its JSON: take the JSON line.
-            runs = json.loads(next(line for line in out.splitlines() if line.startswith("[")))
-            state = next((r["state"] for r in runs if r["run_id"] == run_id), None)
-            return state if state in ("success", "failed") else None
+        def run_once(dag_id: str, conf: dict | None = None) -> tuple[str, str]:
+            wait_for(f"the DAG {dag_id} to be parsed", lambda: dag_id in airflow(env, "dags", "list", "-o", "plain"),
+                     180, standalone)
+            airflow(env, "dags", "unpause", dag_id)
+            run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+            airflow(env, "dags", "trigger", dag_id, "--run-id", run_id, *(["-c", json.dumps(conf)] if conf else []))
+            print(f"triggered {dag_id} run {run_id}; waiting for it to finish...")
 
-        state = wait_for("the backup run", run_state, 900, standalone)
+            def run_state():
+                out = airflow(env, "dags", "list-runs", dag_id, "-o", "json")
+                # The CLI may print warnings on stdout before its JSON: take the JSON line.
+                runs = json.loads(next(line for line in out.splitlines() if line.startswith("[")))
+                state = next((r["state"] for r in runs if r["run_id"] == run_id), None)
+                return state if state in ("success", "failed") else None
+
+            return run_id, wait_for(f"the {dag_id} run", run_state, 900, standalone)
+
+        run_id, state = run_once(DAG_ID, {"clusters": ["demo-cluster"]})
+        federate_run_id, federate_state = run_once(FEDERATE_DAG_ID)
         password_file = home / "simple_auth_manager_passwords.json.generated"
         login = json.loads(password_file.read_text()) if password_file.exists() else {}
         keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
@@ -193,11 +219,17 @@ def main() -> int:
             manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[-1])["Body"].read())
             print(f"snapshot:     {manifest['snapshot_id']}: {len(manifest['files'])} files, "
                   f"{manifest['stats']['total_bytes'] / 1e6:.1f} MB -> {manifest['stats']['stored_bytes'] / 1e6:.1f} MB stored")
+        federated = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=FEDERATED_BUCKET)
+                     for o in page.get("Contents", [])]
+        print(f"federate run {federate_run_id}: {federate_state.upper()}")
+        for cluster_id in ("demo-cluster", "demo-cluster-2"):
+            mine = [k for k in federated if k.startswith(f"federated/{cluster_id}/etl/bingen/")]
+            print(f"federated:    s3://{FEDERATED_BUCKET}/federated/{cluster_id}/etl/bingen/: {len(mine)} raw files")
         print(f"logs:         {work / 'logs'}; Airflow task logs under {home / 'logs'}")
         print(f"try:          KUBECONFIG={sim.kubeconfig} kubectl get pods -n kubecost")
         print("=" * 72)
         if opts.exit_after_run:
-            return 0 if state == "success" else 1
+            return 0 if state == federate_state == "success" else 1
         print("Everything keeps running; press Ctrl-C to stop it all.")
         try:
             while standalone.poll() is None:

@@ -28,6 +28,7 @@ from kubecost_etl.backup.settings import (
     positive_int,
 )
 from kubecost_etl.errors import ConfigError, ParamsError
+from kubecost_etl.federation.settings import FederatedSettings, parse_federated_settings
 from kubecost_etl.health.settings import HealthSettings, parse_health_settings
 from kubecost_etl.lease import LeaseSettings, parse_lease_settings
 from kubecost_etl.redact import describe_yaml_error
@@ -79,6 +80,7 @@ class ClusterConfig:
     repair: RepairSettings = field(default_factory=RepairSettings)
     share: ShareSettings = field(default_factory=ShareSettings)
     lease: LeaseSettings = field(default_factory=LeaseSettings)
+    federated: FederatedSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def _keys(cls, *drop: str) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls)) - set(drop)
 
 
-_TOP_KEYS = _keys(ProjectConfig, "source") | {"defaults"}
+_TOP_KEYS = _keys(ProjectConfig, "source") | {"defaults", "federate_schedule"}  # read by airflow/schedule.py
 _CLUSTER_KEYS = _keys(ClusterConfig)
 _ALERT_KEYS = _keys(AlertSettings)
 _STRING_KEYS = ("namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig", "context",
@@ -282,6 +284,12 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
         lambda raw, at: parse_store(raw, at, base_dir))
     lease_raw = _merge_section(defaults.get("lease"), item.get("lease"), f"{where}: lease")
     kwargs["lease"] = parse_lease_settings(lease_raw, where)
+    kwargs["federated"] = parse_federated_settings(
+        _merge_section(defaults.get("federated"), item.get("federated"), f"{where}: federated"),
+        cid, where, base_dir, parse_store,
+    )
+    if kwargs.get("backup") and kwargs["backup"].source == "federated" and kwargs["federated"] is None:
+        raise ConfigError(f"{where}: backup.source: federated needs a federated: block (which bucket to read)")
     return ClusterConfig(**kwargs)
 
 

@@ -9,7 +9,8 @@ import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"kubecost_etl_backup", "kubecost_etl_repair", "kubecost_etl_restore", "kubecost_etl_share",
-            "kubecost_etl_import", "kubecost_etl_health"}
+            "kubecost_etl_import", "kubecost_etl_health",
+            "kubecost_etl_federate"}
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def test_dag_files_import_without_errors_or_network(no_network, tmp_path, monkey
     assert bag.import_errors == {}
     assert EXPECTED <= set(bag.dag_ids)
     assert bag.dags["kubecost_etl_backup"].timetable.expression == "0 3 * * *"
+    assert bag.dags["kubecost_etl_federate"].timetable.expression == "*/10 * * * *"  # the default
     for dag_id in EXPECTED:
         dag = bag.dags[dag_id]
         assert dag.max_active_runs == 1, dag_id

@@ -62,6 +62,7 @@ class BackupSettings:
     compression_level: int = 3
     verify_sample: int = 16  # objects downloaded and re-hashed per verification (rotating)
     batch_files: int = 400  # files per exec tar call (keeps command lines short and retries cheap)
+    source: str = "pod"  # pod | federated (the cluster's federated: bucket copy instead of the pod)
 
 
 BACKUP_KEYS = frozenset(f.name for f in fields(BackupSettings))
@@ -93,7 +94,9 @@ def parse_backup_settings(raw: dict, where: str, base_dir: Path | None) -> Backu
     for key in ("verify_sample", "batch_files"):
         if key in raw:
             settings = replace(settings, **{key: positive_int(raw[key], f"{where}: backup.{key}")})
-    return settings
+    if raw.get("source", "pod") not in ("pod", "federated"):
+        raise ConfigError(f"{where}: backup.source: {raw['source']!r} is not one of ('pod', 'federated')")
+    return replace(settings, source=raw.get("source", "pod"))
 
 
 def parse_store(raw: Any, where: str, base_dir: Path | None) -> ObjectStoreRef:

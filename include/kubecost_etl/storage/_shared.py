@@ -84,11 +84,15 @@ class StoreBase(ObjectStore):
     # --- backend hooks -------------------------------------------------------------------
 
     @abstractmethod
-    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+    def _put_single(
+        self, name: str, data: bytes, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
         """Upload a whole (small) object in one request. `name` includes the prefix."""
 
     @abstractmethod
-    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload: ...
+    def _begin_upload(
+        self, name: str, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> PartUpload: ...
 
     @abstractmethod
     def _translate_error(self, exc: Exception, operation: str, key: str) -> StorageError | None:
@@ -96,15 +100,22 @@ class StoreBase(ObjectStore):
 
     # --- shared behaviour ----------------------------------------------------------------
 
-    def put(self, key: str, chunks: Iterable[bytes], *, content_type: str | None = None) -> ObjectInfo:
+    def put(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         name = self._name(key)
         parts = iter_parts(chunks, self.part_size)
         # Parts are pulled from the producer outside `_errors`: its own failures pass through as they are.
         part, is_last = next(parts)
         with self._errors("upload", key):
             if is_last:
-                return self._put_single(name, part, content_type)
-            upload = self._begin_upload(name, content_type)
+                return self._put_single(name, part, content_type, metadata)
+            upload = self._begin_upload(name, content_type, metadata)
         # One part is sent (in order, by one sender thread) while the producer fills the next one:
         # reading, compressing and uploading overlap, and memory stays at about two parts.
         sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-sender")

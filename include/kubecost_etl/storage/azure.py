@@ -53,6 +53,8 @@ DELETE_OK_STATUSES = {202, 404}  # a missing blob is fine
 
 
 class AzureStore(StoreBase):
+    lists_metadata = True  # list_blobs(include=["metadata"]) carries it in the same pages
+
     def __init__(
         self,
         container: ContainerClient,
@@ -66,15 +68,19 @@ class AzureStore(StoreBase):
         )
         self.container = container
 
-    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+    def _put_single(
+        self, name: str, data: bytes, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
         response = self.container.get_blob_client(name).upload_blob(
-            data, overwrite=True, content_settings=_content_settings(content_type)
+            data, overwrite=True, content_settings=_content_settings(content_type), metadata=metadata
         )
         etag = unquote_etag(response["etag"])
-        return ObjectInfo(self._key(name), len(data), etag, response.get("last_modified"))
+        return ObjectInfo(self._key(name), len(data), etag, response.get("last_modified"), metadata)
 
-    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
-        return _AzureBlockUpload(self, name, content_type)
+    def _begin_upload(
+        self, name: str, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> PartUpload:
+        return _AzureBlockUpload(self, name, content_type, metadata)
 
     def open_read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         blob = self.container.get_blob_client(self._name(key))
@@ -124,7 +130,9 @@ class AzureStore(StoreBase):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         with self._errors("list", prefix):
             blobs = self.container.list_blobs(
-                name_starts_with=self._list_name_prefix(prefix), results_per_page=self.list_page_size
+                name_starts_with=self._list_name_prefix(prefix),
+                results_per_page=self.list_page_size,
+                include=["metadata"],
             )
             for properties in blobs:
                 yield _info(self._key(properties.name), properties)
@@ -224,10 +232,13 @@ class AzureStore(StoreBase):
 
 
 class _AzureBlockUpload(PartUpload):
-    def __init__(self, store: AzureStore, name: str, content_type: str | None) -> None:
+    def __init__(
+        self, store: AzureStore, name: str, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> None:
         self.store = store
         self.name = name
         self.content_type = content_type
+        self.metadata = metadata
         self.blob = store.container.get_blob_client(name)
         # A per-upload token keeps our block ids apart from blocks a failed earlier attempt left behind.
         self.token = uuid.uuid4().hex
@@ -245,9 +256,14 @@ class _AzureBlockUpload(PartUpload):
         response = self.blob.commit_block_list(
             [BlobBlock(block_id=block_id) for block_id in self.block_ids],
             content_settings=_content_settings(self.content_type),
+            metadata=self.metadata,
         )
         return ObjectInfo(
-            self.store._key(self.name), self.size, unquote_etag(response["etag"]), response.get("last_modified")
+            self.store._key(self.name),
+            self.size,
+            unquote_etag(response["etag"]),
+            response.get("last_modified"),
+            self.metadata,
         )
 
     def abort(self) -> None:
@@ -259,4 +275,10 @@ def _content_settings(content_type: str | None) -> ContentSettings:
 
 
 def _info(key: str, properties: BlobProperties) -> ObjectInfo:
-    return ObjectInfo(key, properties.size, unquote_etag(properties.etag), properties.last_modified)
+    return ObjectInfo(
+        key,
+        properties.size,
+        unquote_etag(properties.etag),
+        properties.last_modified,
+        dict(properties.metadata or {}),
+    )

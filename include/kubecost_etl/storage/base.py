@@ -21,6 +21,9 @@ class ObjectInfo:
     size: int
     etag: str | None = None
     last_modified: datetime | None = None
+    # User metadata (str -> str). Filled by `stat` always; by `list` only where the listing API
+    # returns it without extra requests (see `ObjectStore.lists_metadata`); None when not known.
+    metadata: dict[str, str] | None = None
 
 
 class StorageError(KubecostEtlError):
@@ -68,13 +71,26 @@ class ObjectStore(ABC):
     """A flat namespace of immutable-once-written objects under one prefix."""
 
     description: str  # e.g. "s3://bucket/prefix"; never contains secrets
+    # Whether `list` fills `ObjectInfo.metadata` (GCS, Azure, filesystem). S3's ListObjectsV2 does not
+    # return user metadata: there only `stat` (a HEAD per object) does.
+    lists_metadata: bool = False
 
     @abstractmethod
-    def put(self, key: str, chunks: Iterable[bytes], *, content_type: str | None = None) -> ObjectInfo:
+    def put(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         """Stream `chunks` into `key` with bounded memory (about one part).
 
         The object appears whole or not at all: if `chunks` raises, or the store fails,
         the partial upload is aborted and the previous object under `key` (if any) stays.
+        `metadata` is stored with the object and comes back in `ObjectInfo.metadata`; names made
+        of lowercase letters and digits only are portable (Azure refuses '-', proxies drop '_'),
+        values should be short ASCII.
         """
 
     @abstractmethod
@@ -146,8 +162,15 @@ class ObjectStore(ABC):
             self.abort_pending_upload(upload)
         return stale
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
-        return self.put(key, [data], content_type=content_type)
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        return self.put(key, [data], content_type=content_type, metadata=metadata)
 
     def read_bytes(self, key: str) -> bytes:
         return b"".join(self.open_read(key))

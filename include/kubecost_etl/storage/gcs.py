@@ -42,6 +42,8 @@ SDK_ERRORS = (GoogleAPICallError, GoogleAuthError, InvalidResponse, DataCorrupti
 
 
 class GCSStore(StoreBase):
+    lists_metadata = True  # objects.list returns each object's metadata
+
     def __init__(
         self,
         client: storage.Client,
@@ -59,13 +61,21 @@ class GCSStore(StoreBase):
         self.client = client
         self.bucket = client.bucket(bucket)
 
-    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+    def _put_single(
+        self, name: str, data: bytes, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
         blob = self.bucket.blob(name)
+        if metadata:
+            blob.metadata = dict(metadata)  # sent with the upload request itself
         blob.upload_from_string(data, content_type=content_type or DEFAULT_CONTENT_TYPE)
         return _info(self._key(name), blob)
 
-    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
+    def _begin_upload(
+        self, name: str, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> PartUpload:
         blob = self.bucket.blob(name)
+        if metadata:
+            blob.metadata = dict(metadata)  # part of the resumable session's initial request
         writer = blob.open(
             "wb",
             chunk_size=self.part_size,
@@ -234,4 +244,4 @@ def _generation(version: str) -> int:
 
 
 def _info(key: str, blob: storage.Blob) -> ObjectInfo:
-    return ObjectInfo(key, blob.size or 0, blob.etag, blob.updated)
+    return ObjectInfo(key, blob.size or 0, blob.etag, blob.updated, dict(blob.metadata or {}))

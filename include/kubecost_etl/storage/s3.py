@@ -95,23 +95,31 @@ class S3Store(StoreBase):
         self.bucket = bucket
         self.put_extra_args = dict(put_extra_args or {})
 
-    def _object_args(self, content_type: str | None) -> dict[str, Any]:
+    def _object_args(
+        self, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         args = dict(self.put_extra_args)
         if content_type:
             args["ContentType"] = content_type
+        if metadata:
+            args["Metadata"] = {**args.get("Metadata", {}), **metadata}
         return args
 
-    def _put_single(self, name: str, data: bytes, content_type: str | None) -> ObjectInfo:
+    def _put_single(
+        self, name: str, data: bytes, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
         response = self.client.put_object(
-            Bucket=self.bucket, Key=name, Body=data, **self._object_args(content_type)
+            Bucket=self.bucket, Key=name, Body=data, **self._object_args(content_type, metadata)
         )
-        return ObjectInfo(self._key(name), len(data), _etag(response))
+        return ObjectInfo(self._key(name), len(data), _etag(response), metadata=metadata)
 
-    def _begin_upload(self, name: str, content_type: str | None) -> PartUpload:
+    def _begin_upload(
+        self, name: str, content_type: str | None, metadata: dict[str, str] | None = None
+    ) -> PartUpload:
         response = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=name, **self._object_args(content_type)
+            Bucket=self.bucket, Key=name, **self._object_args(content_type, metadata)
         )
-        return _S3MultipartUpload(self, name, response["UploadId"])
+        return _S3MultipartUpload(self, name, response["UploadId"], metadata)
 
     def open_read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         with self._errors("download", key):
@@ -126,7 +134,13 @@ class S3Store(StoreBase):
                 if _is_not_found(exc):
                     return None
                 raise
-        return ObjectInfo(key, head["ContentLength"], _etag(head), head.get("LastModified"))
+        return ObjectInfo(
+            key,
+            head["ContentLength"],
+            _etag(head),
+            head.get("LastModified"),
+            dict(head.get("Metadata") or {}),
+        )
 
     def signed_url(self, key: str, expires: timedelta) -> str:
         seconds = int(expires.total_seconds())
@@ -269,10 +283,13 @@ class S3Store(StoreBase):
 
 
 class _S3MultipartUpload(PartUpload):
-    def __init__(self, store: S3Store, name: str, upload_id: str) -> None:
+    def __init__(
+        self, store: S3Store, name: str, upload_id: str, metadata: dict[str, str] | None = None
+    ) -> None:
         self.store = store
         self.name = name
         self.upload_id = upload_id
+        self.metadata = metadata
         self.parts: list[dict[str, Any]] = []
         self.size = 0
 
@@ -301,7 +318,7 @@ class _S3MultipartUpload(PartUpload):
             UploadId=self.upload_id,
             MultipartUpload={"Parts": self.parts},
         )
-        return ObjectInfo(self.store._key(self.name), self.size, _etag(response))
+        return ObjectInfo(self.store._key(self.name), self.size, _etag(response), metadata=self.metadata)
 
     def abort(self) -> None:
         self.store.client.abort_multipart_upload(

@@ -86,13 +86,13 @@ def test_small_files_are_uploaded_concurrently_by_a_bounded_pool(tmp_path, etl_t
     class OverlapStore(CountingStore):
         singles = 0
 
-        def _put_single(self, name, data, content_type):
+        def _put_single(self, name, data, content_type, metadata=None):
             with self.lock:
                 OverlapStore.singles += 1
                 first_two = OverlapStore.singles <= 2
             if first_two:
                 gate.wait()
-            return super()._put_single(name, data, content_type)
+            return super()._put_single(name, data, content_type, metadata)
 
     store = OverlapStore(tmp_path / "store")
     core, target, repo, plan = planned(simulator(etl_tree), store)
@@ -110,11 +110,11 @@ def test_a_failing_upload_stops_the_stream_and_nothing_is_left_half_done(tmp_pat
     class FailingStore(FilesystemStore):
         calls = 0
 
-        def _put_single(self, name, data, content_type):
+        def _put_single(self, name, data, content_type, metadata=None):
             FailingStore.calls += 1
             if FailingStore.calls == 5:
                 raise StorageError("disk full (test)")
-            return super()._put_single(name, data, content_type)
+            return super()._put_single(name, data, content_type, metadata)
 
     store = FailingStore(tmp_path / "store")
     core, target, repo, plan = planned(simulator(etl_tree), store)

@@ -59,7 +59,15 @@ def _find_target(cluster, core) -> ExecTarget:
 
 
 @refusals_fail_at_once
-def find_pod(cluster_id: str) -> dict:
+def find_pod(cluster_id: str, source: str | None = None) -> dict:
+    """The exec target in the cluster's pod; with ``backup.source: federated`` (unless ``source`` says
+    otherwise) no pod is involved and the target names the federated bucket copy instead."""
+    cluster = _config(cluster_id)
+    if (source or (cluster.backup.source if cluster.backup else "pod")) == "federated":
+        ref = cluster.federated
+        log.info("cluster %s: backing up its federated copy (%s, cluster id %s), not the pod", cluster_id,
+                 ref.layout.value, ref.cluster_id)
+        return {"source": "federated", "layout": ref.layout.value, "federated_id": ref.cluster_id}
     cluster, core = _cluster(cluster_id)
     target = _find_target(cluster, core)
     pod = target.pod
@@ -79,11 +87,23 @@ def _live_target(cluster, core, target: dict) -> ExecTarget:
     return _find_target(cluster, core)
 
 
+def _federated_store(cluster):
+    from kubecost_etl.airflow.stages.federate import open_federated_store
+
+    return open_federated_store(cluster)
+
+
 @refusals_fail_at_once
 def plan(cluster_id: str, target: dict) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.plan import plan_backup
 
+    if target.get("source") == "federated":
+        from kubecost_etl.federation.snapshot import plan_from_bucket
+
+        cluster = _config(cluster_id)
+        return plan_from_bucket(_federated_store(cluster), cluster.federated, open_repository(cluster),
+                                cluster.backup).as_dict()
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
     return plan_backup(core, live, open_repository(cluster), cluster.backup).as_dict()
@@ -94,6 +114,12 @@ def stream(cluster_id: str, target: dict, plan: dict) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.stream import stream_files
 
+    if target.get("source") == "federated":
+        from kubecost_etl.federation.snapshot import stream_from_bucket
+
+        cluster = _config(cluster_id)
+        return stream_from_bucket(_federated_store(cluster), cluster.federated, open_repository(cluster),
+                                  plan["transfer"], cluster.backup)
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
     return stream_files(core, live, open_repository(cluster), plan["transfer"], cluster.backup)
@@ -112,7 +138,10 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
     from kubecost_etl.backup.plan import Plan
 
     cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
-    source = snapshot_source(cluster, target["pod"]["name"], target["via_debug_container"])
+    if target.get("source") == "federated":
+        source = {"federated": _federated_store(cluster).description, **target}
+    else:
+        source = snapshot_source(cluster, target["pod"]["name"], target["via_debug_container"])
     manifest = commit_snapshot(open_repository(cluster), Plan.from_dict(plan), streamed, source,
                                       cluster.hourly_hours)
     return manifest.snapshot_id
@@ -143,7 +172,7 @@ def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
 @refusals_fail_at_once
 def run_backup(cluster_id: str, full_verify: bool = False) -> dict:
     """The whole pipeline in one call (for the repair and restore pipelines' safety backups)."""
-    target = find_pod(cluster_id)
+    target = find_pod(cluster_id, source="pod")  # a safety backup is of the pod's live data
     the_plan = plan(cluster_id, target)
     streamed = stream(cluster_id, target, the_plan)
     snapshot_id = commit(cluster_id, target, the_plan, streamed)
