@@ -3,7 +3,8 @@
 `[<prefix>/]federated/<cluster id>/etl/bingen/...` (or the durable layout `[<prefix>/]etl/bingen/...`),
 incrementally (only files whose size, mtime or sha256 differ from the object's metadata), then verified.
 Scheduled every 10 minutes by default (`federate_schedule`), or triggered with `clusters`.
-Per cluster: find_pod -> plan -> push -> verify -> retention, then one report over all clusters.
+Per cluster: acquire_lease -> find_pod -> plan -> push -> verify -> retention -> release_lease, then one
+report over all clusters. The cluster's lease is the one backup, repair and restore take.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import timedelta
 from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.schedule import federate_schedule
+from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
 FEDERATED = AssetAlias("kubecost_federated")
 
@@ -30,6 +32,13 @@ def _label(cluster_id: str) -> None:
 
 def _cluster_task(**kwargs):
     return task(map_index_template="{{ cluster_id }}", **kwargs)
+
+
+def _held(cluster_id: str, lease: dict):
+    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
+    from kubecost_etl.airflow.lease import lease_held
+
+    return lease_held(cluster_id, lease)
 
 
 @dag(
@@ -56,44 +65,57 @@ def kubecost_etl_federate():
 
     @task_group
     def federate_cluster(cluster_id: str):
-        # The per-cluster lease (issue 10, branch lease10) goes here once it is on main: acquired as a
-        # setup task before find_pod and released by a teardown after retention, as in the backup DAG.
+        @_cluster_task()
+        def find_pod(cluster_id: str, lease: dict) -> dict:
+            _label(cluster_id)
+            with _held(cluster_id, lease):
+                return _stages().find_pod(cluster_id)
 
         @_cluster_task()
-        def find_pod(cluster_id: str) -> dict:
+        def plan(cluster_id: str, target: dict, lease: dict) -> dict:
             _label(cluster_id)
-            return _stages().find_pod(cluster_id)
-
-        @_cluster_task()
-        def plan(cluster_id: str, target: dict) -> dict:
-            _label(cluster_id)
-            return _stages().plan(cluster_id, target)
+            with _held(cluster_id, lease):
+                return _stages().plan(cluster_id, target)
 
         @_cluster_task(execution_timeout=timedelta(hours=1))
-        def push(cluster_id: str, target: dict, plan: dict) -> dict:
+        def push(cluster_id: str, target: dict, plan: dict, lease: dict) -> dict:
             _label(cluster_id)
-            return _stages().push(cluster_id, target, plan)
+            with _held(cluster_id, lease):
+                return _stages().push(cluster_id, target, plan)
 
         @_cluster_task(outlets=[FEDERATED])
-        def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, params=None,
+        def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, lease: dict, params=None,
                    outlet_events=None) -> dict:
             _label(cluster_id)
-            result = _stages().verify(cluster_id, target, plan, pushed, params["full_verify"])
+            with _held(cluster_id, lease):
+                result = _stages().verify(cluster_id, target, plan, pushed, params["full_verify"])
             outlet_events[FEDERATED].add(_stages().federated_asset(cluster_id),
                                          extra={"objects": result["objects"], "pushed": len(pushed["pushed"])})
             return result
 
         @_cluster_task()
-        def retention(cluster_id: str) -> dict:
+        def retention(cluster_id: str, lease: dict) -> dict:
             _label(cluster_id)
-            return _stages().retention(cluster_id)
+            with _held(cluster_id, lease):
+                return _stages().retention(cluster_id)
 
-        target = find_pod(cluster_id)
-        the_plan = plan(cluster_id, target)
-        pushed = push(cluster_id, target, the_plan)
-        retained = retention(cluster_id)
-        chain(verify(cluster_id, target, the_plan, pushed), retained)  # deletes only after a verified copy
-        return retained  # the group's last task: the report waits for it
+        @_cluster_task(retries=3)
+        def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
+            _label(cluster_id)
+            from kubecost_etl.airflow.lease import release
+
+            return release(cluster_id, lease, context)
+
+        acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
+        lease = acquire.output
+        target = find_pod(cluster_id, lease)
+        the_plan = plan(cluster_id, target, lease)
+        pushed = push(cluster_id, target, the_plan, lease)
+        retained = retention(cluster_id, lease)
+        # retention deletes only after a verified copy
+        chain(acquire, target, verify(cluster_id, target, the_plan, pushed, lease), retained,
+              release_lease(cluster_id, lease).as_teardown(setups=acquire))
+        return retained  # the report waits for it
 
     @task(trigger_rule="all_done", on_failure_callback=None)
     def report(cluster_ids: list[str] | None, ti=None) -> dict:

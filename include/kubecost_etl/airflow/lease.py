@@ -29,10 +29,35 @@ log = logging.getLogger(__name__)
 
 
 def cluster_lease(cluster: ClusterConfig) -> ClusterLease:
-    """The lease in the cluster's backup store (the same store and prefix its repository uses)."""
-    from kubecost_etl.airflow.hooks.object_store import open_repository
+    """The cluster's lease: in its backup store (the same store and prefix its repository uses); for a
+    cluster without backups, in its federated store, else its share store. One place per cluster."""
+    from kubecost_etl.airflow.hooks.object_store import open_repository, open_store
+    from kubecost_etl.errors import ConfigError
 
-    return ClusterLease(open_repository(cluster).store, cluster.id, cluster.lease)
+    if cluster.backup is not None:
+        return ClusterLease(open_repository(cluster).store, cluster.id, cluster.lease)
+    federated = getattr(cluster, "federated", None)
+    share = getattr(cluster, "share", None)
+    ref = (federated.object_store if federated is not None else
+           share.object_store if share is not None and share.object_store is not None else None)
+    if ref is None:
+        raise ConfigError(f"cluster {cluster.id!r}: no object store to keep the cluster's lease in "
+                          "(configure backup.object_store)")
+    return ClusterLease(open_store(ref), cluster.id, cluster.lease)
+
+
+@contextmanager
+def lease_for_one_task(cluster: ClusterConfig, context: Any) -> Iterator[Holder]:
+    """For pipelines that touch the cluster in one task (share, import): take the lease (a holder
+    elsewhere makes the task fail and retry later: ``LeaseHeld`` is transient), hold and renew it while
+    the task works, release it whatever happens."""
+    lease = cluster_lease(cluster)
+    holder = lease.acquire(holder_for(context))
+    try:
+        with lease.held(holder):
+            yield holder
+    finally:
+        lease.release(holder)
 
 
 def holder_for(context: Any) -> Holder:

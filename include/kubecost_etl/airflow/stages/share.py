@@ -47,10 +47,15 @@ def _refusals_fail_without_retry(function):
 
 @contextmanager
 def cluster_lease(cluster_id: str, purpose: str):
-    """LEASE SPOT (issue 10, branch ``lease10``, not merged yet): take the per-cluster lease here, as the
-    backup DAG will, while a share reads the pod or an import writes the repository."""
-    log.debug("no per-cluster lease yet for %s (%s)", cluster_id, purpose)
-    yield
+    """The per-cluster lease (shared with backup, repair, restore, federate) while a share reads the
+    pod or an import writes the repository: taken, renewed and released inside this one task."""
+    from airflow.sdk import get_current_context
+
+    from kubecost_etl.airflow.lease import lease_for_one_task
+
+    with lease_for_one_task(_cluster(cluster_id), get_current_context()) as holder:
+        log.info("cluster %s: %s under the cluster's lease (%s)", cluster_id, purpose, holder.describe())
+        yield
 
 
 def _cluster(cluster_id: str | None) -> ClusterConfig:
