@@ -12,6 +12,7 @@ every DAG uses around its stages.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -47,12 +48,14 @@ def cluster_lease(cluster: ClusterConfig) -> ClusterLease:
 
 
 @contextmanager
-def lease_for_one_task(cluster: ClusterConfig, context: Any) -> Iterator[Holder]:
+def lease_for_one_task(cluster: ClusterConfig, context: Any | None) -> Iterator[Holder]:
     """For pipelines that touch the cluster in one task (share, import): take the lease (a holder
     elsewhere makes the task fail and retry later: ``LeaseHeld`` is transient), hold and renew it while
-    the task works, release it whatever happens."""
+    the task works, release it whatever happens. Without a task context (a stage called directly, as
+    tests and scripts do) the holder is named after this process."""
     lease = cluster_lease(cluster)
-    holder = lease.acquire(holder_for(context))
+    me = holder_for(context) if context is not None else Holder(dag_id="(direct call)", run_id=f"pid-{os.getpid()}")
+    holder = lease.acquire(me)
     try:
         with lease.held(holder):
             yield holder

@@ -263,3 +263,23 @@ def test_a_cluster_without_backups_shares_its_pod_into_its_share_store(env, tmp_
         stages.preflight(CLUSTER, None, "latest", [], [])
     with pytest.raises(AirflowFailException, match="backup.object_store: missing \\(an import needs"):
         stages.check_archive(CLUSTER, "uploads/x.tar.gz")
+
+
+def test_a_share_waits_for_the_clusters_lease_and_gives_it_back(env):
+    """A share reads the pod under the cluster's lease: another holder makes it fail (to be retried),
+    naming the holder, with nothing written; once free, the share runs and releases the lease."""
+    from kubecost_etl.airflow.lease import cluster_lease
+    from kubecost_etl.config import load_config
+    from kubecost_etl.lease import Holder, LeaseHeld
+
+    lease = cluster_lease(load_config().cluster(CLUSTER))
+    other = lease.acquire(Holder(dag_id="kubecost_etl_restore", run_id="manual__other"))
+    request = stages.preflight(CLUSTER, None, "pod", [], [])
+    with pytest.raises(LeaseHeld, match="kubecost_etl_restore"):
+        stages.bundle(request)
+    assert not [i.key for i in env.store.list("kubecost-etl-share/")]
+
+    lease.release(other)
+    result = stages.bundle(request)
+    assert env.store.stat(result["key"]) is not None
+    assert lease.read() is None  # released by the share itself

@@ -53,7 +53,11 @@ def cluster_lease(cluster_id: str, purpose: str):
 
     from kubecost_etl.airflow.lease import lease_for_one_task
 
-    with lease_for_one_task(_cluster(cluster_id), get_current_context()) as holder:
+    try:
+        context = get_current_context()
+    except RuntimeError:  # called outside a task (tests, scripts): the lease is still taken
+        context = None
+    with lease_for_one_task(_cluster(cluster_id), context) as holder:
         log.info("cluster %s: %s under the cluster's lease (%s)", cluster_id, purpose, holder.describe())
         yield
 
