@@ -284,12 +284,12 @@ def collect(
     dry_run: bool,
     now: datetime | None = None,
     forgotten: Iterable[str] = (),
-    before_delete: Callable[[list[str]], None] | None = None,
+    on_batch: Callable[[list[str]], None] | None = None,
 ) -> CollectResult:
     """Delete unreferenced objects older than the margin; sweep stale records and unfinished uploads.
 
     ``forgotten``: snapshots phase 1 forgot; in a dry run their manifests still exist and are
-    treated as gone. ``before_delete`` sees each batch of keys just before it is deleted (tests).
+    treated as gone. ``on_batch`` sees each batch of candidate keys before the last manifest check (tests).
     """
     now = now or datetime.now(UTC)
     cutoff = now - settings.margin
@@ -323,6 +323,8 @@ def collect(
     deleted = deleted_bytes = spared = 0
     seen = set(manifests)
     for batch in _batches(sorted(candidates), DELETE_BATCH):
+        if on_batch is not None:
+            on_batch(batch)
         # A backup may have committed meanwhile (one that reused a stored object): spare what it names.
         fresh, _ = _snapshot_dirs(repo)
         for snapshot_id in sorted(set(fresh) - seen):
@@ -335,8 +337,6 @@ def collect(
         batch = [key for key in batch if key in candidates]
         if not batch:
             continue
-        if before_delete is not None:
-            before_delete(batch)
         if not dry_run:
             repo.store.delete(repo.key(key) for key in batch)
         deleted += len(batch)
