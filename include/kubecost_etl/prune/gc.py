@@ -1,6 +1,6 @@
 """Pruning one cluster's repository in two phases, restic/kopia style.
 
-**Phase 1, forget** (under the cluster's lease, exclusively): the policy decides; for every
+**Phase 1, forget**: the policy decides; for every
 forgotten snapshot the manifest is deleted first, then its verification record. The manifest is
 the snapshot's commit point, so deleting it first makes the snapshot vanish for everyone in one
 request: ``snapshot_ids()``, ``latest_good()`` and restore only ever see snapshots with a manifest,
@@ -15,6 +15,14 @@ uploads its objects before it writes its manifest, so the objects of a backup st
 younger than the margin and stay. Manifests are listed again right before every delete batch and
 anything a new one references is spared. Objects with no modification time are never deleted.
 Unfinished multipart uploads under the cluster's repository older than the margin are aborted.
+
+Both phases run under the cluster's lease (``kubecost_etl_prune``), so no backup, restore or repair
+of the cluster runs meanwhile. The margin is what keeps phase 2 safe against writers the lease
+cannot stop: a backup worker that lost its lease (expired, taken over) and still uploads, requests
+still in flight. Phase 2 stays under the lease for one case age cannot cover: a backup whose plan
+finds an old, unreferenced object already stored reuses it without uploading it again; if the
+object were collected between that plan and its commit, the new snapshot would name a deleted
+object. The per-batch manifest check narrows that window; the lease closes it.
 
 A dry run walks exactly the same code and reports exactly the same, deleting nothing.
 """
@@ -403,23 +411,23 @@ def _batches(keys: list[str], size: int):
 
 
 def _stale_uploads(repo: Repository, cutoff: datetime, dry_run: bool) -> tuple[list[str], bool]:
-    """Abort unfinished multipart uploads under the cluster's repository begun before ``cutoff``.
+    """Abort unfinished uploads (S3 multipart uploads, partial files) under the cluster's repository
+    begun before ``cutoff``; one without a start time is left alone.
 
-    MERGE(lease10): the storage primitive for stale uploads comes with branch ``lease10``
-    (``storage/*``). It is called here by the names ``store.stale_uploads(prefix, older_than)``
-    (yielding objects with a ``key``) and ``store.abort_uploads(uploads)``; adapt these two calls to
-    its final names when it lands. Until then stores report ``uploads_checked: False``.
+    MERGE(lease10): the store primitives ``list_pending_uploads(prefix)`` and
+    ``abort_pending_upload(upload)`` (``PendingUpload``: key, upload_id, initiated) come with branch
+    ``lease10``; until it is merged, stores without them report ``uploads_checked: False``.
     """
     store = repo.store
-    lister, aborter = getattr(store, "stale_uploads", None), getattr(store, "abort_uploads", None)
+    lister = getattr(store, "list_pending_uploads", None)
+    aborter = getattr(store, "abort_pending_upload", None)
     if lister is None or aborter is None:
         return [], False
-    uploads = list(lister(repo.root, cutoff))
-    if uploads and not dry_run:
-        aborter(uploads)
-    return sorted(
-        upload.key[len(repo.root) :] if upload.key.startswith(repo.root) else upload.key for upload in uploads
-    ), True
+    stale = [u for u in lister(repo.root) if u.initiated is not None and u.initiated < cutoff]
+    if not dry_run:
+        for upload in stale:
+            aborter(upload)
+    return sorted(u.key[len(repo.root) :] if u.key.startswith(repo.root) else u.key for u in stale), True
 
 
 def prune(

@@ -20,6 +20,9 @@ safety rules, whatever the policy says:
   restorable: older than the safety margin they are forgotten (reason ``unverified``/``failed``);
   younger they are left alone (``recent``), since their backup may still be verifying.
 - ``undated``: a snapshot whose id carries no time is kept (never delete what cannot be dated).
+- ``no-verified-snapshot``: a repository without a single verified snapshot loses nothing. A
+  source file damaged in the pod fails every verification; forgetting those failed snapshots
+  would leave no copy at all. Such a cluster alerts on every backup instead.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def apply_policy(
             kept.append("undated")
         elif snap.status != VERIFIED and snap.made > now - margin:
             kept.append("recent")
+        elif not verified:
+            kept.append("no-verified-snapshot")
         if kept:
             decisions.append(Decision(snap.snapshot_id, _iso(snap.made), snap.status, True, tuple(kept)))
         else:

@@ -173,3 +173,10 @@ def test_an_undated_snapshot_is_never_forgotten():
 
 def test_no_snapshots_no_decisions():
     assert apply_policy([], RetentionSettings(keep_last=1), NOW) == []
+
+
+def test_a_repository_without_any_verified_snapshot_loses_nothing():
+    statuses = {n: ("failed" if i % 2 else "unverified") for i, n in enumerate(TIMES)}
+    decisions = apply_policy(states(statuses), RetentionSettings(keep_last=1), NOW)
+    assert all(d.keep for d in decisions)
+    assert {d.reasons for d in decisions} == {("recent",), ("no-verified-snapshot",)}
