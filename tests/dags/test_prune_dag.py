@@ -56,6 +56,24 @@ def cluster(tmp_path, monkeypatch, simulator):
     return sim, etl, store
 
 
+def test_the_dag_parses_without_network_daily_by_default_even_with_a_broken_config(tmp_path, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access while parsing the DAG")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    config = tmp_path / "broken.yaml"
+    config.write_text("clusters: [\n")
+    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+    dag = load_dag("kubecost_etl_prune")
+    assert dag.timetable.expression == "0 0 * * *"  # @daily: the run's first task reports the config error
+    assert dag.max_active_runs == 1 and set(dag.params) == {"clusters", "dry_run"}
+    assert {t.task_id for t in dag.tasks if not t.on_failure_callback} == {"summary"}
+    assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "summary")
+
+
 def test_dry_run_then_prune_then_restore_the_oldest_kept_snapshot(airflow_db, cluster):
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
