@@ -86,7 +86,12 @@ def test_the_config_merges_defaults_key_by_key_and_validates_the_prune_schedule(
     assert parse_config({"clusters": [{"id": "c"}]}).cluster("c").retention is None
     with pytest.raises(ConfigError, match=r"cluster 'b': retention.keep_daily: expected a whole number"):
         parse_config({**raw, "clusters": [{"id": "b", "retention": {"keep_daily": -3}}]})
-    with pytest.raises(ConfigError, match=r"prune_schedule: expected a cron expression, preset or null"):
+    assert parse_config(raw).prune_schedule == "0 4 * * *"
+    assert parse_config({"clusters": [{"id": "c"}]}).prune_schedule == "@daily"
+    assert parse_config({**raw, "prune_schedule": None}).prune_schedule is None  # manual runs only
+    with pytest.raises(ConfigError, match=r"prune_schedule: expected a cron expression"):
         parse_config({**raw, "prune_schedule": 5})
+    with pytest.raises(ConfigError, match=r"prune_schedule: '61 \* \* \* \*' is not a valid cron expression"):
+        parse_config({**raw, "prune_schedule": "61 * * * *"})
     with pytest.raises(ConfigError, match=r"cluster 'a': retention: the policy keeps nothing"):
         parse_config({"defaults": {"retention": {"keep_daily": 0}}, "clusters": [{"id": "a"}]})

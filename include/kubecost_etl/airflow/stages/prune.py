@@ -9,14 +9,12 @@ goes through the same code and deletes nothing.
 
 from __future__ import annotations
 
-import functools
 import logging
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from kubecost_etl.airflow.hooks.object_store import check_store_ref, open_repository
+from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.config import ClusterConfig, ConfigError, load_config
-from kubecost_etl.errors import KubecostEtlError, Refusal
+from kubecost_etl.errors import KubecostEtlError
 from kubecost_etl.prune import gc
 from kubecost_etl.prune.gc import CollectResult, ForgetResult, PruneReport
 from kubecost_etl.snapshots.repository import Repository
@@ -28,26 +26,10 @@ class PruneFailed(KubecostEtlError, RuntimeError):
     pass
 
 
-def _refusals_fail_without_retry(function):
-    """A config mistake or an unsafe repository will not change on a retry: fail at once, one alert."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except Refusal as exc:
-            raise AirflowFailException(f"prune refused: {exc}") from exc
-
-    return wrapper
-
-
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def select_clusters(requested: list[str] | None) -> list[str]:
     """The clusters to prune: those named (each must have a ``retention`` policy), or every one with a policy."""
-    config = load_config()
-    if requested and len(set(requested)) != len(requested):
-        raise ConfigError(f"clusters: {requested} names a cluster twice")
-    clusters = config.select(requested or None)
+    clusters = load_config().select(requested or None)  # a cluster named twice is refused there
     chosen = []
     for cluster in clusters:
         if cluster.retention is None:
@@ -79,7 +61,7 @@ def snapshots_in_use(cluster: ClusterConfig) -> list[str]:
     return []
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def forget(cluster_id: str, dry_run: bool) -> dict:
     """Phase 1: decide, then delete the forgotten snapshots' manifests and verification records."""
     cluster, repo = _open(cluster_id)
@@ -87,7 +69,7 @@ def forget(cluster_id: str, dry_run: bool) -> dict:
     return result.as_dict()
 
 
-@_refusals_fail_without_retry
+@refusals_fail_at_once
 def collect(cluster_id: str, forgotten: dict, dry_run: bool) -> dict:
     """Phase 2: delete unreferenced objects older than the margin, stale records, unfinished uploads."""
     cluster, repo = _open(cluster_id)
@@ -95,6 +77,7 @@ def collect(cluster_id: str, forgotten: dict, dry_run: bool) -> dict:
     return gc.collect(repo, cluster.retention, dry_run=dry_run, forgotten=phase1.forgotten).as_dict()
 
 
+@refusals_fail_at_once
 def report(cluster_id: str, forgotten: dict, collected: dict) -> dict:
     """The cluster's prune report: logged as a table, returned as the task's value."""
     cluster, repo = _open(cluster_id)
@@ -111,6 +94,7 @@ def prune_asset(cluster_id: str):
     return Asset(uri=f"kubecost-etl://{cluster_id}/prune", name=f"kubecost_etl_prune_{cluster_id}")
 
 
+@refusals_fail_at_once
 def summary(cluster_ids: list[str], results: list[dict | None]) -> dict:
     """One line per cluster; fails the run when any cluster's prune failed (its own tasks say why)."""
     done = {r["cluster_id"]: r for r in results if r}
