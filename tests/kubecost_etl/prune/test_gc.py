@@ -182,11 +182,14 @@ def test_a_backup_streaming_while_prune_runs_loses_nothing(fs_store, simulator, 
             results["error"] = exc
             first_upload.set()
 
+    # The prune's clock: everything stored before this backup is older than the margin, everything it
+    # uploads younger (it uploads several objects at once, so its first finished one is not its oldest).
+    cutoff = max(i.last_modified for i in fs_store.list(ROOT)) + timedelta(milliseconds=1)
     thread = threading.Thread(target=run_backup)
     thread.start()
     assert first_upload.wait(120) and "error" not in results
-    # The prune's clock: the running backup's first upload is exactly as old as the margin allows.
-    now = results["first_object"].last_modified + KEEP_TWO.margin
+    assert results["first_object"].last_modified >= cutoff
+    now = cutoff + KEEP_TWO.margin
     try:
         report = prune(repo, KEEP_TWO, dry_run=False, now=now)
     finally:
