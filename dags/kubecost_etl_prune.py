@@ -3,9 +3,11 @@
 Scheduled daily (`prune_schedule` in the configuration) and triggerable with `clusters` (empty:
 every cluster with a `retention:` policy) and `dry_run` (report exactly what would go; delete
 nothing). Each cluster is a mapped task group, so one cluster failing neither stops nor hides the
-others: forget (phase 1: the policy decides, forgotten manifests are deleted, then their
+others: acquire_lease (the cluster's lease, shared with backup, repair, restore and other Airflow
+deployments; waits without a worker slot) -> forget (phase 1: the policy decides, forgotten manifests are deleted, then their
 verification records) -> collect (phase 2: objects no remaining manifest names and older than
-`gc_safety_margin`, stale records, unfinished uploads) -> report (a table in the log, the
+`gc_safety_margin`, stale records, unfinished uploads) -> release_lease (a teardown that always
+runs) and report (a table in the log, the
 `PruneReport` as the task's value, an Asset event `kubecost-etl://<cluster>/prune` unless a dry
 run). The newest verified snapshot is always kept; see the README's "Retention" section.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.schedule import prune_schedule
+from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
 PRUNES = AssetAlias("kubecost_etl_prune")
 
@@ -32,6 +35,13 @@ def _label(cluster_id: str) -> None:
 
 def _cluster_task(**kwargs):
     return task(map_index_template="{{ cluster_id }}", **kwargs)
+
+
+def _held(cluster_id: str, lease: dict):
+    """The phase runs only while this run holds the cluster's lease, and renews it meanwhile."""
+    from kubecost_etl.airflow.lease import lease_held
+
+    return lease_held(cluster_id, lease)
 
 
 @dag(
@@ -58,14 +68,18 @@ def kubecost_etl_prune():
     @task_group
     def prune_cluster(cluster_id: str):
         @_cluster_task()
-        def forget(cluster_id: str, params=None) -> dict:
+        def forget(cluster_id: str, lease: dict, params=None) -> dict:
             _label(cluster_id)
-            return _stages().forget(cluster_id, params["dry_run"])
+            with _held(cluster_id, lease):
+                return _stages().forget(cluster_id, params["dry_run"])
 
+        # Still under the lease: a backup's plan may reuse an old unreferenced object (no age protects
+        # that); the margin protects against writers the lease cannot stop (README, "Retention").
         @_cluster_task()
-        def collect(cluster_id: str, forgotten: dict, params=None) -> dict:
+        def collect(cluster_id: str, forgotten: dict, lease: dict, params=None) -> dict:
             _label(cluster_id)
-            return _stages().collect(cluster_id, forgotten, params["dry_run"])
+            with _held(cluster_id, lease):
+                return _stages().collect(cluster_id, forgotten, params["dry_run"])
 
         @_cluster_task(outlets=[PRUNES])
         def report(cluster_id: str, forgotten: dict, collected: dict, outlet_events=None) -> dict:
@@ -78,11 +92,22 @@ def kubecost_etl_prune():
                     "bytes_remaining": result["bytes_remaining"]})
             return result
 
-        forgotten = forget(cluster_id)
-        collected = collect(cluster_id, forgotten)
+        @_cluster_task(retries=3)
+        def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
+            _label(cluster_id)
+            from kubecost_etl.airflow.lease import release
+
+            return release(cluster_id, lease, context)
+
+        acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
+        lease = acquire.output
+        forgotten = forget(cluster_id, lease)
+        collected = collect(cluster_id, forgotten, lease)
         # Federated mirror retention (federated.retention, the federation issue) joins here as its own
-        # task per cluster, feeding report() through PruneReport.extensions.
-        return report(cluster_id, forgotten, collected)
+        # task per cluster under the same lease, feeding report() through PruneReport.extensions.
+        result = report(cluster_id, forgotten, collected)
+        chain(acquire, forgotten, collected, release_lease(cluster_id, lease).as_teardown(setups=acquire))
+        return result
 
     # The run's leaf: it fails whenever anything failed, so a partly failed run never shows green.
     @task(trigger_rule="all_done", on_failure_callback=None)

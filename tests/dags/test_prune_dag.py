@@ -35,7 +35,9 @@ def xcom(run, task_id: str, map_index: int = -1):
 
 
 def files(root) -> dict[str, int]:
-    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+    """The backup repositories' files (the lease's own files live next to them, in kubecost-etl-leases/)."""
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted((root / "kubecost-etl-backup").rglob("*"))
+            if p.is_file()}
 
 
 @pytest.fixture
@@ -104,6 +106,9 @@ def test_dry_run_then_prune_then_restore_the_oldest_kept_snapshot(airflow_db, cl
         (rest[1], ["last", "newest-verified"]), (rest[0], ["last"])]
     assert report["objects_deleted"] > 0 and report["records_deleted"] == 1
     assert xcom(run, "summary")["succeeded"] == [CLUSTER]  # the cluster without a policy is left alone
+    assert states(run)[("prune_cluster.acquire_lease", 0)] == states(run)[("prune_cluster.release_lease", 0)] == (
+        "success")
+    assert not (store / "kubecost-etl-leases" / f"{CLUSTER}.json").exists()  # released
     repo = Repository(FilesystemStore(store), CLUSTER)
     assert repo.snapshot_ids() == rest
     for snapshot_id in rest:

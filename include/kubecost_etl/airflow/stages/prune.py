@@ -54,9 +54,9 @@ def _open(cluster_id: str) -> tuple[ClusterConfig, Repository]:
 def snapshots_in_use(cluster: ClusterConfig) -> list[str]:
     """Snapshots a running restore or share names; they are kept whatever the policy says.
 
-    MERGE(lease10): the per-cluster lease records its holder; when it lands, read the snapshot a
-    holder names from it here. Until then prune and restore are kept apart by their own
-    ``max_active_runs`` only, and this names none.
+    The cluster's lease is exclusive and a restore holds it for its whole run, so no restore runs
+    while the prune holds it: none to name today. A pipeline that reads a snapshot without the
+    lease (a share bundle made from a snapshot) names its snapshot here when it records one.
     """
     return []
 
