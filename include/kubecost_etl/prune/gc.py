@@ -414,9 +414,8 @@ def _stale_uploads(repo: Repository, cutoff: datetime, dry_run: bool) -> tuple[l
     """Abort unfinished uploads (S3 multipart uploads, partial files) under the cluster's repository
     begun before ``cutoff``; one without a start time is left alone.
 
-    MERGE(lease10): the store primitives ``list_pending_uploads(prefix)`` and
-    ``abort_pending_upload(upload)`` (``PendingUpload``: key, upload_id, initiated) come with branch
-    ``lease10``; until it is merged, stores without them report ``uploads_checked: False``.
+    Through the store's ``list_pending_uploads``/``abort_pending_upload``; a store without them reports
+    ``uploads_checked: False``. (The lease's acquire also aborts uploads older than its ttl.)
     """
     store = repo.store
     lister = getattr(store, "list_pending_uploads", None)
