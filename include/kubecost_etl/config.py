@@ -31,6 +31,7 @@ from kubecost_etl.errors import ConfigError, ParamsError
 from kubecost_etl.federation.settings import FederatedSettings, parse_federated_settings
 from kubecost_etl.health.settings import HealthSettings, parse_health_settings
 from kubecost_etl.lease import LeaseSettings, parse_lease_settings
+from kubecost_etl.prune.settings import RetentionSettings, parse_retention_settings
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
 from kubecost_etl.share.settings import ShareSettings, parse_share_settings
@@ -81,6 +82,7 @@ class ClusterConfig:
     share: ShareSettings = field(default_factory=ShareSettings)
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     federated: FederatedSettings | None = None
+    retention: RetentionSettings | None = None  # None: the prune pipeline leaves this cluster alone
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class ProjectConfig:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "<memory>"
     health: HealthSettings = field(default_factory=HealthSettings)
+    prune_schedule: str | None = DEFAULT_SCHEDULE
 
     def cluster(self, cluster_id: str | None) -> ClusterConfig:
         if cluster_id in (None, ""):
@@ -235,8 +238,9 @@ def parse_config(raw: Any, source: str = "<memory>", base_dir: Path | None = Non
         seen.add(cluster.id)
         clusters.append(cluster)
     schedule = check_schedule(raw.get("backup_schedule", DEFAULT_SCHEDULE), f"{where}: backup_schedule")
+    prune = check_schedule(raw.get("prune_schedule", DEFAULT_SCHEDULE), f"{where}: prune_schedule")
     return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source,
-                         parse_health_settings(raw.get("health"), where))
+                         parse_health_settings(raw.get("health"), where), prune_schedule=prune)
 
 
 def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None) -> ClusterConfig:
@@ -290,6 +294,8 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
     )
     if kwargs.get("backup") and kwargs["backup"].source == "federated" and kwargs["federated"] is None:
         raise ConfigError(f"{where}: backup.source: federated needs a federated: block (which bucket to read)")
+    retention_raw = _merge_section(defaults.get("retention"), item.get("retention"), f"{where}: retention")
+    kwargs["retention"] = parse_retention_settings(retention_raw, where)
     return ClusterConfig(**kwargs)
 
 

@@ -52,3 +52,8 @@ def _schedule(key: str, default: str) -> str | None:
     except ConfigError as exc:
         log.warning("%s; using %s until it is fixed (every run's first task fails with this error)", exc, default)
         return default
+
+
+def prune_schedule() -> str | None:
+    """``prune_schedule`` from the config file when it is valid; daily otherwise."""
+    return _schedule("prune_schedule", DEFAULT_SCHEDULE)

@@ -1,0 +1,1 @@
+"""The prune pipeline: retention policy (restic ``forget`` semantics), then two-phase garbage collection."""
