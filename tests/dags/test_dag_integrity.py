@@ -10,7 +10,7 @@ import pytest
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"kubecost_etl_backup", "kubecost_etl_repair", "kubecost_etl_restore", "kubecost_etl_share",
             "kubecost_etl_import", "kubecost_etl_health",
-            "kubecost_etl_federate"}
+            "kubecost_etl_federate", "kubecost_etl_prune"}
 
 
 @pytest.fixture
