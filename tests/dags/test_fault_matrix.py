@@ -9,7 +9,7 @@ when that try ends, so it hits that stage only. After the run and its retries:
   (never a mix, never less), apart from files "Kubecost" itself wrote during the run;
 - the run's final state tells the truth: success means restored, failed means as before;
 - nothing but the ETL dir is left next to it, and no snapshot is visible without all its objects;
-- no lease is left held (``assert_no_lease_held``: the hook for the per-cluster lease).
+- no lease is left held (the per-cluster lease is released by the run's teardown).
 
 The matrix (fault x stage -> outcome) is printed in pytest's terminal summary (tests/dags/conftest.py).
 By default one cell per stage runs, so every fault and every stage is covered (about 30 s a cell
@@ -226,8 +226,10 @@ def _disarm(world: World) -> None:
 
 
 def assert_no_lease_held(world: World, cell: Cell) -> None:
-    """HOOK(lease): once the per-cluster lease lands (issue 10), assert here that the run released it:
-    no lease object for ``CLUSTER`` left held in ``world.repo.store``."""
+    """The run released the cluster's lease whatever the fault: no lease object is left in the store."""
+    from kubecost_etl.lease import lease_key
+
+    assert world.repo.store.stat(lease_key(CLUSTER)) is None, f"{cell.id}: the cluster's lease was left held"
 
 
 def _complete_snapshots(repo: Repository) -> list[str]:
