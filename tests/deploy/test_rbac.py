@@ -217,10 +217,11 @@ def test_a_role_missing_a_verb_fails_the_pipeline_with_the_api_servers_403(tmp_p
     role.write_text(yaml.safe_dump_all(role_without(shipped_documents(), "pods/exec", "create")))
     cluster = repair_cluster_factory(rbac_role=role)
 
-    from kubecost_etl.errors import Refusal
+    from airflow.sdk.exceptions import AirflowFailException
 
-    with pytest.raises(Refusal) as failed:  # no retry can fix a Role: it is refused, not retried
+    with pytest.raises(AirflowFailException) as failed:  # no retry can fix a Role: refused, not retried
         run_backup(CLUSTER_ID)
+    assert "refused (not retried)" in str(failed.value)
     assert "the API server answered 403 Forbidden" in str(failed.value)
     assert (
         'is forbidden: User "system:serviceaccount:kubecost:kubecost-etl" cannot create resource "pods/exec" '
