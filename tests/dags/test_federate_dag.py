@@ -77,7 +77,9 @@ def test_two_clusters_federate_into_one_bucket_then_nothing_changes(airflow_db, 
         assert f"kc/{cluster_key}/kubecost-etl-owner.json" in keys(s3)
     with create_session() as session:
         uris = sorted(e.asset.uri.rstrip("/") for e in session.query(AssetEvent).all())  # Airflow adds a "/"
-    assert uris == ["kubecost-federated://east", "kubecost-federated://west"]
+    # Other tests share this Airflow database: only this DAG's kind of event counts here.
+    assert [u for u in uris if u.startswith("kubecost-federated://")] == [
+        "kubecost-federated://east", "kubecost-federated://west"]
 
     before = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     run = load_dag("kubecost_etl_federate", retries=0).test()
