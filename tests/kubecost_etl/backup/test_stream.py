@@ -118,9 +118,11 @@ def test_a_failing_upload_stops_the_stream_and_nothing_is_left_half_done(tmp_pat
 
     store = FailingStore(tmp_path / "store")
     core, target, repo, plan = planned(simulator(etl_tree), store)
+    before = set(threading.enumerate())
     with pytest.raises(StorageError, match="disk full"):
         stream_files(core, target, repo, plan.transfer, settings())
     assert repo.snapshot_ids() == []
     partial = [p for p in (tmp_path / "store").rglob("*") if p.is_file() and "partial" in p.name]
     assert partial == []
-    assert threading.active_count() < 10  # no reader or upload thread left behind
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []  # no reader or upload thread left behind (threads of other fixtures do not count)
