@@ -11,34 +11,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
+from airflow.sdk import AssetAlias, Param, chain, dag, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
+from kubecost_etl.airflow.dag_parts import cluster_task, held, label, release_lease, stages
 from kubecost_etl.airflow.schedule import backup_schedule
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
 SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
-
-
-def _stages():
-    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
-    from kubecost_etl.airflow.stages import backup
-
-    return backup
-
-
-def _label(cluster_id: str) -> None:
-    get_current_context()["cluster_id"] = cluster_id  # shown as the map index in the UI
-
-
-def _cluster_task(**kwargs):
-    return task(map_index_template="{{ cluster_id }}", **kwargs)
-
-
-def _held(cluster_id: str, lease: dict):
-    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
-    from kubecost_etl.airflow.lease import lease_held
-
-    return lease_held(cluster_id, lease)
 
 
 @dag(
@@ -60,49 +39,43 @@ def _held(cluster_id: str, lease: dict):
 def kubecost_etl_backup():
     @task
     def select_clusters(params=None) -> list[str]:
-        return _stages().select_clusters(params["clusters"])
+        return stages("backup").select_clusters(params["clusters"])
 
     @task_group
     def backup_cluster(cluster_id: str):
-        @_cluster_task()
+        @cluster_task()
         def find_pod(cluster_id: str, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().find_pod(cluster_id)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("backup").find_pod(cluster_id)
 
-        @_cluster_task()
+        @cluster_task()
         def plan(cluster_id: str, target: dict, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().plan(cluster_id, target)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("backup").plan(cluster_id, target)
 
-        @_cluster_task(execution_timeout=timedelta(hours=3))
+        @cluster_task(execution_timeout=timedelta(hours=3))
         def stream(cluster_id: str, target: dict, plan: dict, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().stream(cluster_id, target, plan)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("backup").stream(cluster_id, target, plan)
 
-        @_cluster_task()
+        @cluster_task()
         def commit(cluster_id: str, target: dict, plan: dict, streamed: dict, lease: dict) -> str:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().commit(cluster_id, target, plan, streamed)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("backup").commit(cluster_id, target, plan, streamed)
 
-        @_cluster_task(outlets=[SNAPSHOTS])
+        @cluster_task(outlets=[SNAPSHOTS])
         def verify(cluster_id: str, snapshot_id: str, lease: dict, params=None, outlet_events=None) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                result = _stages().verify(cluster_id, snapshot_id, params["full_verify"])
+            label(cluster_id)
+            with held(cluster_id, lease):
+                result = stages("backup").verify(cluster_id, snapshot_id, params["full_verify"])
             # Only a verified snapshot is announced: downstream DAGs may schedule on it.
-            outlet_events[SNAPSHOTS].add(_stages().snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
+            outlet_events[SNAPSHOTS].add(stages("backup").snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
             return result
 
-        @_cluster_task(retries=3)
-        def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
-            _label(cluster_id)
-            from kubecost_etl.airflow.lease import release
-
-            return release(cluster_id, lease, context)
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output
@@ -119,10 +92,10 @@ def kubecost_etl_backup():
     @task(trigger_rule="all_done", on_failure_callback=None, retries=0)
     def report(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
-            raise _stages().BackupFailed("no clusters were selected: see select_clusters")
+            raise stages("backup").BackupFailed("no clusters were selected: see select_clusters")
         # Pulled by explicit map index: one entry per cluster, None where that cluster failed.
         results = ti.xcom_pull(task_ids="backup_cluster.verify", map_indexes=range(len(cluster_ids)))
-        return _stages().report(cluster_ids, results)
+        return stages("backup").report(cluster_ids, results)
 
     cluster_ids = select_clusters()
     chain(backup_cluster.expand(cluster_id=cluster_ids), report(cluster_ids))

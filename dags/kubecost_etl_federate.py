@@ -11,34 +11,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
+from airflow.sdk import AssetAlias, Param, chain, dag, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
+from kubecost_etl.airflow.dag_parts import cluster_task, held, label, release_lease, stages
 from kubecost_etl.airflow.schedule import federate_schedule
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
 FEDERATED = AssetAlias("kubecost_federated")
-
-
-def _stages():
-    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
-    from kubecost_etl.airflow.stages import federate
-
-    return federate
-
-
-def _label(cluster_id: str) -> None:
-    get_current_context()["cluster_id"] = cluster_id  # shown as the map index in the UI
-
-
-def _cluster_task(**kwargs):
-    return task(map_index_template="{{ cluster_id }}", **kwargs)
-
-
-def _held(cluster_id: str, lease: dict):
-    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
-    from kubecost_etl.airflow.lease import lease_held
-
-    return lease_held(cluster_id, lease)
 
 
 @dag(
@@ -61,50 +40,44 @@ def _held(cluster_id: str, lease: dict):
 def kubecost_etl_federate():
     @task
     def select_clusters(params=None) -> list[str]:
-        return _stages().select_clusters(params["clusters"])
+        return stages("federate").select_clusters(params["clusters"])
 
     @task_group
     def federate_cluster(cluster_id: str):
-        @_cluster_task()
+        @cluster_task()
         def find_pod(cluster_id: str, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().find_pod(cluster_id)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("federate").find_pod(cluster_id)
 
-        @_cluster_task()
+        @cluster_task()
         def plan(cluster_id: str, target: dict, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().plan(cluster_id, target)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("federate").plan(cluster_id, target)
 
-        @_cluster_task(execution_timeout=timedelta(hours=1))
+        @cluster_task(execution_timeout=timedelta(hours=1))
         def push(cluster_id: str, target: dict, plan: dict, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().push(cluster_id, target, plan)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("federate").push(cluster_id, target, plan)
 
-        @_cluster_task(outlets=[FEDERATED])
+        @cluster_task(outlets=[FEDERATED])
         def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, lease: dict, params=None,
                    outlet_events=None) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                result = _stages().verify(cluster_id, target, plan, pushed, params["full_verify"])
-            outlet_events[FEDERATED].add(_stages().federated_asset(cluster_id),
+            label(cluster_id)
+            with held(cluster_id, lease):
+                result = stages("federate").verify(cluster_id, target, plan, pushed, params["full_verify"])
+            outlet_events[FEDERATED].add(stages("federate").federated_asset(cluster_id),
                                          extra={"objects": result["objects"], "pushed": len(pushed["pushed"])})
             return result
 
-        @_cluster_task()
+        @cluster_task()
         def retention(cluster_id: str, lease: dict) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().retention(cluster_id)
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("federate").retention(cluster_id)
 
-        @_cluster_task(retries=3)
-        def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
-            _label(cluster_id)
-            from kubecost_etl.airflow.lease import release
-
-            return release(cluster_id, lease, context)
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output
@@ -120,12 +93,12 @@ def kubecost_etl_federate():
     @task(trigger_rule="all_done", on_failure_callback=None)
     def report(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
-            raise _stages().FederationFailed("no clusters were selected: see select_clusters")
+            raise stages("federate").FederationFailed("no clusters were selected: see select_clusters")
         # Pulled by explicit map index: one entry per cluster, None where that cluster failed.
         indexes = range(len(cluster_ids))
         results = ti.xcom_pull(task_ids="federate_cluster.verify", map_indexes=indexes)
         retained = ti.xcom_pull(task_ids="federate_cluster.retention", map_indexes=indexes)
-        return _stages().report(cluster_ids, results, retained)
+        return stages("federate").report(cluster_ids, results, retained)
 
     cluster_ids = select_clusters()
     chain(federate_cluster.expand(cluster_id=cluster_ids), report(cluster_ids))

@@ -14,34 +14,13 @@ run). The newest verified snapshot is always kept; see the README's "Retention" 
 
 from __future__ import annotations
 
-from airflow.sdk import AssetAlias, Param, chain, dag, get_current_context, task, task_group
+from airflow.sdk import AssetAlias, Param, chain, dag, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
+from kubecost_etl.airflow.dag_parts import cluster_task, held, label, release_lease, stages
 from kubecost_etl.airflow.schedule import prune_schedule
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
 PRUNES = AssetAlias("kubecost_etl_prune")
-
-
-def _stages():
-    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
-    from kubecost_etl.airflow.stages import prune
-
-    return prune
-
-
-def _label(cluster_id: str) -> None:
-    get_current_context()["cluster_id"] = cluster_id  # shown as the map index in the UI
-
-
-def _cluster_task(**kwargs):
-    return task(map_index_template="{{ cluster_id }}", **kwargs)
-
-
-def _held(cluster_id: str, lease: dict):
-    """The phase runs only while this run holds the cluster's lease, and renews it meanwhile."""
-    from kubecost_etl.airflow.lease import lease_held
-
-    return lease_held(cluster_id, lease)
 
 
 @dag(
@@ -63,41 +42,35 @@ def _held(cluster_id: str, lease: dict):
 def kubecost_etl_prune():
     @task
     def select_clusters(params=None) -> list[str]:
-        return _stages().select_clusters(params["clusters"])
+        return stages("prune").select_clusters(params["clusters"])
 
     @task_group
     def prune_cluster(cluster_id: str):
-        @_cluster_task()
+        @cluster_task()
         def forget(cluster_id: str, lease: dict, params=None) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().forget(cluster_id, params["dry_run"])
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("prune").forget(cluster_id, params["dry_run"])
 
         # Still under the lease: a backup's plan may reuse an old unreferenced object (no age protects
         # that); the margin protects against writers the lease cannot stop (README, "Retention").
-        @_cluster_task()
+        @cluster_task()
         def collect(cluster_id: str, forgotten: dict, lease: dict, params=None) -> dict:
-            _label(cluster_id)
-            with _held(cluster_id, lease):
-                return _stages().collect(cluster_id, forgotten, params["dry_run"])
+            label(cluster_id)
+            with held(cluster_id, lease):
+                return stages("prune").collect(cluster_id, forgotten, params["dry_run"])
 
-        @_cluster_task(outlets=[PRUNES])
+        @cluster_task(outlets=[PRUNES])
         def report(cluster_id: str, forgotten: dict, collected: dict, outlet_events=None) -> dict:
-            _label(cluster_id)
-            result = _stages().report(cluster_id, forgotten, collected)
+            label(cluster_id)
+            result = stages("prune").report(cluster_id, forgotten, collected)
             if not result["dry_run"]:  # a dry run changed nothing: nothing to announce
-                outlet_events[PRUNES].add(_stages().prune_asset(cluster_id), extra={
+                outlet_events[PRUNES].add(stages("prune").prune_asset(cluster_id), extra={
                     "forgotten": [d["snapshot_id"] for d in result["forgotten"]],
                     "objects_deleted": result["objects_deleted"], "bytes_deleted": result["bytes_deleted"],
                     "bytes_remaining": result["bytes_remaining"]})
             return result
 
-        @_cluster_task(retries=3)
-        def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
-            _label(cluster_id)
-            from kubecost_etl.airflow.lease import release
-
-            return release(cluster_id, lease, context)
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output
@@ -113,10 +86,10 @@ def kubecost_etl_prune():
     @task(trigger_rule="all_done", on_failure_callback=None)
     def summary(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
-            raise _stages().PruneFailed("no clusters were selected: see select_clusters")
+            raise stages("prune").PruneFailed("no clusters were selected: see select_clusters")
         # Pulled by explicit map index: one entry per cluster, None where that cluster failed.
         results = ti.xcom_pull(task_ids="prune_cluster.report", map_indexes=range(len(cluster_ids)))
-        return _stages().summary(cluster_ids, results)
+        return stages("prune").summary(cluster_ids, results)
 
     cluster_ids = select_clusters()
     chain(prune_cluster.expand(cluster_id=cluster_ids), summary(cluster_ids))

@@ -1,0 +1,41 @@
+"""Pieces every per-cluster DAG shares (backup, federate, prune): light at parse time, only airflow.sdk.
+
+- ``stages(name)``: a pipeline's stage module, imported when a task runs (parsing stays cheap).
+- ``cluster_task``/``label``: a mapped task shown by cluster id instead of its map index.
+- ``held``: a stage body runs only while this run holds the cluster's lease (checked and renewed).
+- ``release_lease``: the teardown that gives the cluster's lease back whatever happened.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from airflow.sdk import get_current_context, task
+
+
+def stages(name: str):
+    """``kubecost_etl.airflow.stages.<name>``, imported when a task runs, not when the DAG file is parsed."""
+    return importlib.import_module(f"kubecost_etl.airflow.stages.{name}")
+
+
+def label(cluster_id: str) -> None:
+    get_current_context()["cluster_id"] = cluster_id  # shown as the map index in the UI
+
+
+def cluster_task(**kwargs):
+    return task(map_index_template="{{ cluster_id }}", **kwargs)
+
+
+def held(cluster_id: str, lease: dict):
+    """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
+    from kubecost_etl.airflow.lease import lease_held
+
+    return lease_held(cluster_id, lease)
+
+
+@cluster_task(retries=3)
+def release_lease(cluster_id: str, lease: dict | None = None, **context) -> str:
+    label(cluster_id)
+    from kubecost_etl.airflow.lease import release
+
+    return release(cluster_id, lease, context)
