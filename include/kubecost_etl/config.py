@@ -34,6 +34,7 @@ from kubecost_etl.lease import LeaseSettings, parse_lease_settings
 from kubecost_etl.prune.settings import RetentionSettings, parse_retention_settings
 from kubecost_etl.redact import describe_yaml_error
 from kubecost_etl.repair.settings import RepairSettings, parse_repair_settings
+from kubecost_etl.schedules import CONFIG_ENV, DEFAULT_SCHEDULE, check_schedule
 from kubecost_etl.share.settings import ShareSettings, parse_share_settings
 
 __all__ = [
@@ -42,11 +43,7 @@ __all__ = [
     "parse_config",
 ]
 
-CONFIG_ENV = "KUBECOST_ETL_CONFIG"
-DEFAULT_SCHEDULE = "@daily"
 _CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-# Airflow's presets (airflow.sdk CRON_PRESETS) and its two special schedules.
-SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 
 
 class DebugContainer(StrEnum):
@@ -148,45 +145,6 @@ _CLUSTER_KEYS = _keys(ClusterConfig)
 _ALERT_KEYS = _keys(AlertSettings)
 _STRING_KEYS = ("namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig", "context",
                 "debug_image", "use_debug_container")
-
-
-def check_schedule(value: Any, where: str = "backup_schedule") -> str | None:
-    """A cron expression (five fields) or an Airflow preset, or None (manual runs only); else a ConfigError."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a cron expression (five fields), a preset such as @daily, or null")
-    if value.startswith("@"):
-        if value not in SCHEDULE_PRESETS:
-            raise ConfigError(f"{where}: {value!r} is not an Airflow preset; use one of {', '.join(SCHEDULE_PRESETS)}")
-        return value
-    fields_given = value.split()
-    if len(fields_given) != 5:
-        raise ConfigError(f"{where}: {value!r} has {len(fields_given)} field(s); a cron expression has five "
-                          "(minute hour day-of-month month day-of-week)")
-    problem = _cron_problem(value)
-    if problem:
-        raise ConfigError(f"{where}: {value!r} is not a valid cron expression: {problem}")
-    return value
-
-
-def _cron_problem(expression: str) -> str | None:
-    """Why croniter (what Airflow's cron timetables use) rejects ``expression``; None when it is valid."""
-    try:
-        from croniter import croniter
-    except ImportError:  # croniter comes with Airflow; without it, ask Airflow's own timetable
-        from airflow.timetables.trigger import CronTriggerTimetable
-
-        try:
-            CronTriggerTimetable(expression, timezone="UTC").validate()
-        except Exception as exc:  # noqa: BLE001 (AirflowTimetableInvalid and the parser's errors)
-            return str(exc) or type(exc).__name__
-        return None
-    try:
-        croniter(expression)
-    except (ValueError, KeyError) as exc:  # CroniterBadCronError is a ValueError
-        return str(exc) or type(exc).__name__
-    return None
 
 
 def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:

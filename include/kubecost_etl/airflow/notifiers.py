@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from kubecost_etl.config import Notifier, load_alert_settings
 from kubecost_etl.redact import redact
 
 log = logging.getLogger(__name__)
@@ -20,6 +19,9 @@ MESSAGE = ("Kubecost ETL task failed: {{ ti.dag_id }}.{{ ti.task_id }}"
 
 
 def notify_failure(context) -> None:
+    # imported at alert time: kubecost_etl.config imports every pipeline's settings
+    from kubecost_etl.config import load_alert_settings
+
     try:
         alerts = load_alert_settings()
     except Exception as exc:  # an alert path must never raise: report and stop
@@ -43,6 +45,8 @@ def redacted_context(context) -> dict:
 
 
 def build_notifier(alerts):
+    from kubecost_etl.config import Notifier
+
     if alerts.notifier == Notifier.SLACK:
         from airflow.providers.slack.notifications.slack import SlackNotifier
 

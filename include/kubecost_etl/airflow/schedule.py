@@ -15,8 +15,8 @@ import os
 
 import yaml
 
-from kubecost_etl.config import CONFIG_ENV, DEFAULT_SCHEDULE, check_schedule
 from kubecost_etl.errors import ConfigError
+from kubecost_etl.schedules import CONFIG_ENV, DEFAULT_SCHEDULE, check_schedule
 
 log = logging.getLogger(__name__)
 
