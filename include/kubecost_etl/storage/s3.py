@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,6 +38,23 @@ NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 PRESIGN_MAX_SECONDS = 7 * 86400  # SigV4 presigned URLs last at most a week
 # 412 for a failed If-Match/If-None-Match; 409 when a concurrent conditional write won the race.
 PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+# botocore reads and parses the S3 service model (a large JSON) for every new session: ~0.15 s a
+# client. One process makes clients for each stage and lease operation, so they share one loader
+# (read-only data, cached); each client still gets its own session, so credentials never leak between them.
+_LOADER: botocore.loaders.Loader | None = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _session() -> boto3.session.Session:
+    global _LOADER
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = botocore.loaders.create_loader()
+        loader = _LOADER
+    core = botocore.session.get_session()
+    core.register_component("data_loader", loader)
+    return boto3.session.Session(botocore_session=core)
 
 
 def make_s3_client(
@@ -64,7 +84,7 @@ def make_s3_client(
         config_options["response_checksum_validation"] = "when_required"
     if signature_version:
         config_options["signature_version"] = signature_version
-    return boto3.session.Session().client(
+    return _session().client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region,
