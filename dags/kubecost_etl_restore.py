@@ -1,7 +1,13 @@
 """kubecost_etl_restore: put a chosen snapshot back into the cost-analyzer pod without risking the live data.
 
-Manual only. Params: `cluster`, `snapshot` (an id, or `latest`: the newest verified snapshot made
+Manual only. Params: `cluster`, `source`, `snapshot` (an id, or `latest`: the newest verified snapshot made
 before this run was triggered), `mode`, `restart`, `dry_run`.
+
+- `source: snapshot` (default) restores a snapshot of the backup repository; `federated` or `durable`
+  restores the cluster's federated mirror (`[<prefix>/]federated/<cluster id>/etl/bingen/...` or
+  `[<prefix>/]etl/bingen/...` in the store of its `federated:` block): the listing is pinned by preflight,
+  and verify_snapshot reads and re-hashes every object (sizes, metadata sha256, bingen headers) before
+  anything touches the pod. Everything after it is the same path.
 
 - `replace`: the ETL dir becomes exactly the snapshot (staged next to it, checked, swapped in by
   two renames; the previous dir is kept until the post-check passes).
@@ -29,7 +35,7 @@ from datetime import timedelta
 from airflow.sdk import Param, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
-from kubecost_etl.restore.modes import MODES
+from kubecost_etl.restore.modes import MODES, SOURCES
 
 log = logging.getLogger(__name__)
 LONG = timedelta(hours=3)  # verify and stage move the whole snapshot
@@ -61,8 +67,12 @@ def _held(ctx: dict, lease: dict):
     params={
         "cluster": Param("", type="string",
                          description="Cluster id from the configuration; empty means the only configured cluster."),
+        "source": Param("snapshot", type="string", enum=list(SOURCES),
+                        description="snapshot: a snapshot of the backup repository. federated / durable: the "
+                                    "cluster's federated mirror in that layout (verified before the pod is touched)."),
         "snapshot": Param("latest", type="string", minLength=1,
-                          description="Snapshot id, or 'latest': the newest verified snapshot before this run."),
+                          description="Snapshot id, or 'latest': the newest verified snapshot before this run "
+                                      "(source snapshot only)."),
         "mode": Param("replace", type="string", enum=list(MODES),
                       description="replace: the ETL dir becomes exactly the snapshot. "
                                   "fill-missing: only files absent from the pod are written."),
@@ -75,17 +85,20 @@ def kubecost_etl_restore():
     @task
     def preflight(params=None, run_id=None, dag_run=None) -> dict:
         return _stages().preflight(params["cluster"], params["snapshot"], params["mode"], params["restart"],
-                                params["dry_run"], run_id, dag_run.run_after)
+                                   params["dry_run"], run_id, dag_run.run_after,
+                                   source=params.get("source") or "snapshot")
 
     @task(execution_timeout=LONG)
     def verify_snapshot(ctx: dict, lease: dict) -> dict:
         with _held(ctx, lease):
             return _stages().verify_snapshot(ctx)
 
+    # plan, stage, check_staged and post_check take verify_snapshot's result: for a mirror it is the
+    # verified listing they write and check (a snapshot's stages re-read its pinned manifest instead).
     @task
-    def plan(ctx: dict, lease: dict) -> dict:
+    def plan(ctx: dict, verified: dict, lease: dict) -> dict:
         with _held(ctx, lease):
-            return _stages().plan(ctx)
+            return _stages().plan(ctx, verified=verified)
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)  # the teardown still runs (and does nothing)
     def apply_changes(ctx: dict) -> bool:
@@ -99,14 +112,14 @@ def kubecost_etl_restore():
             return _stages().safety_backup(ctx, plan)
 
     @task(execution_timeout=LONG)
-    def stage(ctx: dict, plan: dict, lease: dict) -> dict:
+    def stage(ctx: dict, plan: dict, verified: dict, lease: dict) -> dict:
         with _held(ctx, lease):
-            return _stages().stage(ctx, plan)
+            return _stages().stage(ctx, plan, verified=verified)
 
     @task
-    def check_staged(ctx: dict, plan: dict, staged: dict, lease: dict) -> dict:
+    def check_staged(ctx: dict, plan: dict, staged: dict, verified: dict, lease: dict) -> dict:
         with _held(ctx, lease):
-            return _stages().check_staged(ctx, plan, staged)
+            return _stages().check_staged(ctx, plan, staged, verified=verified)
 
     # swap and post_check pull the lease rather than take it as an argument: a setup's direct
     # downstream tasks must keep the all_success rule, and these two run after a skipped task.
@@ -123,7 +136,7 @@ def kubecost_etl_restore():
     @task(trigger_rule="none_failed_min_one_success")  # runs after a skipped restart
     def post_check(ctx: dict, plan: dict, swapped: dict, ti=None) -> dict:
         with _held(ctx, ti.xcom_pull(task_ids="acquire_lease")):
-            return _stages().post_check(ctx, plan, swapped)
+            return _stages().post_check(ctx, plan, swapped, verified=ti.xcom_pull(task_ids="verify_snapshot"))
 
     @task
     def finish(ctx: dict, lease: dict, ti=None) -> dict:
@@ -141,8 +154,8 @@ def kubecost_etl_restore():
     acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=ctx)
     lease = acquire.output
     verified = verify_snapshot(ctx, lease)  # the setup: nothing touches the pod before it passes
-    the_plan = plan(ctx, lease)
-    staged = stage(ctx, the_plan, lease)
+    the_plan = plan(ctx, verified, lease)
+    staged = stage(ctx, the_plan, verified, lease)
     swapped = swap(ctx, the_plan)
     chain(
         acquire,
@@ -150,7 +163,7 @@ def kubecost_etl_restore():
         the_plan,
         apply_changes(ctx),
         staged,
-        check_staged(ctx, the_plan, staged, lease),
+        check_staged(ctx, the_plan, staged, verified, lease),
         safety_backup(ctx, the_plan, lease),  # as late as possible: right before the swap
         swapped,
         restart(ctx, swapped, lease),

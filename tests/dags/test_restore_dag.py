@@ -70,9 +70,9 @@ def test_a_failure_after_the_swap_puts_the_previous_data_back(cluster, restore_d
     before = tree_digests(etl)
     real_check = stages.post_check
 
-    def check_after_a_loss(ctx, plan, swapped):
+    def check_after_a_loss(ctx, plan, swapped, **kwargs):
         next(p for p in sorted(etl.rglob("*")) if p.is_file()).unlink()  # restored, then lost again
-        return real_check(ctx, plan, swapped)
+        return real_check(ctx, plan, swapped, **kwargs)
 
     monkeypatch.setattr(stages, "post_check", check_after_a_loss)
 

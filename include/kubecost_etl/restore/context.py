@@ -21,6 +21,13 @@ class RestoreContext:
     files: int
     bytes: int
     leftovers: tuple[str, ...] = ()
+    # snapshot, or a mirror (federated | durable): then snapshot_id names the mirror ("<source>-<federated id>")
+    # and manifest_sha256 pins its listing (``restore.mirror.MirrorListing.digest``)
+    source: str = "snapshot"
+
+    @property
+    def from_mirror(self) -> bool:
+        return self.source != "snapshot"
 
     @property
     def dirs(self) -> RestoreDirs:
@@ -31,7 +38,7 @@ class RestoreContext:
                 "manifest_sha256": self.manifest_sha256, "mode": self.mode, "restart": self.restart,
                 "dry_run": self.dry_run, "token": self.token, "target": self.target.as_dict(),
                 "dirs": self.dirs.as_dict(), "files": self.files, "bytes": self.bytes,
-                "leftovers": list(self.leftovers)}
+                "leftovers": list(self.leftovers), "source": self.source}
 
     @classmethod
     def from_dict(cls, data: dict | RestoreContext) -> RestoreContext:
@@ -40,4 +47,5 @@ class RestoreContext:
         return cls(cluster_id=data["cluster_id"], snapshot_id=data["snapshot_id"],
                    manifest_sha256=data["manifest_sha256"], mode=data["mode"], restart=bool(data["restart"]),
                    dry_run=bool(data["dry_run"]), token=data["token"], target=ExecTarget.from_dict(data["target"]),
-                   files=int(data["files"]), bytes=int(data["bytes"]), leftovers=tuple(data.get("leftovers", ())))
+                   files=int(data["files"]), bytes=int(data["bytes"]), leftovers=tuple(data.get("leftovers", ())),
+                   source=data.get("source", "snapshot"))

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import posixpath
 import time
+from collections.abc import Callable, Iterable
 
 from websocket import WebSocketException
 
@@ -35,8 +36,14 @@ class StagingFailed(KubecostEtlError, RuntimeError):
     """The staged files are not what the snapshot holds; the staging dir was removed."""
 
 
-def stage_files(core_api, target: ExecTarget, repo: Repository, files: list[FileEntry], dirs: RestoreDirs) -> dict:
-    """Unpack ``files`` into the staging dir (created here, replacing this run's own leftover)."""
+def stage_files(core_api, target: ExecTarget, repo: Repository | None, files: list[FileEntry], dirs: RestoreDirs,
+                content: Callable[[FileEntry], Callable[[], Iterable[bytes]]] | None = None) -> dict:
+    """Unpack ``files`` into the staging dir (created here, replacing this run's own leftover).
+
+    Each file's bytes come from the snapshot's object in ``repo``, or from ``content(entry)`` (a mirror's
+    object read as stored, see ``restore.mirror``).
+    """
+    opener = content or (lambda entry: _content(repo, entry))
     state = pod_dirs.inspect(core_api, target, dirs)
     if state.live_not_a_directory:
         raise RestoreRefused(f"{dirs.live} in pod {target.pod.name} exists but is not a directory")
@@ -47,7 +54,7 @@ def stage_files(core_api, target: ExecTarget, repo: Repository, files: list[File
         pod_dirs.ensure_parent(core_api, target, dirs)  # a wiped volume may lack even the parent
     uid, gid = pod_dirs.owner_of(core_api, target, dirs, state.live)
     try:
-        stats = _stream(core_api, target, repo, sorted(files, key=lambda e: e.path), dirs, uid, gid)
+        stats = _stream(core_api, target, opener, sorted(files, key=lambda e: e.path), dirs, uid, gid)
     except BaseException:
         _remove_after_failure(core_api, target, dirs)
         raise
@@ -56,8 +63,8 @@ def stage_files(core_api, target: ExecTarget, repo: Repository, files: list[File
     return stats
 
 
-def _stream(core_api, target: ExecTarget, repo: Repository, files: list[FileEntry], dirs: RestoreDirs,
-            uid: int, gid: int) -> dict:
+def _stream(core_api, target: ExecTarget, opener: Callable[[FileEntry], Callable[[], Iterable[bytes]]],
+            files: list[FileEntry], dirs: RestoreDirs, uid: int, gid: int) -> dict:
     command = ["tar", "-x", "-f", "-", "-C", dirs.parent]
     started = last_report = time.monotonic()
     done, total = 0, sum(e.size for e in files)
@@ -70,7 +77,7 @@ def _stream(core_api, target: ExecTarget, repo: Repository, files: list[FileEntr
             last_report = now
             log.info("streamed %.1f/%.1f MB, %.1f MB/s", done / 1e6, total / 1e6, done / 1e6 / (now - started))
 
-    archive = [ArchiveFile(e.path, e.size, e.mtime, e.sha256, _content(repo, e)) for e in files]
+    archive = [ArchiveFile(e.path, e.size, e.mtime, e.sha256, opener(e)) for e in files]
     with target.exec(core_api, command, stdin=True) as session:
         sink = FrameSink(session.write_stdin)
         try:

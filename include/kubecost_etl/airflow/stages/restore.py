@@ -7,11 +7,20 @@ task boundaries are frozen dataclasses with ``as_dict``/``from_dict`` (``SwapRes
 against the pinned sha256, and re-resolves the pod when a restart replaced it. ``finish`` is the
 run's teardown: it removes this run's dirs after a passed post-check, and otherwise puts the
 previous ETL dir back (restarting Kubecost again if the restore had restarted it).
+
+With ``source: federated`` or ``durable`` the files come from the cluster's federated mirror instead of a
+snapshot (``kubecost_etl.restore.mirror``): preflight lists and pins the mirror (``manifest_sha256`` is
+the listing's digest), ``verify_snapshot`` re-lists it, refuses any change, reads and re-hashes every
+object and returns the verified listing; ``plan``, ``stage``, ``check_staged`` and ``post_check`` take
+that listing (``verified``) and compare against exactly the sha256s verified. Everything else (lease,
+safety backup, swap, restart, finish) is the snapshot restore's own code.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from airflow.sdk.exceptions import AirflowSkipException
@@ -22,6 +31,7 @@ from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.airflow.stages.backup import snapshot_source
 from kubecost_etl.backup.pipeline import back_up
 from kubecost_etl.config import ClusterConfig, load_config
+from kubecost_etl.errors import ConfigError, ParamsError
 from kubecost_etl.kube.pod_files import EtlDirMissing, list_files
 from kubecost_etl.kube.pods import PodNotFound, PodRef, find_cost_model_pod, find_running_pod, pod_uid
 from kubecost_etl.kube.rollout import (
@@ -30,11 +40,12 @@ from kubecost_etl.kube.rollout import (
     wait_for_replacement,
 )
 from kubecost_etl.kube.target import ExecTarget, ensure_running, resolve_exec_target
-from kubecost_etl.restore import pod_dirs
+from kubecost_etl.restore import mirror, pod_dirs
 from kubecost_etl.restore import post_check as checking
 from kubecost_etl.restore import stage as staging
 from kubecost_etl.restore import swap as swapping
 from kubecost_etl.restore.context import RestoreContext
+from kubecost_etl.restore.modes import MIRROR_SOURCES, SNAPSHOT_SOURCE, SOURCES
 from kubecost_etl.restore.plan import (
     REPLACE,
     check_mode,
@@ -45,6 +56,7 @@ from kubecost_etl.restore.plan import (
 )
 from kubecost_etl.restore.pod_dirs import RestoreDirs, restore_token
 from kubecost_etl.snapshots.pinned import (
+    LATEST,
     RestoreRefused,
     describe,
     load_pinned,
@@ -56,8 +68,6 @@ log = logging.getLogger(__name__)
 RESTART_TIMEOUT_S = 900.0
 
 
-
-
 def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook]:
     cluster = load_config().cluster(cluster_id)
     return cluster, KubecostClusterHook.for_cluster(cluster)
@@ -66,6 +76,57 @@ def _cluster(cluster_id: str | None) -> tuple[ClusterConfig, KubecostClusterHook
 def _pinned(cluster: ClusterConfig, ctx: RestoreContext):
     repo = open_repository(cluster)
     return repo, load_pinned(repo, ctx.snapshot_id, ctx.manifest_sha256)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The files a restore writes and where their bytes come from (a snapshot's objects or a mirror's)."""
+
+    files: list  # FileEntry, sorted as the source lists them
+    repo: object | None  # the snapshot's repository; None for a mirror
+    content: Callable | None  # FileEntry -> (() -> chunks) for a mirror; None: the repository's objects
+
+
+def check_source(source: str) -> str:
+    if source not in SOURCES:
+        raise ParamsError(f"source: {source!r} is not one of {list(SOURCES)}")
+    return source
+
+
+def _federated(cluster: ClusterConfig, source: str):
+    if cluster.federated is None:
+        raise ConfigError(f"cluster {cluster.id!r}: federated: not configured, so there is no {source} mirror to "
+                          f"restore from (source {source}); add a federated: block or use source snapshot")
+    return cluster.federated
+
+
+def _mirror_store(cluster: ClusterConfig, source: str):
+    from kubecost_etl.airflow.stages.federate import open_federated_store
+    from kubecost_etl.federation.settings import check_object_store
+
+    check_object_store(_federated(cluster, source), cluster.id)
+    return open_federated_store(cluster)
+
+
+def _verified_listing(ctx: RestoreContext, verified: dict | None) -> mirror.MirrorListing:
+    if not verified or "listing" not in verified:
+        raise RestoreRefused(f"cluster {ctx.cluster_id!r}: no verified mirror listing was handed to this task "
+                             "(verify_snapshot's result): nothing is written unverified")
+    listing = mirror.MirrorListing.from_dict(verified["listing"])
+    if listing.digest != ctx.manifest_sha256 or not listing.verified:
+        raise RestoreRefused(f"cluster {ctx.cluster_id!r}: the verified mirror listing is not the one this restore "
+                             "pinned")
+    return listing
+
+
+def _source(cluster: ClusterConfig, ctx: RestoreContext, verified: dict | None) -> _Source:
+    if not ctx.from_mirror:
+        repo, pinned = _pinned(cluster, ctx)
+        return _Source(list(pinned.files), repo, None)
+    listing = _verified_listing(ctx, verified)
+    store = _mirror_store(cluster, ctx.source)
+    by_path = listing.by_path()
+    return _Source(listing.entries(), None, lambda entry: mirror.content(store, by_path[entry.path], cluster.id))
 
 
 def _resolve(core, cluster: ClusterConfig, pod: PodRef) -> ExecTarget:
@@ -102,15 +163,28 @@ def _dirs(target: ExecTarget, ctx: RestoreContext) -> RestoreDirs:
 
 @refusals_fail_at_once
 def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, dry_run: bool, run_id: str,
-              created_before: datetime) -> dict:
-    """Check the configuration, the snapshot, the pod and what lies next to its ETL dir."""
+              created_before: datetime, source: str = SNAPSHOT_SOURCE) -> dict:
+    """Check the configuration, the snapshot (or the mirror), the pod and what lies next to its ETL dir."""
     check_mode(mode)
+    check_source(source)
     cluster, hook = _cluster(cluster_id or None)
-    repo = open_repository(cluster)
-    snapshot_id = resolve_snapshot(repo, snapshot, created_before)
-    pinned = load_pinned(repo, snapshot_id)
-    log.info("restoring %s into cluster %s, mode %s%s", describe(pinned), cluster.id, mode,
-             " (dry run)" if dry_run else "")
+    if source in MIRROR_SOURCES:
+        if snapshot not in (LATEST, "", None):
+            raise ParamsError(f"snapshot: {snapshot!r} names a snapshot, but source {source} restores the cluster's "
+                              f"{source} mirror; leave snapshot at {LATEST!r} or use source snapshot")
+        listing = mirror.list_mirror(_mirror_store(cluster, source), cluster.federated, source, cluster.id)
+        snapshot_id, pinned_sha256 = f"{source}-{listing.federated_id}", listing.digest
+        files, nbytes = len(listing.files), listing.total_bytes
+        log.info("restoring the %s mirror %s (%d files, %.1f MB, listing sha256 %s..) into cluster %s, mode %s%s",
+                 source, listing.location, files, nbytes / 1e6, pinned_sha256[:12], cluster.id, mode,
+                 " (dry run)" if dry_run else "")
+    else:
+        repo = open_repository(cluster)
+        snapshot_id = resolve_snapshot(repo, snapshot, created_before)
+        pinned = load_pinned(repo, snapshot_id)
+        pinned_sha256, files, nbytes = pinned.sha256, len(pinned.files), pinned.manifest.total_bytes
+        log.info("restoring %s into cluster %s, mode %s%s", describe(pinned), cluster.id, mode,
+                 " (dry run)" if dry_run else "")
     core = hook.core_v1
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
     target = _resolve(core, cluster, pod)
@@ -128,17 +202,26 @@ def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, d
     for leftover in state.other_runs:
         log.warning("left by an earlier restore run (kept; remove it once you no longer need it): %s", leftover)
     return RestoreContext(
-        cluster_id=cluster.id, snapshot_id=snapshot_id, manifest_sha256=pinned.sha256, mode=mode,
+        cluster_id=cluster.id, snapshot_id=snapshot_id, manifest_sha256=pinned_sha256, mode=mode,
         restart=(mode == REPLACE) if restart is None else bool(restart), dry_run=bool(dry_run), token=token,
-        target=target, files=len(pinned.files), bytes=pinned.manifest.total_bytes,
-        leftovers=tuple(state.other_runs)).as_dict()
+        target=target, files=files, bytes=nbytes, leftovers=tuple(state.other_runs), source=source).as_dict()
 
 
 @refusals_fail_at_once
 def verify_snapshot(ctx: dict) -> dict:
-    """Download and re-hash every object of the snapshot before anything touches the pod."""
+    """Download and re-hash every object of the snapshot (or the mirror) before anything touches the pod.
+
+    For a mirror the result carries the verified listing (``listing``) the later stages write and check.
+    """
     ctx = RestoreContext.from_dict(ctx)
     cluster, _ = _cluster(ctx.cluster_id)
+    if ctx.from_mirror:
+        store = _mirror_store(cluster, ctx.source)
+        listing, report = mirror.verify_mirror(store, cluster.federated, ctx.source, cluster.id, ctx.manifest_sha256)
+        log.info("%s mirror %s verified: %d objects re-hashed (%d against their metadata sha256, %d without any: "
+                 "hashed as read)", ctx.source, listing.location, report["rehashed"], report["verified_by_metadata"],
+                 report["unverifiable_against_metadata"])
+        return {**report, "snapshot_id": ctx.snapshot_id, "files": len(listing.files), "listing": listing.as_dict()}
     repo, pinned = _pinned(cluster, ctx)
     report = verify_pinned(repo, pinned)
     log.info("snapshot %s verified: %d objects re-hashed", ctx.snapshot_id, report["rehashed"])
@@ -146,16 +229,16 @@ def verify_snapshot(ctx: dict) -> dict:
 
 
 @refusals_fail_at_once
-def plan(ctx: dict) -> dict:
+def plan(ctx: dict, verified: dict | None = None) -> dict:
     """What the restore would change; logged line by line (the whole answer of a dry run)."""
     ctx = RestoreContext.from_dict(ctx)
     cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
-    _, pinned = _pinned(cluster, ctx)
+    files = _source(cluster, ctx, verified).files
     target = _target(cluster, core, ctx)
     tree = scan_tree(core, target)
-    digests = pod_digests(core, target, same_size_paths(pinned.files, tree), cluster.backup.batch_files)
-    the_plan = plan_restore(ctx.mode, ctx.snapshot_id, pinned.files, tree, digests)
+    digests = pod_digests(core, target, same_size_paths(files, tree), cluster.backup.batch_files)
+    the_plan = plan_restore(ctx.mode, ctx.snapshot_id, files, tree, digests)
     prefix = "DRY RUN, nothing changed; would " if ctx.dry_run else ""
     for line in the_plan.lines():
         log.info("%s%s", prefix, line)
@@ -199,38 +282,38 @@ def safety_backup(ctx: dict, plan: dict) -> dict:
     return {"snapshot_id": snapshot_id, "objects": report["objects"], "damaged_files": len(report["damaged"])}
 
 
-def _files_to_write(pinned, ctx: RestoreContext, plan: dict) -> list:
+def _files_to_write(files: list, ctx: RestoreContext, plan: dict) -> list:
     if ctx.mode == REPLACE:
-        return list(pinned.files)
+        return list(files)
     wanted = {f["path"] for f in plan["add"]}
-    return [e for e in pinned.files if e.path in wanted]
+    return [e for e in files if e.path in wanted]
 
 
 @refusals_fail_at_once
-def stage(ctx: dict, plan: dict) -> dict:
+def stage(ctx: dict, plan: dict, verified: dict | None = None) -> dict:
     """Stream the files into the staging dir next to the ETL dir (the live dir is not touched)."""
     ctx = RestoreContext.from_dict(ctx)
     cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
-    repo, pinned = _pinned(cluster, ctx)
-    files = _files_to_write(pinned, ctx, plan)
+    source = _source(cluster, ctx, verified)
+    files = _files_to_write(source.files, ctx, plan)
     if not files:
         log.info("nothing is missing from the pod: nothing to stage")
         return {"files": 0, "bytes": 0}
     target = _target(cluster, core, ctx)
-    return staging.stage_files(core, target, repo, files, _dirs(target, ctx))
+    return staging.stage_files(core, target, source.repo, files, _dirs(target, ctx), content=source.content)
 
 
 @refusals_fail_at_once
-def check_staged(ctx: dict, plan: dict, staged: dict) -> dict:
+def check_staged(ctx: dict, plan: dict, staged: dict, verified: dict | None = None) -> dict:
     if staged["files"] == 0:
         return {"files": 0}
     ctx = RestoreContext.from_dict(ctx)
     cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
-    _, pinned = _pinned(cluster, ctx)
+    files = _source(cluster, ctx, verified).files
     target = _target(cluster, core, ctx)
-    report = staging.check_staged(core, target, _files_to_write(pinned, ctx, plan), _dirs(target, ctx),
+    report = staging.check_staged(core, target, _files_to_write(files, ctx, plan), _dirs(target, ctx),
                                 cluster.backup.batch_files)
     log.info("staged files checked: %s", report)
     return report
@@ -276,14 +359,14 @@ def _restart(cluster: ClusterConfig, hook: KubecostClusterHook, old: PodRef) -> 
 
 
 @refusals_fail_at_once
-def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
+def post_check(ctx: dict, plan: dict, swapped: dict, verified: dict | None = None) -> dict:
     """The pod is Ready, the live dir is this run's staged tree (its marker), and the restored files are in
     place: sizes and sha256 against the snapshot, except files written after the swap (pod clock)."""
     ctx = RestoreContext.from_dict(ctx)
     swap = swapping.SwapResult.from_dict(swapped)
     cluster, hook = _cluster(ctx.cluster_id)
     core = hook.core_v1
-    _, pinned = _pinned(cluster, ctx)
+    files = _source(cluster, ctx, verified).files
     target = _target(cluster, core, ctx)
     dirs = _dirs(target, ctx)
     swapped_at = swap.swapped_at
@@ -292,7 +375,7 @@ def post_check(ctx: dict, plan: dict, swapped: dict) -> dict:
         if swapped_at is None:
             raise checking.PostCheckFailed(f"{dirs.live} in pod {target.pod.name} is not this run's staged tree "
                                            "(no marker): the snapshot is not in place")
-    expected = [e for e in _files_to_write(pinned, ctx, plan) if e.path not in set(swap.skipped)]
+    expected = [e for e in _files_to_write(files, ctx, plan) if e.path not in set(swap.skipped)]
     report = checking.check_restored(core, target, expected, datetime.now(UTC), cluster.hourly_hours, swapped_at,
                                      cluster.backup.batch_files, report_extra=ctx.mode == REPLACE)
     log.info("post-check passed: %s", report)
