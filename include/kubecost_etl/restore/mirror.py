@@ -139,17 +139,24 @@ def list_mirror(
     """What the chosen layout holds for the cluster; refuses an empty layout and unsafe or clashing keys."""
     layout = mirror_layout(source, federated)
     where = _where(store, layout)
-    state = remote_state(store, layout)
-    files, problems = [], []
-    for key, remote in sorted(state.files.items()):
-        path = layout.relative_path(key)
-        if path is None or key.endswith("/"):
+    problems = []
+    for info in store.list(layout.data_prefix):  # names first: an unsafe key is never even asked about
+        path = layout.relative_path(info.key)
+        if path is None or info.key.endswith("/"):
             continue  # a "directory" placeholder some tools create; nothing to restore
         try:
             check_relative_path(path)
         except UnsafePathError as exc:
-            problems.append(f"object {key}: {exc}")
+            problems.append(f"object {info.key}: {exc}")
+    if problems:
+        _refuse(cluster_id, source, where, problems)
+    state = remote_state(store, layout)
+    files = []
+    for key, remote in sorted(state.files.items()):
+        path = layout.relative_path(key)
+        if path is None or key.endswith("/"):
             continue
+        check_relative_path(path)  # listed again: a key that appeared since is checked too
         mtime = remote.mtime
         if mtime is None:  # not written by this project: its last-modified time stands in, as for a backup
             info = store.stat(key)
@@ -163,10 +170,7 @@ def list_mirror(
         if clash:
             problems.append(f"object {f.key}: {clash!r} is also an object, so it cannot be a directory")
     if problems:
-        raise MirrorRefused(
-            f"cluster {cluster_id!r}: the {source} mirror in {where} is refused "
-            f"({len(problems)} problem(s)): " + "; ".join(problems[:_SHOWN])
-        )
+        _refuse(cluster_id, source, where, problems)
     if not files:
         hint = ""
         if federated.layout.value != source:
@@ -177,6 +181,13 @@ def list_mirror(
             )
         raise MirrorRefused(f"cluster {cluster_id!r}: the {source} layout holds no files in {where}{hint}")
     return MirrorListing(source, cluster_id, federated.cluster_id, where, tuple(files))
+
+
+def _refuse(cluster_id: str, source: str, where: str, problems: list[str]) -> None:
+    raise MirrorRefused(
+        f"cluster {cluster_id!r}: the {source} mirror in {where} is refused ({len(problems)} problem(s)): "
+        + "; ".join(problems[:_SHOWN])
+    )
 
 
 def verify_mirror(
