@@ -253,3 +253,69 @@ def test_source_federated_without_a_federated_block_is_refused_before_anything(
         stages.preflight(
             CLUSTER, "latest", "replace", None, False, "manual__x", datetime.now(UTC), source="federated"
         )
+
+
+@pytest.mark.slow
+def test_a_durable_mirror_kubecost_wrote_without_metadata_is_restored_hashed_as_read(
+    airflow_db, tmp_path, monkeypatch, simulator
+):
+    etl = make_etl_dir(tmp_path / "pvc", days=3, hourly_hours=4, file_bytes=8_000, seed=9)
+    pushed = tree_digests(etl)
+    bucket = tmp_path / "durable-bucket"
+    shutil.copytree(
+        etl / "bingen", bucket / "backups" / "etl" / "bingen"
+    )  # as Kubecost's own mirror: no metadata
+    sim = simulator(etl)
+    store = {"type": "FILESYSTEM", "prefix": "backups", "config": {"directory": str(bucket)}}
+    configure(tmp_path, monkeypatch, sim, {"object_store": store, "layout": "durable"})
+    files = sorted(p for p in etl.rglob("*") if p.is_file())
+    files[0].write_bytes(b"BGST damaged")
+    files[-1].unlink()
+
+    run = load_dag("kubecost_etl_restore", retries=0).test(
+        run_conf={"cluster": CLUSTER, "source": "durable", "restart": False}
+    )
+
+    assert run.state == "success", states(run)
+    assert tree_digests(etl) == pushed
+    verified = xcom(run, "verify_snapshot")
+    assert verified["unverifiable_against_metadata"] == len(pushed) and verified["verified_by_metadata"] == 0
+
+
+@pytest.mark.slow
+def test_a_mirror_object_replaced_after_verification_fails_the_stage_once_and_changes_nothing(
+    airflow_db, tmp_path, monkeypatch, simulator
+):
+    from kubecost_etl.airflow.stages import restore as stages
+
+    etl = make_etl_dir(tmp_path / "pvc", days=3, hourly_hours=4, file_bytes=8_000, seed=10)
+    sim = simulator(etl)
+    bucket = tmp_path / "bucket"
+    configure(
+        tmp_path,
+        monkeypatch,
+        sim,
+        {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(bucket)}}},
+    )
+    federate_once()
+    (etl / files_in(etl)[0]).write_bytes(b"BGST damaged")
+    before = tree_digests(etl)
+    victim = bucket / "federated" / FEDERATED_ID / "etl" / files_in(etl)[3]
+    real_stage = stages.stage
+
+    def stage_after_a_rewrite(*args, **kwargs):
+        data = bytearray(victim.read_bytes())
+        data[-1] ^= 0xFF
+        victim.write_bytes(bytes(data))  # same size, same metadata sidecar, other bytes
+        return real_stage(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "stage", stage_after_a_rewrite)
+
+    run = load_dag_retrying("kubecost_etl_restore").test(run_conf={"cluster": CLUSTER, "source": "federated"})
+
+    assert run.state == "failed", states(run)
+    assert states(run)["verify_snapshot"] == "success"
+    assert states(run)["stage"] == "failed" and tries(run)["stage"] == 1  # a refusal: not retried
+    assert states(run)["swap"] == "upstream_failed" and states(run)["finish"] == "success"
+    assert tree_digests(etl) == before
+    assert sorted(p.name for p in etl.parent.iterdir()) == ["etl"]  # the staging dir was removed

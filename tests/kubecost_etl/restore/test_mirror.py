@@ -138,11 +138,9 @@ def test_unsafe_or_clashing_keys_are_refused(s3, moto_s3_server):
     # Only an object store can hold these (a key that is also a "directory"; a ".." part, which our own
     # store refuses to write, so another client writes it).
     put(s3, Layout.FEDERATED, {**FILES, "bingen/allocations/1d": b"a file where a directory must be"})
-    moto_s3_server.client().put_object(
-        Bucket=s3.bucket, Key=f"kc/federated/{FEDERATED_ID}/etl/bingen/../../x", Body=b"outside the ETL dir"
-    )
-
     raw_key = f"kc/federated/{FEDERATED_ID}/etl/bingen/../../x"
+    moto_s3_server.client().put_object(Bucket=s3.bucket, Key=raw_key, Body=b"outside the ETL dir")
+
     with pytest.raises(mirror.MirrorRefused) as refused:
         mirror.list_mirror(s3, settings(), "federated", CLUSTER)
     assert f"cluster '{CLUSTER}'" in str(refused.value) and "bingen/../../x" in str(refused.value)
