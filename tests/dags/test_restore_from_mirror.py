@@ -162,6 +162,12 @@ def test_durable_mirror_on_azurite_fills_an_emptied_pod(
     assert f"mirror/etl/{sorted(pushed)[0]}" in [b.name for b in container.list_blobs()]
 
     shutil.rmtree(etl / "bingen")  # the cache is lost; the ETL dir itself stays
+    dry = load_dag("kubecost_etl_restore", retries=0).test(
+        run_conf={"cluster": CLUSTER, "source": "durable", "mode": "fill-missing", "dry_run": True}
+    )
+    assert dry.state == "success" and states(dry)["stage"] == "skipped", states(dry)
+    assert len(xcom(dry, "plan")["add"]) == len(pushed) and tree_digests(etl) == {}
+
     run = load_dag("kubecost_etl_restore", retries=0).test(
         run_conf={"cluster": CLUSTER, "source": "durable", "mode": "fill-missing"}
     )
@@ -253,6 +259,24 @@ def test_source_federated_without_a_federated_block_is_refused_before_anything(
         stages.preflight(
             CLUSTER, "latest", "replace", None, False, "manual__x", datetime.now(UTC), source="federated"
         )
+    with pytest.raises(
+        AirflowFailException, match=r"source: 'mirror' is not one of \['snapshot', 'federated'"
+    ):
+        stages.preflight(
+            CLUSTER, "latest", "replace", None, False, "manual__x", datetime.now(UTC), source="mirror"
+        )
+    with pytest.raises(AirflowFailException, match="names a snapshot, but source durable restores"):
+        stages.preflight(
+            CLUSTER,
+            "20260101T000000Z",
+            "replace",
+            None,
+            False,
+            "manual__x",
+            datetime.now(UTC),
+            source="durable",
+        )
+    assert tree_digests(etl) == before
 
 
 @pytest.mark.slow
