@@ -271,6 +271,11 @@ def run(clusters: int, parallelisms: tuple[int, ...] = PARALLELISMS, db: str | N
             stack.callback(airflow.stop)
             airflow.start(parallelisms[0])
             timings["start_s"] = round(time.perf_counter() - begin, 1)
+            # The first task processes after start-up read Airflow, the clients and the DAG files from a
+            # cold page cache (a first select_clusters took 13.6 s against 0.5-0.8 s after): not measured.
+            _empty(s3)
+            warmup = airflow.backup(["c0"])
+            print(f"  warm-up, 1 cluster: {warmup['wall_s']:.1f} s wall (not counted)", flush=True)
             for parallelism in parallelisms:
                 if parallelism != parallelisms[0]:
                     airflow.start_scheduler(parallelism)
@@ -294,12 +299,19 @@ def run(clusters: int, parallelisms: tuple[int, ...] = PARALLELISMS, db: str | N
             os.environ[RUN_MARKER] = saved_marker
     if left or root.exists():
         raise DeploymentError(f"left behind: processes {left}, temp folder {root if root.exists() else None}")
+    growth = {}
+    for parallelism in parallelisms:
+        walls = {r["clusters"]: r["wall_s"] for r in runs if r["parallelism"] == parallelism}
+        if len(walls) > 1:
+            growth[str(parallelism)] = round((walls[max(walls)] - walls[1]) / (max(walls) - 1), 1)
     result = {
         "executor": "LocalExecutor",
         "database": db,
         "cluster_counts": counts,
         "parallelisms": list(parallelisms),
         "runs": runs,
+        "wall_s_per_extra_cluster": growth,
+        "warmup": warmup,
         "timings": timings,
         "cleanup": {"leftover_processes": left, "temp_folder_removed": True},
     }
@@ -326,6 +338,11 @@ def print_table(result: dict) -> None:
             cell = next(r for r in runs if r["clusters"] == count and r["parallelism"] == p)
             cells.append(f"{cell['wall_s']:7.1f} / {cell['task_sum_s']:7.1f}")
         print(f"{count:>8} | " + " | ".join(f"{c:>14}" for c in cells))
+    if result["wall_s_per_extra_cluster"]:
+        print(
+            "wall s per extra cluster: "
+            + ", ".join(f"parallelism {p}: {s}" for p, s in result["wall_s_per_extra_cluster"].items())
+        )
     print("\nmedian task duration (s), all runs:")
     for group, names in (("light", LIGHT), ("heavy", HEAVY)):
         for name in names:
