@@ -23,7 +23,9 @@ from pathlib import Path
 from . import backup_bench, parse_bench, repair_bench, scale_bench, scale_local, share_bench
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
-DEFAULT_SCALE_CLUSTERS = 4  # 1, 2, 4 clusters x 3 parallelisms: about 10 minutes on 2 idle cores
+DEFAULT_SCALE_CLUSTERS = (
+    4  # 1, 2, 4 clusters x 3 parallelisms: about 10 minutes (2 loaded cores: 8 min for 2)
+)
 
 
 def main() -> int:

@@ -273,14 +273,14 @@ def run(clusters: int, parallelisms: tuple[int, ...] = PARALLELISMS, db: str | N
             timings["start_s"] = round(time.perf_counter() - begin, 1)
             # The first task processes after start-up read Airflow, the clients and the DAG files from a
             # cold page cache (a first select_clusters took 13.6 s against 0.5-0.8 s after): not measured.
-            _empty(s3)
+            empty_bucket(s3)
             warmup = airflow.backup(["c0"])
             print(f"  warm-up, 1 cluster: {warmup['wall_s']:.1f} s wall (not counted)", flush=True)
             for parallelism in parallelisms:
                 if parallelism != parallelisms[0]:
                     airflow.start_scheduler(parallelism)
                 for count in counts:
-                    _empty(s3)  # a full backup every time, and moto's memory stays bounded
+                    empty_bucket(s3)  # a full backup every time, and moto's memory stays bounded
                     result = airflow.backup([f"c{i}" for i in range(count)])
                     runs.append({"clusters": count, "parallelism": parallelism, **result})
                     print(
@@ -319,7 +319,8 @@ def run(clusters: int, parallelisms: tuple[int, ...] = PARALLELISMS, db: str | N
     return result
 
 
-def _empty(s3) -> None:
+def empty_bucket(s3) -> None:
+    """Delete every object in the benchmark bucket (the next backup is a full one)."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
