@@ -118,12 +118,16 @@ class LocalExecutorDeployment(AirflowDeployment):
             diagnose=self.diagnose,
         )
 
-    def _healthy_since(self, since: datetime) -> bool:
+    def check_alive(self) -> None:
+        """A run measured without one of the components would not be the deployment's."""
         for process in self.processes.values():
             if not process.alive():
                 raise DeploymentError(
                     f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}"
                 )
+
+    def _healthy_since(self, since: datetime) -> bool:
+        self.check_alive()
         try:
             health = self.api("GET", "/api/v2/monitor/health")
         except (OSError, DeploymentError):
@@ -161,6 +165,7 @@ class LocalExecutorDeployment(AirflowDeployment):
         )["dag_run_id"]
 
         def ended() -> dict | None:
+            self.check_alive()
             run = self.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
             return run if run["state"] in ("success", "failed") else None
 
