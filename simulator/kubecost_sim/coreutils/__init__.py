@@ -5,8 +5,8 @@ Options are the ones scripts around Kubecost's ETL folder use, not the full GNU 
 unknown option fails like GNU does (message, ``Try '... --help'``, exit code).
 
 One module per command family: ``basic`` (true, echo, printf, test, sleep, mktemp...), ``files``
-(cat, sha256sum, mkdir, mv, rm), ``listing`` (ls, stat, du), ``text`` (head, tail, wc), ``find``; ``common`` holds the
-option parsing and name helpers they (and ``tartool``) share.
+(cat, sha256sum, mkdir, mv, rm), ``listing`` (ls, stat, du), ``text`` (head, tail, wc), ``find``;
+``common`` holds the option parsing and name helpers they (and ``tartool``) share.
 """
 
 from __future__ import annotations
