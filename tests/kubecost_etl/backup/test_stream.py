@@ -14,7 +14,7 @@ from kubecost_etl.storage.filesystem import FilesystemStore
 from kubecost_sim.etlgen import generate
 
 from tests.etl_trees import tree_digests
-from tests.kubecost_etl.backup.test_backup import planned, settings, snapshot_digests
+from tests.kubecost_etl.backup.test_pipeline import planned, settings, snapshot_digests
 from tests.kubecost_etl.stores_under_test import make_s3
 
 
