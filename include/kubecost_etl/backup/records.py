@@ -1,5 +1,6 @@
 """The backup pipeline's values that cross task boundaries besides the plan and the streamed entries
-(``Plan``, ``Streamed``): where to read from, a verified snapshot, the run's report (XCom: ``as_dict``)."""
+(``Plan``, ``Streamed``): where to read from, a verified snapshot (XCom: ``as_dict``). The run's report
+is a ``kubecost_etl.run_report.RunReport``."""
 
 from __future__ import annotations
 
@@ -65,20 +66,3 @@ class VerifiedSnapshot:
     def describe(self) -> str:
         return (f"{self.cluster_id}: snapshot {self.snapshot_id} verified ({self.objects} objects, "
                 f"{self.rehashed} re-hashed) in {self.repository}")
-
-
-@dataclass(frozen=True)
-class BackupReport:
-    """The run's leaf: the clusters backed up, and one line per cluster."""
-
-    succeeded: tuple[str, ...]
-    lines: tuple[str, ...]
-
-    def as_dict(self) -> dict:
-        return {"succeeded": list(self.succeeded), "lines": list(self.lines)}
-
-    @classmethod
-    def from_dict(cls, data: dict | BackupReport) -> BackupReport:
-        if isinstance(data, BackupReport):
-            return data
-        return cls(tuple(data["succeeded"]), tuple(data["lines"]))

@@ -209,7 +209,8 @@ def report(cluster_ids: list[str], results: list[dict]) -> dict:
     """One line per cluster: the verified snapshot, or that it failed (its own tasks say why).
 
     ``results`` holds one entry per cluster, in order, None where the cluster failed."""
-    from kubecost_etl.backup.records import BackupReport, VerifiedSnapshot
+    from kubecost_etl.backup.records import VerifiedSnapshot
+    from kubecost_etl.run_report import RunReport
 
     # None: that cluster's verify never succeeded
     done = {r.cluster_id: r for r in map(VerifiedSnapshot.from_dict, filter(None, results))}
@@ -225,4 +226,4 @@ def report(cluster_ids: list[str], results: list[dict]) -> dict:
     if failed:
         # The run's leaf task: failing here keeps a partly failed run from showing green.
         raise BackupFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not backed up: {', '.join(failed)}")
-    return BackupReport(tuple(sorted(done)), tuple(lines)).as_dict()
+    return RunReport(tuple(sorted(done)), tuple(lines)).as_dict()
