@@ -53,16 +53,30 @@ class VerifiedSnapshot:
     coverage: dict = field(default_factory=dict)  # per store: files, covered hours, windows, gaps, warnings
 
     def as_dict(self) -> dict:
-        return {"cluster_id": self.cluster_id, "snapshot_id": self.snapshot_id, "repository": self.repository,
-                "objects": self.objects, "rehashed": self.rehashed, "coverage": dict(self.coverage)}
+        return {
+            "cluster_id": self.cluster_id,
+            "snapshot_id": self.snapshot_id,
+            "repository": self.repository,
+            "objects": self.objects,
+            "rehashed": self.rehashed,
+            "coverage": dict(self.coverage),
+        }
 
     @classmethod
     def from_dict(cls, data: dict | VerifiedSnapshot) -> VerifiedSnapshot:
         if isinstance(data, VerifiedSnapshot):
             return data
-        return cls(data["cluster_id"], data["snapshot_id"], data["repository"], data["objects"], data["rehashed"],
-                   dict(data.get("coverage") or {}))
+        return cls(
+            data["cluster_id"],
+            data["snapshot_id"],
+            data["repository"],
+            data["objects"],
+            data["rehashed"],
+            dict(data.get("coverage") or {}),
+        )
 
     def describe(self) -> str:
-        return (f"{self.cluster_id}: snapshot {self.snapshot_id} verified ({self.objects} objects, "
-                f"{self.rehashed} re-hashed) in {self.repository}")
+        return (
+            f"{self.cluster_id}: snapshot {self.snapshot_id} verified ({self.objects} objects, "
+            f"{self.rehashed} re-hashed) in {self.repository}"
+        )

@@ -35,8 +35,12 @@ class CoverageCheck:
     source: str
 
     def as_dict(self) -> dict:
-        return {"metrics": list(self.metrics), "min_coverage": self.min_coverage, "queries": self.queries,
-                "source": self.source}
+        return {
+            "metrics": list(self.metrics),
+            "min_coverage": self.min_coverage,
+            "queries": self.queries,
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> CoverageCheck:
@@ -59,10 +63,16 @@ class RepairPlan:
 
     def as_dict(self) -> dict:
         return {
-            "cluster_id": self.cluster_id, "profile": self.profile, "window": self.window.as_dict(),
-            "provider": self.provider, "backup_first": self.backup_first, "dry_run": self.dry_run,
-            "retention": self.retention.as_dict(), "steps": [step.as_dict() for step in self.steps],
-            "planned_at": self.planned_at, "coverage": self.coverage.as_dict(),
+            "cluster_id": self.cluster_id,
+            "profile": self.profile,
+            "window": self.window.as_dict(),
+            "provider": self.provider,
+            "backup_first": self.backup_first,
+            "dry_run": self.dry_run,
+            "retention": self.retention.as_dict(),
+            "steps": [step.as_dict() for step in self.steps],
+            "planned_at": self.planned_at,
+            "coverage": self.coverage.as_dict(),
             "partial_days": [day.as_dict() for day in self.partial_days],
         }
 
@@ -71,10 +81,15 @@ class RepairPlan:
         if isinstance(data, RepairPlan):
             return data
         return cls(
-            cluster_id=data["cluster_id"], profile=data["profile"], window=RepairWindow.from_dict(data["window"]),
-            provider=data["provider"], backup_first=bool(data["backup_first"]), dry_run=bool(data["dry_run"]),
+            cluster_id=data["cluster_id"],
+            profile=data["profile"],
+            window=RepairWindow.from_dict(data["window"]),
+            provider=data["provider"],
+            backup_first=bool(data["backup_first"]),
+            dry_run=bool(data["dry_run"]),
             retention=Retention.from_dict(data["retention"]),
-            steps=tuple(PlannedStep.from_dict(step) for step in data["steps"]), planned_at=data["planned_at"],
+            steps=tuple(PlannedStep.from_dict(step) for step in data["steps"]),
+            planned_at=data["planned_at"],
             coverage=CoverageCheck.from_dict(data["coverage"]),
             partial_days=tuple(DayCoverage.from_dict(day) for day in data.get("partial_days") or ()),
         )

@@ -37,8 +37,13 @@ class WatchedPod:
     restarts: int
 
     def as_dict(self) -> dict:
-        return {"namespace": self.namespace, "name": self.name, "uid": self.uid, "container": self.container,
-                "restarts": self.restarts}
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "container": self.container,
+            "restarts": self.restarts,
+        }
 
     @classmethod
     def from_dict(cls, data: dict | WatchedPod) -> WatchedPod:
@@ -66,10 +71,18 @@ class RepairWatch:
 
     def as_dict(self) -> dict:
         return {
-            "step": self.step, "title": self.title, "request": self.request, "answer": dict(self.answer),
-            "requested_at": self.requested_at, "deadline": self.deadline, "timeout_minutes": self.timeout_minutes,
-            "poll_seconds": self.poll_seconds, "kube": self.kube.as_dict(), "pod": self.pod.as_dict(),
-            "cursor": self.cursor.as_dict(), "expected": self.expected.as_dict(),
+            "step": self.step,
+            "title": self.title,
+            "request": self.request,
+            "answer": dict(self.answer),
+            "requested_at": self.requested_at,
+            "deadline": self.deadline,
+            "timeout_minutes": self.timeout_minutes,
+            "poll_seconds": self.poll_seconds,
+            "kube": self.kube.as_dict(),
+            "pod": self.pod.as_dict(),
+            "cursor": self.cursor.as_dict(),
+            "expected": self.expected.as_dict(),
         }
 
     @classmethod
@@ -77,10 +90,17 @@ class RepairWatch:
         if isinstance(data, RepairWatch):
             return data
         return cls(
-            step=data["step"], title=data["title"], request=data["request"], answer=dict(data["answer"]),
-            requested_at=data["requested_at"], deadline=data["deadline"], timeout_minutes=data["timeout_minutes"],
-            poll_seconds=data["poll_seconds"], kube=KubeRef.from_dict(data["kube"]),
-            pod=WatchedPod.from_dict(data["pod"]), cursor=LogCursor.from_dict(data["cursor"]),
+            step=data["step"],
+            title=data["title"],
+            request=data["request"],
+            answer=dict(data["answer"]),
+            requested_at=data["requested_at"],
+            deadline=data["deadline"],
+            timeout_minutes=data["timeout_minutes"],
+            poll_seconds=data["poll_seconds"],
+            kube=KubeRef.from_dict(data["kube"]),
+            pod=WatchedPod.from_dict(data["pod"]),
+            cursor=LogCursor.from_dict(data["cursor"]),
             expected=Expectation.from_dict(data["expected"]),
         )
 
@@ -102,18 +122,37 @@ class WatchEvent:
     last_line_ns: int | None
 
     def as_dict(self) -> dict:
-        return {"status": self.status, "message": self.message, "line": self.line, "finished_at": self.finished_at,
-                "polls": self.polls, "bytes_read": self.bytes_read, "max_bytes_per_poll": self.max_bytes_per_poll,
-                "passes": [dict(p) for p in self.passes], "days_done": self.days_done,
-                "days_expected": self.days_expected, "last_line_ns": self.last_line_ns}
+        return {
+            "status": self.status,
+            "message": self.message,
+            "line": self.line,
+            "finished_at": self.finished_at,
+            "polls": self.polls,
+            "bytes_read": self.bytes_read,
+            "max_bytes_per_poll": self.max_bytes_per_poll,
+            "passes": [dict(p) for p in self.passes],
+            "days_done": self.days_done,
+            "days_expected": self.days_expected,
+            "last_line_ns": self.last_line_ns,
+        }
 
     @classmethod
     def from_dict(cls, data: dict | WatchEvent) -> WatchEvent:
         if isinstance(data, WatchEvent):
             return data
-        return cls(data["status"], data["message"], data.get("line"), data["finished_at"], data["polls"],
-                   data["bytes_read"], data["max_bytes_per_poll"], tuple(data["passes"]), data["days_done"],
-                   data["days_expected"], data.get("last_line_ns"))
+        return cls(
+            data["status"],
+            data["message"],
+            data.get("line"),
+            data["finished_at"],
+            data["polls"],
+            data["bytes_read"],
+            data["max_bytes_per_poll"],
+            tuple(data["passes"]),
+            data["days_done"],
+            data["days_expected"],
+            data.get("last_line_ns"),
+        )
 
 
 @dataclass(frozen=True)
@@ -136,18 +175,36 @@ class StepResult:
 
     @classmethod
     def finished(cls, watch: RepairWatch, event: WatchEvent) -> StepResult:
-        return cls(step=watch.step, title=watch.title, request=watch.request, answer=dict(watch.answer),
-                   days_done=event.days_done, days_expected=event.days_expected, passes=event.passes,
-                   seconds=round(event.finished_at - watch.requested_at, 3), requested_at=watch.requested_at,
-                   finished_at=event.finished_at, polls=event.polls, bytes_read=event.bytes_read,
-                   max_bytes_per_poll=event.max_bytes_per_poll)
+        return cls(
+            step=watch.step,
+            title=watch.title,
+            request=watch.request,
+            answer=dict(watch.answer),
+            days_done=event.days_done,
+            days_expected=event.days_expected,
+            passes=event.passes,
+            seconds=round(event.finished_at - watch.requested_at, 3),
+            requested_at=watch.requested_at,
+            finished_at=event.finished_at,
+            polls=event.polls,
+            bytes_read=event.bytes_read,
+            max_bytes_per_poll=event.max_bytes_per_poll,
+        )
 
     def as_dict(self) -> dict:
         return {
-            "step": self.step, "title": self.title, "request": self.request, "answer": dict(self.answer),
-            "requested_at": self.requested_at, "finished_at": self.finished_at, "seconds": self.seconds,
-            "days_done": self.days_done, "days_expected": self.days_expected,
-            "passes": [dict(p) for p in self.passes], "polls": self.polls, "bytes_read": self.bytes_read,
+            "step": self.step,
+            "title": self.title,
+            "request": self.request,
+            "answer": dict(self.answer),
+            "requested_at": self.requested_at,
+            "finished_at": self.finished_at,
+            "seconds": self.seconds,
+            "days_done": self.days_done,
+            "days_expected": self.days_expected,
+            "passes": [dict(p) for p in self.passes],
+            "polls": self.polls,
+            "bytes_read": self.bytes_read,
             "max_bytes_per_poll": self.max_bytes_per_poll,
         }
 
@@ -156,11 +213,19 @@ class StepResult:
         if isinstance(data, StepResult):
             return data
         return cls(
-            step=data["step"], title=data["title"], request=data["request"], answer=dict(data["answer"]),
-            days_done=data["days_done"], days_expected=data["days_expected"], passes=tuple(data["passes"]),
-            seconds=data["seconds"], requested_at=data.get("requested_at", 0.0),
-            finished_at=data.get("finished_at", 0.0), polls=data.get("polls", 0),
-            bytes_read=data.get("bytes_read", 0), max_bytes_per_poll=data.get("max_bytes_per_poll", 0),
+            step=data["step"],
+            title=data["title"],
+            request=data["request"],
+            answer=dict(data["answer"]),
+            days_done=data["days_done"],
+            days_expected=data["days_expected"],
+            passes=tuple(data["passes"]),
+            seconds=data["seconds"],
+            requested_at=data.get("requested_at", 0.0),
+            finished_at=data.get("finished_at", 0.0),
+            polls=data.get("polls", 0),
+            bytes_read=data.get("bytes_read", 0),
+            max_bytes_per_poll=data.get("max_bytes_per_poll", 0),
         )
 
 
@@ -176,12 +241,24 @@ class RepairSummary:
     partial_days: tuple[str, ...]  # the dates let through by allow_partial_days
 
     def as_dict(self) -> dict:
-        return {"cluster_id": self.cluster_id, "window": dict(self.window), "profile": self.profile,
-                "dry_run": self.dry_run, "lines": list(self.lines), "partial_days": list(self.partial_days)}
+        return {
+            "cluster_id": self.cluster_id,
+            "window": dict(self.window),
+            "profile": self.profile,
+            "dry_run": self.dry_run,
+            "lines": list(self.lines),
+            "partial_days": list(self.partial_days),
+        }
 
     @classmethod
     def from_dict(cls, data: dict | RepairSummary) -> RepairSummary:
         if isinstance(data, RepairSummary):
             return data
-        return cls(data["cluster_id"], dict(data["window"]), data["profile"], bool(data["dry_run"]),
-                   tuple(data["lines"]), tuple(data["partial_days"]))
+        return cls(
+            data["cluster_id"],
+            dict(data["window"]),
+            data["profile"],
+            bool(data["dry_run"]),
+            tuple(data["lines"]),
+            tuple(data["partial_days"]),
+        )
