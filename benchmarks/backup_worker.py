@@ -12,7 +12,8 @@ from kubecost_etl.config import BackupSettings, ObjectStoreRef
 from kubecost_etl.kube.pods import find_cost_model_pod
 from kubecost_etl.kube.target import resolve_exec_target
 from kubecost_etl.snapshots.repository import Repository
-from kubecost_etl.storage.objstore_config import build_store, parse_objstore_config
+from kubecost_etl.storage.objstore_config.build import build_store
+from kubecost_etl.storage.objstore_config.parse import parse_objstore_config
 
 
 def main() -> int:

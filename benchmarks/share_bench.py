@@ -25,7 +25,8 @@ def _worker_main(kubeconfig: str, objstore: str) -> int:
     from kubecost_etl.kube.target import resolve_exec_target
     from kubecost_etl.share.pipeline import make_bundle, plan_share
     from kubecost_etl.snapshots.repository import Repository
-    from kubecost_etl.storage.objstore_config import build_store, parse_objstore_config
+    from kubecost_etl.storage.objstore_config.build import build_store
+    from kubecost_etl.storage.objstore_config.parse import parse_objstore_config
     from kubernetes import client, config
 
     core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
@@ -54,7 +55,8 @@ def _import_main(objstore: str, key: str) -> int:
     from kubecost_etl.config import BackupSettings, ObjectStoreRef
     from kubecost_etl.share.importer import check_archive, record_archive
     from kubecost_etl.snapshots.repository import Repository
-    from kubecost_etl.storage.objstore_config import build_store, parse_objstore_config
+    from kubecost_etl.storage.objstore_config.build import build_store
+    from kubecost_etl.storage.objstore_config.parse import parse_objstore_config
 
     store = build_store(parse_objstore_config(json.loads(objstore), source="benchmark"))
     started = time.perf_counter()

@@ -65,11 +65,15 @@ def kubecost_etl_federate():
         @cluster_task(outlets=[FEDERATED])
         def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, lease: dict, params=None,
                    outlet_events=None) -> dict:
+            from kubecost_etl.federation.push import PushResult
+            from kubecost_etl.federation.verify import VerifyReport
+
             label(cluster_id)
             with held(cluster_id, lease):
                 result = stages("federate").verify(cluster_id, target, plan, pushed, params["full_verify"])
-            outlet_events[FEDERATED].add(stages("federate").federated_asset(cluster_id),
-                                         extra={"objects": result["objects"], "pushed": len(pushed["pushed"])})
+            extra = {"objects": VerifyReport.from_dict(result).objects,
+                     "pushed": len(PushResult.from_dict(pushed).pushed)}
+            outlet_events[FEDERATED].add(stages("federate").federated_asset(cluster_id), extra=extra)
             return result
 
         @cluster_task()

@@ -16,13 +16,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
-
-
-def _stages():
-    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
-    from kubecost_etl.airflow.stages import share
-
-    return share
+from kubecost_etl.airflow.dag_parts import cluster_param, stages
 
 
 @dag(
@@ -35,11 +29,7 @@ def _stages():
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "cluster": Param(
-            "",
-            type="string",
-            description="Cluster id from the configuration; empty means the only configured cluster.",
-        ),
+        "cluster": cluster_param(),
         "archive": Param(
             "",
             type="string",
@@ -52,11 +42,11 @@ def _stages():
 def kubecost_etl_import():
     @task(execution_timeout=timedelta(hours=3))
     def check_archive(params=None) -> dict:
-        return _stages().check_archive(params["cluster"], params["archive"])
+        return stages("share").check_archive(params["cluster"], params["archive"])
 
     @task(execution_timeout=timedelta(hours=3))
     def record_archive(checked: dict) -> dict:
-        return _stages().record_archive(checked)
+        return stages("share").record_archive(checked)
 
     checked = check_archive()
     chain(checked, record_archive(checked))

@@ -63,12 +63,15 @@ def kubecost_etl_prune():
         @cluster_task(outlets=[PRUNES])
         def report(cluster_id: str, forgotten: dict, collected: dict, outlet_events=None) -> dict:
             label(cluster_id)
+            from kubecost_etl.prune.gc import PruneReport
+
             result = stages("prune").report(cluster_id, forgotten, collected)
-            if not result["dry_run"]:  # a dry run changed nothing: nothing to announce
+            pruned = PruneReport.from_dict(result)
+            if not pruned.dry_run:  # a dry run changed nothing: nothing to announce
                 outlet_events[PRUNES].add(stages("prune").prune_asset(cluster_id), extra={
-                    "forgotten": [d["snapshot_id"] for d in result["forgotten"]],
-                    "objects_deleted": result["objects_deleted"], "bytes_deleted": result["bytes_deleted"],
-                    "bytes_remaining": result["bytes_remaining"]})
+                    "forgotten": [d.snapshot_id for d in pruned.forgotten],
+                    "objects_deleted": pruned.objects_deleted, "bytes_deleted": pruned.bytes_deleted,
+                    "bytes_remaining": pruned.bytes_remaining})
             return result
 
 

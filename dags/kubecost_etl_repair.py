@@ -34,11 +34,17 @@ def _stages():
     return repair
 
 
+def _cluster_id(plan: dict) -> str:
+    from kubecost_etl.repair.plan import RepairPlan
+
+    return RepairPlan.from_dict(plan).cluster_id
+
+
 def _held(plan: dict, lease: dict):
     """The stage runs only while this run holds the cluster's lease, and renews it meanwhile."""
     from kubecost_etl.airflow.lease import lease_held
 
-    return lease_held(plan["cluster_id"], lease)
+    return lease_held(_cluster_id(plan), lease)
 
 
 @dag(
@@ -85,23 +91,27 @@ def kubecost_etl_repair():
     @task
     def request_step(plan: dict, step_name: str, lease: dict) -> dict:
         from kubecost_etl.airflow.lease import extend_lease
+        from kubecost_etl.repair.steps import RepairWatch
 
         with _held(plan, lease):
             watch = _stages().request_step(plan, step_name)
         # Kubecost now rebuilds on its own while the sensor waits in the triggerer: the lease covers that.
-        extend_lease(plan["cluster_id"], lease, datetime.fromtimestamp(watch["deadline"], UTC))
+        deadline = RepairWatch.from_dict(watch).deadline
+        extend_lease(_cluster_id(plan), lease, datetime.fromtimestamp(deadline, UTC))
         return watch
 
     # The run's leaf fails only after a failed task, which has alerted already: no second alert.
     @task(trigger_rule="all_done", retries=0, on_failure_callback=None)
     def summary(plan, results: dict) -> dict:
-        return _stages().summary(plan, results[plan["profile"]] if plan else [])
+        from kubecost_etl.repair.plan import RepairPlan
+
+        return _stages().summary(plan, results[RepairPlan.from_dict(plan).profile] if plan else [])
 
     @task(retries=3)
     def release_lease(plan: dict, lease: dict | None = None, **context) -> str:
         from kubecost_etl.airflow.lease import release
 
-        return release(plan["cluster_id"], lease, context)
+        return release(_cluster_id(plan), lease, context)
 
     plan = preflight()
     acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=plan)

@@ -17,13 +17,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, chain, dag, task
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
-
-
-def _stages():
-    """The stage code, imported when a task runs: parsing this file stays cheap (no client libraries)."""
-    from kubecost_etl.airflow.stages import share
-
-    return share
+from kubecost_etl.airflow.dag_parts import cluster_param, stages
 
 
 @dag(
@@ -36,11 +30,7 @@ def _stages():
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "cluster": Param(
-            "",
-            type="string",
-            description="Cluster id from the configuration; empty means the only configured cluster.",
-        ),
+        "cluster": cluster_param(),
         "window": Param(
             "",
             type=["null", "string"],
@@ -70,7 +60,7 @@ def _stages():
 def kubecost_etl_share():
     @task  # a refusal fails at once (AirflowFailException); a pod or store hiccup is retried
     def preflight(params=None, dag_run=None) -> dict:
-        return _stages().preflight(
+        return stages("share").preflight(
             params["cluster"],
             params["window"],
             params["source"],
@@ -81,7 +71,7 @@ def kubecost_etl_share():
 
     @task(execution_timeout=timedelta(hours=3))
     def bundle(request: dict) -> dict:
-        return _stages().bundle(request)
+        return stages("share").bundle(request)
 
     request = preflight()
     chain(request, bundle(request))

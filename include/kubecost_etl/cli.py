@@ -50,8 +50,8 @@ def check_config(path: str) -> int:
 
 def check_stores(config) -> None:
     """Parse every Thanos-format object store the clusters name (no network), naming the cluster on error."""
-    from kubecost_etl.storage import objstore_config
     from kubecost_etl.storage.base import StorageConfigError
+    from kubecost_etl.storage.objstore_config.parse import load_objstore_config, parse_objstore_config
 
     for cluster in config.clusters:
         ref = cluster.backup.object_store if cluster.backup else None
@@ -59,8 +59,8 @@ def check_stores(config) -> None:
             continue
         try:
             if ref.config_file:
-                objstore_config.load_objstore_config(ref.config_file)
+                load_objstore_config(ref.config_file)
             else:
-                objstore_config.parse_objstore_config(ref.inline, source="inline object_store")
+                parse_objstore_config(ref.inline, source="inline object_store")
         except StorageConfigError as exc:
             raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: {exc}") from None

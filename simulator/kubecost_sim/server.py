@@ -33,7 +33,7 @@ from aiohttp import web
 from .cluster import COST_MODEL_CONTAINER, NAMESPACE, Cluster
 from .costmodel import CostModel
 from .faults import Faults
-from .kubeapi import KubeApi
+from .kubeapi.app import KubeApi
 from .prometheus import Prometheus
 from .rbac import RoleAuthorizer
 from .requestlog import RequestLog

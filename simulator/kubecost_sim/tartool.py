@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .coreutils import child_path, group_name, user_name
+from .coreutils.common import child_path, group_name, user_name
 from .execshell import Proc, Stop, copy_stream
 from .podfs import normalize
 

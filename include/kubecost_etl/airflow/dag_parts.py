@@ -1,6 +1,7 @@
-"""Pieces every per-cluster DAG shares (backup, federate, prune): light at parse time, only airflow.sdk.
+"""Pieces the DAGs share: light at parse time, only airflow.sdk.
 
 - ``stages(name)``: a pipeline's stage module, imported when a task runs (parsing stays cheap).
+- ``cluster_param``: the ``cluster`` form field of the manual one-cluster DAGs (share, import).
 - ``cluster_task``/``label``: a mapped task shown by cluster id instead of its map index.
 - ``held``: a stage body runs only while this run holds the cluster's lease (checked and renewed).
 - ``release_lease``: the teardown that gives the cluster's lease back whatever happened.
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import importlib
 
-from airflow.sdk import get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 
 
 def stages(name: str):
     """``kubecost_etl.airflow.stages.<name>``, imported when a task runs, not when the DAG file is parsed."""
     return importlib.import_module(f"kubecost_etl.airflow.stages.{name}")
+
+
+def cluster_param() -> Param:
+    return Param("", type="string",
+                 description="Cluster id from the configuration; empty means the only configured cluster.")
 
 
 def label(cluster_id: str) -> None:

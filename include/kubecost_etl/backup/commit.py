@@ -9,15 +9,16 @@ from kubecost_etl.etl.layout import coverage
 from kubecost_etl.snapshots.repository import FileEntry, Manifest, Repository
 
 from .plan import Plan, refuse_empty
-from .stream import BackupError
+from .stream import BackupError, Streamed
 
 log = logging.getLogger(__name__)
 
 
-def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,
+def commit_snapshot(repo: Repository, plan: Plan, streamed: Streamed | dict, source: dict,
                     hourly_hours: int = 49) -> Manifest:
     """Write the manifest, the snapshot's only commit point, after checking every object is stored."""
-    entries = [FileEntry(**e) for e in plan.reuse] + [FileEntry(**e) for e in streamed["entries"]]
+    streamed = Streamed.from_dict(streamed)
+    entries = [FileEntry(**e) for e in plan.reuse] + list(streamed.entries)
     entries.sort(key=lambda e: e.path)
     if not entries:  # a plan is refused earlier; this keeps an empty manifest from ever being written
         refuse_empty(plan.cluster_id, f"read from {source.get('pod', 'the pod')}")
@@ -25,7 +26,7 @@ def commit_snapshot(repo: Repository, plan: Plan, streamed: dict, source: dict,
     missing = [e.object for e in entries if stored.get(e.object) != e.stored_size]
     if missing:
         raise BackupError(f"{len(missing)} object(s) missing or of the wrong size, not committing: {missing[:5]}")
-    stats = dict(streamed["stats"])
+    stats = streamed.stats.as_dict()
     stats.update(reused_files=len(plan.reuse), total_files=len(entries),
                  total_bytes=sum(e.size for e in entries), transferred_bytes=stats.pop("bytes"),
                  transferred_files=stats.pop("files"), uploaded_bytes=stats.pop("stored_bytes"),

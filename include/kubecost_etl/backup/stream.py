@@ -17,7 +17,7 @@ import hashlib
 import logging
 import tarfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 
 from kubecost_etl.config import BackupSettings
@@ -53,6 +53,49 @@ class FileChanged(BackupError):
         self.path = path
 
 
+@dataclass(frozen=True)
+class StreamStats:
+    """What a stream moved (recorded in the manifest's stats by commit). Fields left None are not recorded:
+    a federated copy has no ``reused_stored_files``, an import only counts files and bytes."""
+
+    files: int
+    bytes: int  # read from the source
+    stored_bytes: int  # written to the store (compressed)
+    reused_stored_files: int | None = None  # stored by an earlier try (pod streams only)
+    seconds: float | None = None
+    mb_per_s: float | None = None
+    dropped: tuple[str, ...] | None = None  # planned files deleted at the source meanwhile (Kubecost's retention)
+
+    def as_dict(self) -> dict:
+        recorded = {"files": self.files, "bytes": self.bytes, "stored_bytes": self.stored_bytes,
+                    "reused_stored_files": self.reused_stored_files, "seconds": self.seconds,
+                    "mb_per_s": self.mb_per_s, "dropped": None if self.dropped is None else list(self.dropped)}
+        return {key: value for key, value in recorded.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StreamStats:
+        dropped = data.get("dropped")
+        return cls(data["files"], data["bytes"], data["stored_bytes"], data.get("reused_stored_files"),
+                   data.get("seconds"), data.get("mb_per_s"), None if dropped is None else tuple(dropped))
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A stream's result: the entries of the files it stored (or found stored), and its stats."""
+
+    entries: tuple[FileEntry, ...]
+    stats: StreamStats
+
+    def as_dict(self) -> dict:
+        return {"entries": [asdict(e) for e in self.entries], "stats": self.stats.as_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict | Streamed) -> Streamed:
+        if isinstance(data, Streamed):
+            return data
+        return cls(tuple(FileEntry(**e) for e in data["entries"]), StreamStats.from_dict(data["stats"]))
+
+
 class _Progress:
     def __init__(self, total_files: int, total_bytes: int):
         self.total_files, self.total_bytes = total_files, total_bytes
@@ -74,7 +117,7 @@ class _Progress:
 
 
 def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[dict],
-                 settings: BackupSettings) -> dict:
+                 settings: BackupSettings) -> Streamed:
     """Move the planned files pod -> store, one tar exec per batch; return entries and stats.
 
     A file whose bytes no longer match the planned hash is re-hashed and read again (it changed
@@ -114,13 +157,12 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
         raise BackupError(f"{len(pending)} file(s) kept changing over {MAX_READ_ATTEMPTS} reads: "
                           f"{sorted(pending)[:5]}")
     uploaded = entries[reused:]
-    stats = {"files": len(entries), "bytes": progress.bytes, "stored_bytes": sum(e.stored_size for e in uploaded),
-             "reused_stored_files": reused,
-             "seconds": round(time.monotonic() - progress.started, 3), "mb_per_s": round(progress.rate_mb_s, 1),
-             "dropped": dropped}
-    log.info("streamed %d files, %.1f MB in %.1f s (%.1f MB/s), stored %.1f MB; %d already stored", stats["files"],
-             stats["bytes"] / 1e6, stats["seconds"], stats["mb_per_s"], stats["stored_bytes"] / 1e6, reused)
-    return {"entries": [asdict(e) for e in entries], "stats": stats}
+    stats = StreamStats(files=len(entries), bytes=progress.bytes, stored_bytes=sum(e.stored_size for e in uploaded),
+                        seconds=round(time.monotonic() - progress.started, 3), mb_per_s=round(progress.rate_mb_s, 1),
+                        dropped=tuple(dropped), reused_stored_files=reused)
+    log.info("streamed %d files, %.1f MB in %.1f s (%.1f MB/s), stored %.1f MB; %d already stored", stats.files,
+             stats.bytes / 1e6, stats.seconds, stats.mb_per_s, stats.stored_bytes / 1e6, reused)
+    return Streamed(tuple(entries), stats)
 
 
 def _already_stored(repo: Repository, pending: dict[str, dict], settings: BackupSettings) -> list[FileEntry]:

@@ -171,7 +171,7 @@ def check_object_store(settings: FederatedSettings, cluster_id: str) -> None:
     a missing or unreadable ``federated-store.yaml``, a ``prefix`` inside ``config:``, a bad type.
     A connection (``conn_id``) is checked by the Airflow glue, which can look connections up."""
     from kubecost_etl.storage.base import StorageConfigError
-    from kubecost_etl.storage.objstore_config import load_objstore_config, parse_objstore_config
+    from kubecost_etl.storage.objstore_config.parse import load_objstore_config, parse_objstore_config
 
     ref = settings.object_store
     try:

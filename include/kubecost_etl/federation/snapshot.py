@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 
 from kubecost_etl.backup.plan import Plan
-from kubecost_etl.backup.stream import BackupError
+from kubecost_etl.backup.stream import BackupError, Streamed, StreamStats
 from kubecost_etl.config import BackupSettings
 from kubecost_etl.snapshots.repository import FileEntry, Repository, new_snapshot_id, object_key
 from kubecost_etl.storage.base import ObjectNotFound, ObjectStore
@@ -102,7 +102,7 @@ def stream_from_bucket(
     repo: Repository,
     transfer: list[dict],
     settings: BackupSettings,
-) -> dict:
+) -> Streamed:
     layout = FederatedLayout(federated.layout, federated.cluster_id)
     started = time.monotonic()
     pending = {t["path"]: dict(t) for t in transfer}
@@ -135,15 +135,15 @@ def stream_from_bucket(
             f"{len(pending)} object(s) kept changing over {MAX_READ_ATTEMPTS} reads: {sorted(pending)[:5]}"
         )
     seconds = round(time.monotonic() - started, 3)
-    stats = {
-        "files": len(entries),
-        "bytes": nbytes,
-        "stored_bytes": sum(e.stored_size for e in entries),
-        "seconds": seconds,
-        "mb_per_s": round(nbytes / 1e6 / max(seconds, 1e-6), 1),
-        "dropped": dropped,
-    }
-    return {"entries": [asdict(e) for e in entries], "stats": stats}
+    stats = StreamStats(
+        files=len(entries),
+        bytes=nbytes,
+        stored_bytes=sum(e.stored_size for e in entries),
+        seconds=seconds,
+        mb_per_s=round(nbytes / 1e6 / max(seconds, 1e-6), 1),
+        dropped=tuple(dropped),
+    )
+    return Streamed(tuple(entries), stats)
 
 
 def _copy(store: ObjectStore, key: str, repo: Repository, item: dict, settings: BackupSettings) -> FileEntry:

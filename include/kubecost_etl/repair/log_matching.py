@@ -1,7 +1,7 @@
 """Reading a repair step's progress from cost-model log lines (pure logic, no I/O).
 
 - ``read_message``: a line's message without its plain, glog or JSON framing.
-- ``expectation``: the days (and hours) a step must report for a window, as JSON.
+- ``expectation``: the days (and hours) a step must report for a window (``Expectation``).
 - ``StepTracker``: matches messages against a step's patterns: progress per pass, failures.
 - ``LogCursor``: the position in a ``timestamps=true`` log, so each read returns only new lines.
 """
@@ -78,20 +78,45 @@ def hourly_mode(window_start: int, now: int, hourly_hours: int) -> str:
     return NONE
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What must appear in the log for one step to be complete (JSON via ``as_dict``, carried by the trigger)."""
+
+    profile: str
+    step: str
+    days: tuple[int, ...]  # unix seconds of each day's midnight (UTC)
+    hours: tuple[int, ...]  # starts of the hours of the hourly pass (none when ``hourly`` is NONE)
+    hourly: str  # NONE, OPTIONAL or REQUIRED (``hourly_mode``)
+    provider_keys: tuple[str, ...] | None  # keyed steps: None means whichever integrations the log shows
+
+    def as_dict(self) -> dict:
+        return {"profile": self.profile, "step": self.step, "days": list(self.days), "hours": list(self.hours),
+                "hourly": self.hourly,
+                "provider_keys": None if self.provider_keys is None else list(self.provider_keys)}
+
+    @classmethod
+    def from_dict(cls, data: dict | Expectation) -> Expectation:
+        if isinstance(data, Expectation):
+            return data
+        keys = data["provider_keys"]
+        return cls(data["profile"], data["step"], tuple(data["days"]), tuple(data["hours"]), data["hourly"],
+                   None if keys is None else tuple(keys))
+
+
 def expectation(profile: RepairProfile, step_name: str, window: RepairWindow, now: int, hourly_hours: int,
-                provider_keys: list[str] | None) -> dict:
-    """What must appear in the log for one step to be complete (JSON, carried by the trigger).
+                provider_keys: list[str] | None) -> Expectation:
+    """What must appear in the log for one step to be complete.
 
     Days (and hours) cover the window and stop with the period in progress, as Kubecost does.
     ``provider_keys`` None means "whichever cloud integrations the log shows" (at least one).
     """
     step = profile.step(step_name)
-    days = list(range(window.first_day, min(ceil_to(window.end, DAY), now - now % DAY + DAY), DAY))
+    days = range(window.first_day, min(ceil_to(window.end, DAY), now - now % DAY + DAY), DAY)
     hourly = hourly_mode(window.start, now, hourly_hours) if step.hourly else NONE
-    hours = [] if hourly == NONE else list(
-        range(window.start - window.start % HOUR, min(ceil_to(window.end, HOUR), now - now % HOUR + HOUR), HOUR))
-    return {"profile": profile.name, "step": step_name, "days": days, "hours": hours, "hourly": hourly,
-            "provider_keys": None if not step.keyed else provider_keys}
+    hours = () if hourly == NONE else range(
+        window.start - window.start % HOUR, min(ceil_to(window.end, HOUR), now - now % HOUR + HOUR), HOUR)
+    keys = None if not step.keyed or provider_keys is None else tuple(provider_keys)
+    return Expectation(profile.name, step_name, tuple(days), tuple(hours), hourly, keys)
 
 
 # ------------------------------------------------------------------------------------------ passes
@@ -132,21 +157,22 @@ class Outcome:
 class StepTracker:
     """Matches log messages against one step's expectation."""
 
-    def __init__(self, profile: RepairProfile, expected: dict):
-        self.step = profile.step(expected["step"])
+    def __init__(self, profile: RepairProfile, expected: Expectation | dict):
+        expected = Expectation.from_dict(expected)
+        self.step = profile.step(expected.step)
         self.log: StepLog = profile.step_log(self.step.name)
         self.failures = profile.log_patterns.failures
-        self.days = expected["days"]
-        self.keys = expected["provider_keys"]
+        self.days = list(expected.days)
+        self.keys = None if expected.provider_keys is None else list(expected.provider_keys)
         self.passes: dict[str, _Pass] = {}
         if self.step.keyed:
             for key in self.keys or []:
                 self._add_key(key)
         else:
             self.passes["1d"] = _Pass(f"{self.step.title}[1d]", DAY, self.days, required=True)
-            if expected["hourly"] != NONE:
-                self.passes["1h"] = _Pass(f"{self.step.title}[1h]", HOUR, expected["hours"],
-                                          required=expected["hourly"] == REQUIRED)
+            if expected.hourly != NONE:
+                self.passes["1h"] = _Pass(f"{self.step.title}[1h]", HOUR, list(expected.hours),
+                                          required=expected.hourly == REQUIRED)
 
     def _add_key(self, key: str) -> _Pass:
         self.passes[key] = _Pass(f"{self.step.title}[{key}]", DAY, self.days, required=True)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from kubecost_etl.repair.log_matching import (
+    Expectation,
     LogCursor,
     Outcome,
     StepTracker,
@@ -27,6 +28,7 @@ from kubecost_etl.repair.log_matching import (
     split_lines,
 )
 from kubecost_etl.repair.profiles import get_profile
+from kubecost_etl.repair.steps import WatchedPod, WatchEvent
 
 DEFAULT_LIMIT_BYTES = 1 << 20
 MAX_LIMIT_BYTES = 64 << 20
@@ -47,10 +49,12 @@ def pod_state(pod, container: str) -> PodState:
 
 
 class RepairLogWatch:
-    def __init__(self, expected: dict, cursor: dict | None, pod: dict, limit_bytes: int = DEFAULT_LIMIT_BYTES):
-        self.tracker = StepTracker(get_profile(expected["profile"]), expected)
-        self.cursor = LogCursor.from_dict(cursor)
-        self.pod = pod  # namespace, name, uid, container, restarts: as found when the repair was requested
+    def __init__(self, expected: Expectation | dict, cursor: dict | None, pod: WatchedPod | dict,
+                 limit_bytes: int = DEFAULT_LIMIT_BYTES):
+        expected = Expectation.from_dict(expected)
+        self.tracker = StepTracker(get_profile(expected.profile), expected)
+        self.cursor = LogCursor.from_dict(cursor)  # a copy of its own: it advances with every read
+        self.pod = WatchedPod.from_dict(pod)  # as found when the repair was requested
         self.limit_bytes = limit_bytes
         self.polls = 0
         self.bytes_read: list[int] = []
@@ -61,24 +65,24 @@ class RepairLogWatch:
         return self.tracker.step.title
 
     def log_path(self) -> str:
-        return f"/api/v1/namespaces/{self.pod['namespace']}/pods/{self.pod['name']}/log"
+        return f"/api/v1/namespaces/{self.pod.namespace}/pods/{self.pod.name}/log"
 
     def log_query(self) -> dict[str, str]:
-        query = {"container": self.pod["container"], "timestamps": "true", "limitBytes": str(self.limit_bytes)}
+        query = {"container": self.pod.container, "timestamps": "true", "limitBytes": str(self.limit_bytes)}
         if (since := self.cursor.since_time()) is not None:
             query["sinceTime"] = since
         return query
 
     def check_pod(self, state: PodState | None) -> Outcome | None:
         """A failure if the cost-model restarted since the request (``state`` None: the pod is gone)."""
-        name = f"{self.pod['namespace']}/{self.pod['name']}"
-        if state is None or state.uid != self.pod["uid"]:
+        name = f"{self.pod.namespace}/{self.pod.name}"
+        if state is None or state.uid != self.pod.uid:
             return Outcome("failed", f"the cost-model pod {name} was replaced (a restart) during the {self.title} "
                            "repair: the repair stopped with it. Find out why it restarted (often OOM during a "
                            "repair), then run the repair again")
-        if state.restarts > self.pod["restarts"]:
-            return Outcome("failed", f"the {self.pod['container']} container of {name} restarted during the "
-                           f"{self.title} repair ({self.pod['restarts']} -> {state.restarts} restarts): the repair "
+        if state.restarts > self.pod.restarts:
+            return Outcome("failed", f"the {self.pod.container} container of {name} restarted during the "
+                           f"{self.title} repair ({self.pod.restarts} -> {state.restarts} restarts): the repair "
                            "stopped with it. Find out why it restarted (often OOM), then run the repair again")
         return None
 
@@ -117,10 +121,10 @@ class RepairLogWatch:
         return Outcome("failed", f"the {self.title} repair did not finish within {minutes:g} minutes "
                        f"(repair.step_timeout_minutes): {self.tracker.missing()}")
 
-    def event(self, outcome: Outcome) -> dict:
-        """The trigger event / poke result: JSON only."""
-        return {"status": outcome.status, "message": outcome.message, "line": outcome.line,
-                "finished_at": time.time(), **self.stats()}
+    def event(self, outcome: Outcome) -> WatchEvent:
+        """How the watch ended (the trigger event / poke result; JSON via ``as_dict``)."""
+        return WatchEvent(status=outcome.status, message=outcome.message, line=outcome.line,
+                          finished_at=time.time(), **self.stats())
 
     def stats(self) -> dict:
         return {"polls": self.polls, "bytes_read": sum(self.bytes_read),

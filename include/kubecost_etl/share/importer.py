@@ -33,7 +33,7 @@ from kubecost_etl.errors import KubecostEtlError
 from kubecost_etl.etl import bingen
 from kubecost_etl.etl.layout import UnsafePathError, check_relative_path
 from kubecost_etl.snapshots.repository import FileEntry, Repository, new_snapshot_id, object_key
-from kubecost_etl.snapshots.verify import verify_snapshot
+from kubecost_etl.snapshots.verify import VerificationReport, verify_snapshot
 from kubecost_etl.storage.base import ObjectNotFound, ObjectStore
 from kubecost_etl.transfer.archive import ChunkReader, read_in_pieces
 from kubecost_etl.transfer.compression import compress, decompress
@@ -350,13 +350,35 @@ def _check_sums(text: bytes, files: list[ArchiveFile], root: str, where: str) ->
         )
 
 
+@dataclass(frozen=True)
+class ImportedSnapshot:
+    """An archive recorded as a verified snapshot (``record_archive``'s result; XCom: ``as_dict``)."""
+
+    cluster_id: str
+    snapshot_id: str
+    repository: str
+    archive: str  # where the archive was read (no secrets)
+    archive_sha256: str
+    files: int
+    bytes: int
+    objects: int
+    rehashed: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | ImportedSnapshot) -> ImportedSnapshot:
+        return data if isinstance(data, ImportedSnapshot) else cls(**data)
+
+
 def record_archive(
     store: ObjectStore,
     repo: Repository,
     checked: ArchiveCheck,
     settings: BackupSettings,
     hourly_hours: int = 49,
-) -> dict:
+) -> ImportedSnapshot:
     """Pass 2: objects first (each checked against pass 1), the manifest last, then a full verification."""
     where = f"archive {checked.location}"
     if checked.snapshot_id in repo.snapshot_ids():
@@ -396,24 +418,24 @@ def record_archive(
             "root": checked.root,
         }
         commit_snapshot(repo, plan, streamed, source, hourly_hours)
-    report = verify_snapshot(repo, checked.snapshot_id, full=True)
-    if not report["ok"]:
-        findings = report["problems"] + [f"{d['path']}: {d['reason']}" for d in report["damaged"]]
+    report = VerificationReport.from_dict(verify_snapshot(repo, checked.snapshot_id, full=True))
+    if not report.ok:
+        findings = list(report.problems) + [f"{d['path']}: {d['reason']}" for d in report.damaged]
         raise ImportFailed(
             f"snapshot {checked.snapshot_id} imported from {where} failed verification: "
             + "; ".join(findings[:_SHOWN])
         )
-    return {
-        "cluster_id": repo.cluster_id,
-        "snapshot_id": checked.snapshot_id,
-        "repository": repo.description,
-        "archive": checked.location,
-        "archive_sha256": checked.sha256,
-        "files": len(checked.files),
-        "bytes": checked.total_bytes,
-        "objects": report["objects"],
-        "rehashed": report["rehashed"],
-    }
+    return ImportedSnapshot(
+        cluster_id=repo.cluster_id,
+        snapshot_id=checked.snapshot_id,
+        repository=repo.description,
+        archive=checked.location,
+        archive_sha256=checked.sha256,
+        files=len(checked.files),
+        bytes=checked.total_bytes,
+        objects=report.objects,
+        rehashed=report.rehashed,
+    )
 
 
 def _write_objects(

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kubecost_etl.errors import TransientError
@@ -37,11 +38,43 @@ class _ReadFailed(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class VerificationReport:
+    """A snapshot's verdict, as ``verify_snapshot`` records it (``verification.json``; ``as_dict`` is that form)."""
+
+    snapshot_id: str
+    ok: bool  # integrity_ok and nothing damaged
+    integrity_ok: bool  # the stored copy matches what was read from the source
+    checked_at: str
+    objects: int
+    objects_present: int
+    rehashed: int
+    full: bool
+    problems: tuple[str, ...]  # content problems in the store (the first 100)
+    damaged: tuple[dict, ...]  # {path, reason}: set files whose bingen header is broken at the source
+    coverage: dict  # per store, from the manifest
+
+    def as_dict(self) -> dict:
+        return {"snapshot_id": self.snapshot_id, "ok": self.ok, "integrity_ok": self.integrity_ok,
+                "checked_at": self.checked_at, "objects": self.objects, "objects_present": self.objects_present,
+                "rehashed": self.rehashed, "full": self.full, "problems": list(self.problems),
+                "damaged": [dict(d) for d in self.damaged], "coverage": self.coverage}
+
+    @classmethod
+    def from_dict(cls, data: dict | VerificationReport) -> VerificationReport:
+        if isinstance(data, VerificationReport):
+            return data
+        return cls(data["snapshot_id"], data["ok"], data["integrity_ok"], data["checked_at"], data["objects"],
+                   data["objects_present"], data["rehashed"], data["full"], tuple(data["problems"]),
+                   tuple(data["damaged"]), data["coverage"])
+
+
 def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: bool = False) -> dict:
     """Check a committed snapshot and record the result; only a passing one becomes "latest good".
 
     ``integrity_ok`` says the stored copy matches what was read from the pod; ``damaged`` lists set
     files whose bingen header is broken (damage in the source itself). ``ok`` needs both clean.
+    Returns the recorded document (``VerificationReport.from_dict`` reads it typed).
     """
     manifest = repo.load_manifest(snapshot_id)
     stored = repo.object_sizes()
@@ -58,13 +91,12 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
             problems.extend(problem)
             if header:
                 damaged.append({"path": entry.path, "reason": header})
-    report = {
-        "snapshot_id": snapshot_id, "ok": not problems and not damaged, "integrity_ok": not problems,
-        "checked_at": datetime.now(UTC).isoformat(),
-        "objects": len(unique), "objects_present": len(unique) - sum(e.object not in stored for e in unique),
-        "rehashed": len(chosen), "full": full, "problems": problems[:100], "damaged": damaged[:100],
-        "coverage": manifest.coverage,
-    }
+    report = VerificationReport(
+        snapshot_id=snapshot_id, ok=not problems and not damaged, integrity_ok=not problems,
+        checked_at=datetime.now(UTC).isoformat(), objects=len(unique),
+        objects_present=len(unique) - sum(e.object not in stored for e in unique), rehashed=len(chosen), full=full,
+        problems=tuple(problems[:100]), damaged=tuple(damaged[:100]), coverage=manifest.coverage,
+    ).as_dict()
     repo.record_verification(snapshot_id, report)
     return report
 

@@ -14,7 +14,7 @@ from kubecost_etl.storage.filesystem import FilesystemStore
 from kubecost_sim.etlgen import generate
 
 from tests.etl_trees import tree_digests
-from tests.kubecost_etl.backup.test_backup import planned, settings, snapshot_digests
+from tests.kubecost_etl.backup.test_pipeline import planned, settings, snapshot_digests
 from tests.kubecost_etl.stores_under_test import make_s3
 
 
@@ -48,10 +48,10 @@ def test_a_retried_stream_sends_only_what_the_cut_one_did_not_store(moto_s3_serv
 
     streamed = stream_files(core, target, repo, plan.transfer, settings())  # the task's retry
 
-    assert streamed["stats"]["reused_stored_files"] == len(stored_before)
+    assert streamed.stats.reused_stored_files == len(stored_before)
     reused_paths = {t["path"] for t in plan.transfer
                     if any(t["sha256"] in key for key in stored_before)}
-    assert streamed["stats"]["bytes"] == total - sum(t["size"] for t in plan.transfer if t["path"] in reused_paths)
+    assert streamed.stats.bytes == total - sum(t["size"] for t in plan.transfer if t["path"] in reused_paths)
     assert not reused_paths & set(tar_execs(sim)[-1])  # never read from the pod again
     manifest = commit_snapshot(repo, plan, streamed, {})
     assert verify_snapshot(repo, manifest.snapshot_id, full=True)["ok"]

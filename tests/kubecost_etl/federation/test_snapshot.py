@@ -14,7 +14,7 @@ from kubecost_sim.bingen import encode_empty_set
 
 from tests.etl_trees import tree_digests
 
-from ..backup.test_backup import snapshot_digests
+from ..backup.test_pipeline import snapshot_digests
 from .conftest import ME, settings
 
 

@@ -137,11 +137,12 @@ def test_hourly_mode_follows_the_hourly_store_and_its_moving_edge():
 
 def test_expectation_covers_the_window_and_stops_with_the_period_in_progress():
     window = RepairWindow("today", t("2023-01-04"), t("2023-01-05"))
-    asset = expectation(V1, "asset", window, NOW, 49, None)
+    asset = expectation(V1, "asset", window, NOW, 49, None).as_dict()
     assert asset["days"] == [t("2023-01-04")]
     assert asset["hours"] == list(range(t("2023-01-04"), t("2023-01-04T11:00"), 3600))
     assert asset["hourly"] == REQUIRED and asset["provider_keys"] is None
-    cloud = expectation(V1, "cloudUsage", RepairWindow("x", t("2022-12-20"), t("2022-12-22")), NOW, 49, ["k"])
+    cloud_window = RepairWindow("x", t("2022-12-20"), t("2022-12-22"))
+    cloud = expectation(V1, "cloudUsage", cloud_window, NOW, 49, ["k"]).as_dict()
     assert cloud["days"] == [t("2022-12-20"), t("2022-12-21")] and cloud["hours"] == [] and cloud["hourly"] == NONE
     assert cloud["provider_keys"] == ["k"]
 

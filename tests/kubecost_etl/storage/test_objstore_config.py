@@ -13,14 +13,9 @@ from kubecost_etl.storage.azure import AzureStore
 from kubecost_etl.storage.base import StorageConfigError
 from kubecost_etl.storage.filesystem import FilesystemStore
 from kubecost_etl.storage.gcs import GCSStore
-from kubecost_etl.storage.objstore_config import (
-    AzureConfig,
-    GCSConfig,
-    S3Config,
-    build_store,
-    load_objstore_config,
-    parse_objstore_config,
-)
+from kubecost_etl.storage.objstore_config.build import build_store
+from kubecost_etl.storage.objstore_config.models import AzureConfig, GCSConfig, S3Config
+from kubecost_etl.storage.objstore_config.parse import load_objstore_config, parse_objstore_config
 from kubecost_etl.storage.s3 import S3Store
 
 from tests.servers import AZURITE_ACCOUNT, AZURITE_KEY, MOTO_ACCESS_KEY, MOTO_SECRET_KEY

@@ -21,6 +21,7 @@ from airflow.sdk import BaseHook
 
 from kubecost_etl.repair.log_matching import Outcome
 from kubecost_etl.repair.log_watch import LOG_READ_TIMEOUT, RepairLogWatch, pod_state
+from kubecost_etl.repair.steps import KubeRef
 
 if TYPE_CHECKING:
     from kubecost_etl.config import ClusterConfig
@@ -65,9 +66,10 @@ class KubecostClusterHook(BaseHook):
         return cls(cluster.kubernetes_conn_id, cluster.kubeconfig, cluster.context)
 
     @classmethod
-    def for_watch(cls, kube: dict) -> KubecostClusterHook:
+    def for_watch(cls, kube: KubeRef | dict) -> KubecostClusterHook:
         """From the ``kube`` part of a repair watch (connection id, or kubeconfig and context)."""
-        return cls(kube.get("conn_id"), kube.get("kubeconfig"), kube.get("context"))
+        ref = KubeRef.from_dict(kube)
+        return cls(ref.conn_id, ref.kubeconfig, ref.context)
 
     @cached_property
     def kubernetes_hook(self):
@@ -136,7 +138,7 @@ class KubecostClusterHook(BaseHook):
         pod = watch.pod
         while True:
             try:
-                state = pod_state(self.core_v1.read_namespaced_pod(pod["name"], pod["namespace"]), pod["container"])
+                state = pod_state(self.core_v1.read_namespaced_pod(pod.name, pod.namespace), pod.container)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -166,8 +168,9 @@ class AsyncKubecostClusterHook(BaseHook):
         self.context = context
 
     @classmethod
-    def for_watch(cls, kube: dict) -> AsyncKubecostClusterHook:
-        return cls(kube.get("conn_id"), kube.get("kubeconfig"), kube.get("context"))
+    def for_watch(cls, kube: KubeRef | dict) -> AsyncKubecostClusterHook:
+        ref = KubeRef.from_dict(kube)
+        return cls(ref.conn_id, ref.kubeconfig, ref.context)
 
     @cached_property
     def _provider_hook(self):
@@ -198,8 +201,7 @@ class AsyncKubecostClusterHook(BaseHook):
         pod = watch.pod
         async with self.api_client() as api:
             try:
-                state = pod_state(await CoreV1Api(api).read_namespaced_pod(pod["name"], pod["namespace"]),
-                                  pod["container"])
+                state = pod_state(await CoreV1Api(api).read_namespaced_pod(pod.name, pod.namespace), pod.container)
             except ApiException as exc:
                 if exc.status != 404:
                     raise

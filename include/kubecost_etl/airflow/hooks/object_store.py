@@ -17,8 +17,10 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from kubecost_etl.config import ClusterConfig, ConfigError, ObjectStoreRef
 from kubecost_etl.snapshots.repository import Repository
-from kubecost_etl.storage import objstore_config
 from kubecost_etl.storage.base import ObjectStore, StorageConfigError
+from kubecost_etl.storage.objstore_config.build import build_store
+from kubecost_etl.storage.objstore_config.models import ObjStoreConfig
+from kubecost_etl.storage.objstore_config.parse import load_objstore_config, parse_objstore_config
 
 
 def _s3(conn_id: str, bucket: str, prefix: str) -> ObjectStore:
@@ -68,10 +70,10 @@ def object_store_from_connection(conn_id: str, bucket: str, prefix: str = "") ->
 
 
 # Opening a cluster's backup repository from its configured object store reference.
-def _objstore(ref: ObjectStoreRef) -> objstore_config.ObjStoreConfig:
+def _objstore(ref: ObjectStoreRef) -> ObjStoreConfig:
     if ref.config_file:
-        return objstore_config.load_objstore_config(ref.config_file)
-    return objstore_config.parse_objstore_config(ref.inline, source="inline object_store")
+        return load_objstore_config(ref.config_file)
+    return parse_objstore_config(ref.inline, source="inline object_store")
 
 
 def open_store(ref: ObjectStoreRef) -> ObjectStore:
@@ -80,7 +82,7 @@ def open_store(ref: ObjectStoreRef) -> ObjectStore:
 
         return object_store_from_connection(ref.conn_id, ref.bucket, ref.prefix)
     # A prefix next to config_file nests under the file's own top-level prefix.
-    return objstore_config.build_store(_objstore(ref), sub_prefix=ref.prefix if ref.config_file else "")
+    return build_store(_objstore(ref), sub_prefix=ref.prefix if ref.config_file else "")
 
 
 def check_store_ref(cluster: ClusterConfig) -> None:

@@ -23,13 +23,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 from kubecost_etl.repair.log_watch import RepairLogWatch
+from kubecost_etl.repair.steps import RepairWatch, StepResult, WatchEvent
 
 _DEFER_GRACE = timedelta(minutes=5)  # the trigger reports its own timeout; this only backs it up
 
 
 class RepairLogSensor(BaseSensorOperator):
     """
-    :param watch: the request task's result (``kubecost_etl.airflow.tasks.repair.request_step``).
+    :param watch: the request task's result (``kubecost_etl.airflow.stages.repair.request_step``), a
+        ``RepairWatch`` in its XCom form.
     :param deferrable: wait in the triggerer (default) instead of a worker slot.
     """
 
@@ -44,8 +46,14 @@ class RepairLogSensor(BaseSensorOperator):
         self._follower: RepairLogWatch | None = None  # poke mode keeps its log position between pokes
         self._cluster_hook: KubecostClusterHook | None = None
 
+    @property
+    def _watch(self) -> RepairWatch:
+        """The rendered ``watch`` (an XCom value until the task runs), typed."""
+        return RepairWatch.from_dict(self.watch)
+
     def execute(self, context) -> Any:
-        self.poke_interval = self.watch["poll_seconds"]
+        watch = self._watch
+        self.poke_interval = watch.poll_seconds
         if not self.deferrable:
             return super().execute(context)
         try:
@@ -53,16 +61,16 @@ class RepairLogSensor(BaseSensorOperator):
         except AirflowFailException:
             raise
         except Exception as exc:  # the trigger rides out API trouble; so does the first look
-            self.log.warning("first look at the %s repair's log failed: %s", self.watch["title"], exc)
+            self.log.warning("first look at the %s repair's log failed: %s", watch.title, exc)
         else:
             if first_look.is_done:
                 return first_look.xcom_value
         self.log.info("%s repair running; waiting in the triggerer (no worker slot) until %s",
-                      self.watch["title"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.watch["deadline"])))
+                      watch.title, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(watch.deadline)))
         self.defer(
-            trigger=RepairLogTrigger.for_watch(self.watch),  # from the request on: it rebuilds the progress
+            trigger=RepairLogTrigger.for_watch(watch),  # from the request on: it rebuilds the progress
             method_name="execute_complete",
-            timeout=timedelta(seconds=max(0.0, self.watch["deadline"] - time.time())) + _DEFER_GRACE,
+            timeout=timedelta(seconds=max(0.0, watch.deadline - time.time())) + _DEFER_GRACE,
         )
 
     def execute_complete(self, context, event: dict) -> dict:
@@ -71,37 +79,32 @@ class RepairLogSensor(BaseSensorOperator):
     def poke(self, context) -> PokeReturnValue:
         follower = self._follower_for_poke()
         outcome = self._hook().poll_repair_log(follower)
-        outcome = outcome or follower.overdue(self.watch["deadline"], self.watch["timeout_minutes"])
+        watch = self._watch
+        outcome = outcome or follower.overdue(watch.deadline, watch.timeout_minutes)
         if outcome is None:
-            self.log.info("%s: %s", self.watch["title"], follower.tracker.missing() or "waiting")
+            self.log.info("%s: %s", watch.title, follower.tracker.missing() or "waiting")
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(follower.event(outcome)))
 
     def _hook(self) -> KubecostClusterHook:
         if self._cluster_hook is None:
-            self._cluster_hook = KubecostClusterHook.for_watch(self.watch["kube"])
+            self._cluster_hook = KubecostClusterHook.for_watch(self._watch.kube)
         return self._cluster_hook
 
     def _follower_for_poke(self) -> RepairLogWatch:
         if self._follower is None:
-            self._follower = RepairLogWatch(self.watch["expected"], self.watch["cursor"], self.watch["pod"])
+            watch = self._watch
+            self._follower = RepairLogWatch(watch.expected, watch.cursor.as_dict(), watch.pod)
         return self._follower
 
-    def _finish(self, event: dict) -> dict:
-        for sweep in event["passes"]:
+    def _finish(self, event: WatchEvent | dict) -> dict:
+        event = WatchEvent.from_dict(event)
+        for sweep in event.passes:
             self.log.info("%s: %d/%d done%s", sweep["pass"], sweep["done"], sweep["expected"],
                           f", missing {', '.join(sweep['missing'])}" if sweep["missing"] else "")
-        self.log.info("log read: %d polls, %d bytes (at most %d per poll)", event["polls"], event["bytes_read"],
-                      event["max_bytes_per_poll"])
-        if event["status"] != "done":
-            raise AirflowFailException(event["message"])
-        self.log.info("%s", event["message"])
-        return {
-            "step": self.watch["step"], "title": self.watch["title"], "request": self.watch["request"],
-            "answer": self.watch["answer"], "requested_at": self.watch["requested_at"],
-            "finished_at": event["finished_at"],
-            "seconds": round(event["finished_at"] - self.watch["requested_at"], 3),
-            "days_done": event["days_done"], "days_expected": event["days_expected"], "passes": event["passes"],
-            "polls": event["polls"], "bytes_read": event["bytes_read"],
-            "max_bytes_per_poll": event["max_bytes_per_poll"],
-        }
+        self.log.info("log read: %d polls, %d bytes (at most %d per poll)", event.polls, event.bytes_read,
+                      event.max_bytes_per_poll)
+        if event.status != "done":
+            raise AirflowFailException(event.message)
+        self.log.info("%s", event.message)
+        return StepResult.finished(self._watch, event).as_dict()

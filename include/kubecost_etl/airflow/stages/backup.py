@@ -9,6 +9,7 @@ from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
 from kubecost_etl.errors import KubecostEtlError
 
 if TYPE_CHECKING:
+    from kubecost_etl.backup.records import FederatedTarget
     from kubecost_etl.kube.target import ExecTarget
 
 # Light tasks (select_clusters, report) start in a fresh task process: this module imports nothing
@@ -62,12 +63,14 @@ def _find_target(cluster, core) -> ExecTarget:
 def find_pod(cluster_id: str, source: str | None = None) -> dict:
     """The exec target in the cluster's pod; with ``backup.source: federated`` (unless ``source`` says
     otherwise) no pod is involved and the target names the federated bucket copy instead."""
+    from kubecost_etl.backup.records import FederatedTarget
+
     cluster = _config(cluster_id)
     if (source or (cluster.backup.source if cluster.backup else "pod")) == "federated":
         ref = cluster.federated
         log.info("cluster %s: backing up its federated copy (%s, cluster id %s), not the pod", cluster_id,
                  ref.layout.value, ref.cluster_id)
-        return {"source": "federated", "layout": ref.layout.value, "federated_id": ref.cluster_id}
+        return FederatedTarget(ref.layout.value, ref.cluster_id).as_dict()
     cluster, core = _cluster(cluster_id)
     target = _find_target(cluster, core)
     pod = target.pod
@@ -75,14 +78,22 @@ def find_pod(cluster_id: str, source: str | None = None) -> dict:
     return target.as_dict()
 
 
-def _live_target(cluster, core, target: dict) -> ExecTarget:
+def _target(target: dict) -> ExecTarget | FederatedTarget:
+    from kubecost_etl.backup.records import backup_target
+
+    return backup_target(target)
+
+
+def _live_target(cluster, core, target: ExecTarget | dict) -> ExecTarget:
     """The target found earlier, or a fresh one if the pod was replaced in between (a restart)."""
-    from kubecost_etl.kube.pods import PodRef, pod_uid
+    from kubecost_etl.kube.pods import pod_uid
     from kubecost_etl.kube.target import ExecTarget
 
-    pod = PodRef(**target["pod"])
+    target = ExecTarget.from_dict(target) if isinstance(target, dict) else target
+
+    pod = target.pod
     if pod_uid(core, pod.namespace, pod.name) == pod.uid:
-        return ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
+        return target
     log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
     return _find_target(cluster, core)
 
@@ -97,8 +108,10 @@ def _federated_store(cluster):
 def plan(cluster_id: str, target: dict) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.plan import plan_backup
+    from kubecost_etl.backup.records import FederatedTarget
 
-    if target.get("source") == "federated":
+    target = _target(target)
+    if isinstance(target, FederatedTarget):
         from kubecost_etl.federation.snapshot import plan_from_bucket
 
         cluster = _config(cluster_id)
@@ -112,17 +125,20 @@ def plan(cluster_id: str, target: dict) -> dict:
 @refusals_fail_at_once
 def stream(cluster_id: str, target: dict, plan: dict) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
+    from kubecost_etl.backup.plan import Plan
+    from kubecost_etl.backup.records import FederatedTarget
     from kubecost_etl.backup.stream import stream_files
 
-    if target.get("source") == "federated":
+    target, plan = _target(target), Plan.from_dict(plan)
+    if isinstance(target, FederatedTarget):
         from kubecost_etl.federation.snapshot import stream_from_bucket
 
         cluster = _config(cluster_id)
         return stream_from_bucket(_federated_store(cluster), cluster.federated, open_repository(cluster),
-                                  plan["transfer"], cluster.backup)
+                                  plan.transfer, cluster.backup).as_dict()
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
-    return stream_files(core, live, open_repository(cluster), plan["transfer"], cluster.backup)
+    return stream_files(core, live, open_repository(cluster), plan.transfer, cluster.backup).as_dict()
 
 
 def snapshot_source(cluster, pod_name: str, via_debug_container: bool) -> dict:
@@ -136,12 +152,14 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.commit import commit_snapshot
     from kubecost_etl.backup.plan import Plan
+    from kubecost_etl.backup.records import FederatedTarget
 
     cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
-    if target.get("source") == "federated":
-        source = {"federated": _federated_store(cluster).description, **target}
+    target = _target(target)
+    if isinstance(target, FederatedTarget):
+        source = {"federated": _federated_store(cluster).description, **target.as_dict()}
     else:
-        source = snapshot_source(cluster, target["pod"]["name"], target["via_debug_container"])
+        source = snapshot_source(cluster, target.pod.name, target.via_debug_container)
     manifest = commit_snapshot(open_repository(cluster), Plan.from_dict(plan), streamed, source,
                                       cluster.hourly_hours)
     return manifest.snapshot_id
@@ -150,23 +168,24 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
 @refusals_fail_at_once
 def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
-    from kubecost_etl.snapshots.verify import verify_snapshot
+    from kubecost_etl.backup.records import VerifiedSnapshot
+    from kubecost_etl.snapshots.verify import VerificationReport, verify_snapshot
 
     cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
     repo = open_repository(cluster)
-    report = verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full)
-    for store, cov in report["coverage"].items():
+    report = VerificationReport.from_dict(verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full))
+    for store, cov in report.coverage.items():
         log.info("coverage %s: %d files, %s h, windows %s, gaps %s %s", store, cov["files"], cov["covered_hours"],
                  cov["windows"], cov["gaps"], "; ".join(cov["warnings"]))
-    for finding in report["damaged"]:
+    for finding in report.damaged:
         log.error("damaged in the pod itself (copied as found): %s: %s", finding["path"], finding["reason"])
-    if not report["ok"]:
-        findings = report["problems"][:10] + [f"{d['path']}: {d['reason']}" for d in report["damaged"][:10]]
+    if not report.ok:
+        findings = list(report.problems[:10]) + [f"{d['path']}: {d['reason']}" for d in report.damaged[:10]]
         raise BackupFailed(f"verification of snapshot {snapshot_id} of {cluster_id} failed: " + "; ".join(findings))
     log.info("snapshot %s of %s verified: %d objects present, %d re-hashed", snapshot_id, cluster_id,
-             report["objects_present"], report["rehashed"])
-    return {"cluster_id": cluster_id, "snapshot_id": snapshot_id, "repository": repo.description,
-            "objects": report["objects"], "rehashed": report["rehashed"], "coverage": report["coverage"]}
+             report.objects_present, report.rehashed)
+    return VerifiedSnapshot(cluster_id, snapshot_id, repo.description, report.objects, report.rehashed,
+                            report.coverage).as_dict()
 
 
 @refusals_fail_at_once
@@ -190,13 +209,15 @@ def report(cluster_ids: list[str], results: list[dict]) -> dict:
     """One line per cluster: the verified snapshot, or that it failed (its own tasks say why).
 
     ``results`` holds one entry per cluster, in order, None where the cluster failed."""
-    done = {r["cluster_id"]: r for r in results if r}  # None: that cluster's verify never succeeded
+    from kubecost_etl.backup.records import VerifiedSnapshot
+    from kubecost_etl.run_report import RunReport
+
+    # None: that cluster's verify never succeeded
+    done = {r.cluster_id: r for r in map(VerifiedSnapshot.from_dict, filter(None, results))}
     lines, failed = [], []
     for cid in cluster_ids:
         if cid in done:
-            r = done[cid]
-            lines.append(f"{cid}: snapshot {r['snapshot_id']} verified ({r['objects']} objects, "
-                         f"{r['rehashed']} re-hashed) in {r['repository']}")
+            lines.append(done[cid].describe())
         else:
             failed.append(cid)
             lines.append(f"{cid}: FAILED (see its tasks in this run)")
@@ -205,4 +226,4 @@ def report(cluster_ids: list[str], results: list[dict]) -> dict:
     if failed:
         # The run's leaf task: failing here keeps a partly failed run from showing green.
         raise BackupFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not backed up: {', '.join(failed)}")
-    return {"succeeded": sorted(done), "lines": lines}
+    return RunReport(tuple(sorted(done)), tuple(lines)).as_dict()

@@ -198,16 +198,21 @@ def report(cluster_ids: list[str], results: list[dict | None], retained: list[di
     """One line per cluster; fails the run when any cluster failed (its own tasks say why).
 
     ``results`` (verify) and ``retained`` (retention) hold one entry per cluster, None where it failed."""
-    kept = {r["cluster_id"]: r for r in retained if r}
-    done = {r["cluster_id"]: r for r in results if r and r["cluster_id"] in kept}
+    from kubecost_etl.federation.retention import RetentionResult
+    from kubecost_etl.federation.verify import VerifyReport
+    from kubecost_etl.run_report import RunReport
+
+    kept = {r.cluster_id: r for r in map(RetentionResult.from_dict, filter(None, retained))}
+    verified = map(VerifyReport.from_dict, filter(None, results))
+    done = {r.cluster_id: r for r in verified if r.cluster_id in kept}
     lines, failed = [], []
     for cid in cluster_ids:
         if cid in done:
             r = done[cid]
             lines.append(
-                f"{cid}: {r['objects']} objects verified in {r['location']} "
-                f"({r['rehashed']} re-hashed, {len(r['pending'])} pending), "
-                f"{len(kept[cid]['deleted'])} expired object(s) deleted"
+                f"{cid}: {r.objects} objects verified in {r.location} "
+                f"({r.rehashed} re-hashed, {len(r.pending)} pending), "
+                f"{len(kept[cid].deleted)} expired object(s) deleted"
             )
         else:
             failed.append(cid)
@@ -218,4 +223,4 @@ def report(cluster_ids: list[str], results: list[dict | None], retained: list[di
         raise FederationFailed(
             f"{len(failed)} of {len(cluster_ids)} cluster(s) not federated: {', '.join(failed)}"
         )
-    return {"succeeded": sorted(done), "lines": lines}
+    return RunReport(tuple(sorted(done)), tuple(lines)).as_dict()

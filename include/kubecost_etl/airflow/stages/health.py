@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from kubecost_etl.errors import KubecostEtlError
 from kubecost_etl.health.alerts import alert_text, reconcile
 from kubecost_etl.health.checks import Condition, check_pod, coverage_map, iso, staleness
+from kubecost_etl.health.records import AlertOutcome, FillRequest, HealthReport
 
 log = logging.getLogger(__name__)
 STATE_VARIABLE = "kubecost_etl_health__{}"
@@ -112,14 +113,14 @@ def inspect_cluster(cluster, settings, now: datetime | None = None, with_map: bo
         conditions.extend(
             c for c in check_pod(snapshot_paths, paths, now, cluster.hourly_hours) if c.key not in unknown
         )
-    report = {
-        "cluster_id": cluster.id,
-        "checked_at": iso(now.timestamp()),
-        "conditions": [c.as_dict() for c in _merge_unreachable(conditions)],
-        "unknown": sorted(unknown),
-        "latest_verified": {k: v for k, v in latest.items() if k != "paths"} if latest else None,
-        "last_failed": failed,
-    }
+    report = HealthReport(
+        cluster_id=cluster.id,
+        checked_at=iso(now.timestamp()),
+        conditions=tuple(_merge_unreachable(conditions)),
+        unknown=tuple(sorted(unknown)),
+        latest_verified={k: v for k, v in latest.items() if k != "paths"} if latest else None,
+        last_failed=failed,
+    ).as_dict()
     if with_map:
         report["coverage"] = (
             coverage_map(paths or [], latest["paths"] if latest else None, now, cluster.hourly_hours)
@@ -193,11 +194,11 @@ def settle(name: str, conditions: list[Condition], context, keep: set[str] | Non
         _save_state(name, decision.state)
     for key in decision.ongoing:
         log.info("%s: %s still true, already alerted: no new message", name, key)
-    return {
-        "fired": [c.key for c in decision.fire],
-        "recovered": [r["key"] for r in decision.recovered],
-        "ongoing": decision.ongoing,
-    }
+    return AlertOutcome(
+        fired=tuple(c.key for c in decision.fire),
+        recovered=tuple(r["key"] for r in decision.recovered),
+        ongoing=tuple(decision.ongoing),
+    ).as_dict()
 
 
 # --- the DAG's stages -------------------------------------------------------------------------------
@@ -225,21 +226,22 @@ def check_cluster(cluster_id: str) -> dict:
     from kubecost_etl.config import load_config
 
     config = load_config()
-    report = inspect_cluster(config.cluster(cluster_id), config.health)
-    for condition in report["conditions"]:
-        log.warning("%s: %s: %s", cluster_id, condition["key"], condition["summary"])
-    if not report["conditions"]:
+    result = inspect_cluster(config.cluster(cluster_id), config.health)
+    report = HealthReport.from_dict(result)
+    for condition in report.conditions:
+        log.warning("%s: %s: %s", cluster_id, condition.key, condition.summary)
+    if not report.conditions:
         log.info(
             "%s: healthy (latest verified snapshot %s)",
             cluster_id,
-            (report["latest_verified"] or {}).get("id"),
+            (report.latest_verified or {}).get("id"),
         )
-    return report
+    return result
 
 
 def alert(report: dict, context) -> dict:
-    conditions = [Condition(c["key"], c["summary"], c.get("details") or {}) for c in report["conditions"]]
-    return settle(report["cluster_id"], conditions, context, set(report["unknown"]))
+    report = HealthReport.from_dict(report)
+    return settle(report.cluster_id, list(report.conditions), context, set(report.unknown))
 
 
 def fill_requests(reports: list[dict], run_id: str) -> list[dict]:
@@ -248,34 +250,28 @@ def fill_requests(reports: list[dict], run_id: str) -> list[dict]:
 
     settings = load_config().health
     requests = []
-    for report in reports:
-        lost = [c for c in report["conditions"] if c["key"] == "lost_files"]
-        if not lost or not report["latest_verified"]:
+    for report in map(HealthReport.from_dict, reports):
+        lost = report.condition("lost_files")
+        if lost is None or not report.latest_verified:
             continue
         if not settings.auto_fill:
             log.info(
                 "%s lost %d file(s); health.auto_fill is off: restore with mode fill-missing by hand",
-                report["cluster_id"],
-                len(lost[0]["details"]["paths"]),
+                report.cluster_id,
+                len(lost.details["paths"]),
             )
             continue
-        snapshot = report["latest_verified"]["id"]
-        log.info(
-            "%s: filling %s from snapshot %s", report["cluster_id"], lost[0]["details"]["paths"], snapshot
-        )
-        requests.append(
-            {
-                "trigger_run_id": f"health_fill__{report['cluster_id']}__{run_id}"[:250],
-                "conf": {
-                    "cluster": report["cluster_id"],
-                    "snapshot": snapshot,
-                    "mode": "fill-missing",
-                    "restart": settings.restart,
-                    "dry_run": False,
-                },
-            }
-        )
-    return requests
+        snapshot = report.latest_verified["id"]
+        log.info("%s: filling %s from snapshot %s", report.cluster_id, lost.details["paths"], snapshot)
+        conf = {
+            "cluster": report.cluster_id,
+            "snapshot": snapshot,
+            "mode": "fill-missing",
+            "restart": settings.restart,
+            "dry_run": False,
+        }
+        requests.append(FillRequest(f"health_fill__{report.cluster_id}__{run_id}"[:250], conf))
+    return [request.as_dict() for request in requests]
 
 
 def auto_fill(request: dict, context) -> None:
@@ -287,10 +283,11 @@ def auto_fill(request: dict, context) -> None:
     """
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
+    request = FillRequest.from_dict(request)
     TriggerDagRunOperator(
         task_id="auto_fill",
         trigger_dag_id=RESTORE_DAG,
-        conf=request["conf"],
-        trigger_run_id=request["trigger_run_id"],
+        conf=request.conf,
+        trigger_run_id=request.trigger_run_id,
         skip_when_already_exists=True,
     ).execute(context)

@@ -97,15 +97,18 @@ def prune_asset(cluster_id: str):
 @refusals_fail_at_once
 def summary(cluster_ids: list[str], results: list[dict | None]) -> dict:
     """One line per cluster; fails the run when any cluster's prune failed (its own tasks say why)."""
-    done = {r["cluster_id"]: r for r in results if r}
+    from kubecost_etl.prune.gc import PruneReport
+    from kubecost_etl.run_report import RunReport
+
+    done = {r.cluster_id: r for r in map(PruneReport.from_dict, filter(None, results))}
     lines, failed = [], []
     for cid in cluster_ids:
         if cid in done:
             r = done[cid]
-            verb = "would forget" if r["dry_run"] else "forgot"
-            lines.append(f"{cid}: kept {len(r['kept'])}, {verb} {len(r['forgotten'])} snapshot(s); "
-                         f"{r['objects_deleted']} object(s), {r['bytes_deleted'] / 1e6:.1f} MB "
-                         f"{'would be ' if r['dry_run'] else ''}deleted; {r['bytes_remaining'] / 1e6:.1f} MB remain")
+            verb = "would forget" if r.dry_run else "forgot"
+            lines.append(f"{cid}: kept {len(r.kept)}, {verb} {len(r.forgotten)} snapshot(s); "
+                         f"{r.objects_deleted} object(s), {r.bytes_deleted / 1e6:.1f} MB "
+                         f"{'would be ' if r.dry_run else ''}deleted; {r.bytes_remaining / 1e6:.1f} MB remain")
         else:
             failed.append(cid)
             lines.append(f"{cid}: FAILED (see its tasks in this run)")
@@ -113,4 +116,4 @@ def summary(cluster_ids: list[str], results: list[dict | None]) -> dict:
         log.info("%s", line)
     if failed:
         raise PruneFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not pruned: {', '.join(failed)}")
-    return {"succeeded": sorted(done), "lines": lines}
+    return RunReport(tuple(sorted(done)), tuple(lines)).as_dict()

@@ -17,17 +17,18 @@ from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.hooks.object_store import check_store_ref, open_repository
 from kubecost_etl.airflow.stages import backup as backup_stages
 from kubecost_etl.airflow.stages._refusals import refusals_fail_at_once
+from kubecost_etl.backup.records import VerifiedSnapshot
 from kubecost_etl.config import load_config
 from kubecost_etl.errors import Refusal
-from kubecost_etl.etl.windows import RepairWindow, iso, resolve_window
+from kubecost_etl.etl.windows import iso, resolve_window
 from kubecost_etl.kube.pods import PodNotFound, find_cost_model_pod
 from kubecost_etl.repair.kubecost_api import KubecostApi, RepairRequestFailed
 from kubecost_etl.repair.log_matching import LogCursor, expectation
 from kubecost_etl.repair.log_watch import pod_state
+from kubecost_etl.repair.plan import CoverageCheck, PlannedStep, RepairPlan
 from kubecost_etl.repair.profiles import DEFAULT_PROFILE, get_profile, request_task_id
 from kubecost_etl.repair.prometheus_coverage import (
     CoverageReport,
-    DayCoverage,
     measure,
     newest_snapshot_covering,
     parse_allowed_days,
@@ -42,6 +43,7 @@ from kubecost_etl.repair.retention import (
     configured_retention,
 )
 from kubecost_etl.repair.settings import RepairSettings
+from kubecost_etl.repair.steps import KubeRef, RepairSummary, RepairWatch, StepResult, WatchedPod
 
 log = logging.getLogger(__name__)
 
@@ -88,53 +90,55 @@ def preflight(params: dict, now: float | None = None) -> dict:
     steps = []
     for step in profile.steps:
         request = api.describe(step, window.query, provider)
-        steps.append({"step": step.name, "title": step.title, "request": request})
+        steps.append(PlannedStep(step.name, step.title, request))
         log.info("step %d: %s", len(steps), request)
-    plan = {
-        "cluster_id": cluster.id, "profile": profile.name, "window": window.as_dict(), "provider": provider,
-        "backup_first": bool(params.get("backup_first", True)), "dry_run": bool(params.get("dry_run", False)),
-        "retention": retention.as_dict(), "steps": steps, "planned_at": now,
-        "coverage": {"metrics": list(coverage.metrics), "min_coverage": coverage.min_coverage,
-                     "queries": coverage.queries, "source": coverage.source},
-        "partial_days": [day.as_dict() for day in partial_days],
-    }
-    if plan["dry_run"]:
+    plan = RepairPlan(
+        cluster_id=cluster.id, profile=profile.name, window=window, provider=provider,
+        backup_first=bool(params.get("backup_first", True)), dry_run=bool(params.get("dry_run", False)),
+        retention=retention, steps=tuple(steps), planned_at=now,
+        coverage=CoverageCheck(tuple(coverage.metrics), coverage.min_coverage, coverage.queries, coverage.source),
+        partial_days=tuple(partial_days),
+    )
+    if plan.dry_run:
         log.info("dry run: nothing will be backed up or sent to Kubecost")
-    return plan
+    return plan.as_dict()
 
 
 @refusals_fail_at_once
 def backup(plan: dict) -> dict:
     """A verified backup first, so a bad repair can be undone by a restore."""
-    if plan["dry_run"]:
+    plan = RepairPlan.from_dict(plan)
+    if plan.dry_run:
         raise AirflowSkipException("dry run")
-    if not plan["backup_first"]:
+    if not plan.backup_first:
         raise AirflowSkipException("backup_first is false: repairing without a fresh backup")
-    result = backup_stages.run_backup(plan["cluster_id"])
-    log.info("safety backup: snapshot %s of %s (restore it to undo this repair)", result["snapshot_id"],
-             plan["cluster_id"])
+    result = backup_stages.run_backup(plan.cluster_id)
+    log.info("safety backup: snapshot %s of %s (restore it to undo this repair)",
+             VerifiedSnapshot.from_dict(result).snapshot_id, plan.cluster_id)
     return result
 
 
 @refusals_fail_at_once
 def choose_steps(plan: dict) -> str | None:
     """The first task of the profile's chain, or None (nothing runs) for a dry run."""
-    if plan["dry_run"]:
+    plan = RepairPlan.from_dict(plan)
+    if plan.dry_run:
         return None
-    return f"{plan['profile']}.{request_task_id(get_profile(plan['profile']).steps[0].name)}"
+    return f"{plan.profile}.{request_task_id(get_profile(plan.profile).steps[0].name)}"
 
 
 @refusals_fail_at_once
 def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
-    """Send one repair call and return what its sensor must watch for."""
-    cluster = load_config().cluster(plan["cluster_id"])
+    """Send one repair call and return what its sensor must watch for (a ``RepairWatch``)."""
+    plan = RepairPlan.from_dict(plan)
+    cluster = load_config().cluster(plan.cluster_id)
     settings = cluster.repair
-    profile = get_profile(plan["profile"])
+    profile = get_profile(plan.profile)
     step = profile.step(step_name)
-    window = RepairWindow.from_dict(plan["window"])
+    window = plan.window
     now = int(time.time() if now is None else now)
     try:  # Prometheus' cutoff moves on while earlier steps run
-        check_window(window, Retention.from_dict(plan["retention"]), now)
+        check_window(window, plan.retention, now)
     except OutsideRetention as exc:
         raise AirflowFailException(f"{step.title}: {exc}") from None
 
@@ -152,7 +156,7 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     api = KubecostApi(hook.kubecost_http(cluster.namespace, settings))
     keys = None
     if step.keyed:
-        keys = [plan["provider"]] if plan["provider"] and step.accepts_provider else api.cloud_integration_keys()
+        keys = [plan.provider] if plan.provider and step.accepts_provider else api.cloud_integration_keys()
         if keys is None:
             log.warning("%s: cannot list the cloud integrations (/etl/status); the step counts as done once every "
                         "integration seen in the log has covered the window", step.title)
@@ -162,27 +166,26 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
                     profile.log_patterns.label)
     expected = expectation(profile, step.name, window, now, cluster.hourly_hours, keys)
     log.info("%s: following pod %s from the end of its log; expecting %d day(s)%s%s", step.title, pod.name,
-             len(expected["days"]),
-             f" and {len(expected['hours'])} hour(s) ({expected['hourly']})" if expected["hours"] else "",
+             len(expected.days),
+             f" and {len(expected.hours)} hour(s) ({expected.hourly})" if expected.hours else "",
              f" for integrations {keys}" if keys else "")
 
     requested_at = time.time()
     try:
-        answer = api.repair(step, window.query, plan["provider"])
+        answer = api.repair(step, window.query, plan.provider)
     except RepairRequestFailed as exc:
         if exc.retryable:
             raise  # Airflow retries the request task (a 5xx or no answer: the repair probably did not start)
         raise AirflowFailException(str(exc)) from None
     log.info("%s -> HTTP %d, code %d: %s", answer.request, answer.status, answer.code, answer.data)
-    return {
-        "step": step.name, "title": step.title, "request": answer.request, "answer": answer.as_dict(),
-        "requested_at": requested_at, "deadline": requested_at + settings.step_timeout_minutes * 60,
-        "timeout_minutes": settings.step_timeout_minutes, "poll_seconds": settings.poll_seconds,
-        "kube": {"conn_id": cluster.kubernetes_conn_id, "kubeconfig": cluster.kubeconfig, "context": cluster.context},
-        "pod": {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid, "container": pod.container,
-                "restarts": restarts},
-        "cursor": cursor.as_dict(), "expected": expected,
-    }
+    return RepairWatch(
+        step=step.name, title=step.title, request=answer.request, answer=answer.as_dict(),
+        requested_at=requested_at, deadline=requested_at + settings.step_timeout_minutes * 60,
+        timeout_minutes=settings.step_timeout_minutes, poll_seconds=settings.poll_seconds,
+        kube=KubeRef(cluster.kubernetes_conn_id, cluster.kubeconfig, cluster.context),
+        pod=WatchedPod(pod.namespace, pod.name, pod.uid, pod.container, restarts),
+        cursor=cursor, expected=expected,
+    ).as_dict()
 
 
 @refusals_fail_at_once
@@ -190,32 +193,32 @@ def summary(plan: dict, results: list[dict | None]) -> dict:
     """One line per step: request, answer, days completed, duration; fails the run if a step did not finish."""
     if plan is None:
         raise AirflowFailException("preflight did not pass: nothing was sent to Kubecost (see the preflight task)")
-    by_step = {r["step"]: r for r in results if r}
+    plan = RepairPlan.from_dict(plan)
+    by_step = {r.step: r for r in map(StepResult.from_dict, filter(None, results))}
     lines, unfinished = [], []
-    for planned in plan["steps"]:
-        result = by_step.get(planned["step"])
-        if plan["dry_run"]:
-            lines.append(f"{planned['title']}: dry run, not sent: {planned['request']}")
+    for planned in plan.steps:
+        result = by_step.get(planned.step)
+        if plan.dry_run:
+            lines.append(f"{planned.title}: dry run, not sent: {planned.request}")
         elif result is None:
-            unfinished.append(planned["title"])
-            lines.append(f"{planned['title']}: NOT COMPLETED (see its request_/wait_ tasks): {planned['request']}")
+            unfinished.append(planned.title)
+            lines.append(f"{planned.title}: NOT COMPLETED (see its request_/wait_ tasks): {planned.request}")
         else:
-            answer = result["answer"]
-            lines.append(f"{result['title']}: {result['request']} -> HTTP {answer['status']} code {answer['code']} "
-                         f"{answer['data']!r}; days completed {result['days_done']}/{result['days_expected']}"
-                         + "".join(f", {p['pass']} {p['done']}/{p['expected']}" for p in result["passes"])
-                         + f"; {result['seconds']:.1f} s")
-    for day in map(DayCoverage.from_dict, plan.get("partial_days") or []):
-        lines.append(f"allow_partial_days: {day.date} {'would be ' if plan['dry_run'] else ''}repaired although "
+            answer = result.answer
+            lines.append(f"{result.title}: {result.request} -> HTTP {answer['status']} code {answer['code']} "
+                         f"{answer['data']!r}; days completed {result.days_done}/{result.days_expected}"
+                         + "".join(f", {p['pass']} {p['done']}/{p['expected']}" for p in result.passes)
+                         + f"; {result.seconds:.1f} s")
+    for day in plan.partial_days:
+        lines.append(f"allow_partial_days: {day.date} {'would be ' if plan.dry_run else ''}repaired although "
                      f"Prometheus lacked metrics: {day.describe()}")
     for line in lines:
         log.info("%s", line)
     if unfinished:
-        raise AirflowFailException(f"repair of {plan['cluster_id']} window {plan['window']['query']} incomplete: "
+        raise AirflowFailException(f"repair of {plan.cluster_id} window {plan.window.query} incomplete: "
                                    f"{', '.join(unfinished)} did not finish")
-    return {"cluster_id": plan["cluster_id"], "window": plan["window"], "profile": plan["profile"],
-            "dry_run": plan["dry_run"], "lines": lines,
-            "partial_days": [day["date"] for day in plan.get("partial_days") or []]}
+    return RepairSummary(plan.cluster_id, plan.window.as_dict(), plan.profile, plan.dry_run, tuple(lines),
+                         tuple(day.date for day in plan.partial_days)).as_dict()
 
 
 def _provider(value) -> str | None:

@@ -180,12 +180,12 @@ def record_archive(checked: dict) -> dict:
     log.info(
         "imported %s as snapshot %s of %s (%d files, %.1f MB, verified); restore it with "
         'kubecost_etl_restore {"cluster": %r, "snapshot": %r}',
-        result["archive"],
-        result["snapshot_id"],
+        result.archive,
+        result.snapshot_id,
         cluster.id,
-        result["files"],
-        result["bytes"] / 1e6,
+        result.files,
+        result.bytes / 1e6,
         cluster.id,
-        result["snapshot_id"],
+        result.snapshot_id,
     )
-    return result
+    return result.as_dict()

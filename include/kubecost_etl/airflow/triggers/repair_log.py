@@ -18,6 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from kubecost_etl.airflow.hooks.kubecost_cluster import AsyncKubecostClusterHook
 from kubecost_etl.repair.log_matching import Outcome
 from kubecost_etl.repair.log_watch import DEFAULT_LIMIT_BYTES, RepairLogWatch
+from kubecost_etl.repair.steps import RepairWatch
 
 API_ERRORS_IN_A_ROW = 5  # transient API trouble is waited out; this many failed polls in a row is not
 
@@ -47,10 +48,13 @@ class RepairLogTrigger(BaseTrigger):
         self.limit_bytes = limit_bytes
 
     @classmethod
-    def for_watch(cls, watch: dict, **changes) -> RepairLogTrigger:
-        """The trigger for a request task's result (``kubecost_etl.airflow.tasks.repair.request_step``)."""
-        keys = ("kube", "pod", "expected", "cursor", "deadline", "poll_seconds", "timeout_minutes")
-        return cls(**{**{key: watch[key] for key in keys}, **changes})
+    def for_watch(cls, watch: RepairWatch | dict, **changes) -> RepairLogTrigger:
+        """The trigger for a request task's result (``kubecost_etl.airflow.stages.repair.request_step``)."""
+        watch = RepairWatch.from_dict(watch)
+        fields = {"kube": watch.kube.as_dict(), "pod": watch.pod.as_dict(), "expected": watch.expected.as_dict(),
+                  "cursor": watch.cursor.as_dict(), "deadline": watch.deadline, "poll_seconds": watch.poll_seconds,
+                  "timeout_minutes": watch.timeout_minutes}
+        return cls(**{**fields, **changes})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {
@@ -78,7 +82,7 @@ class RepairLogTrigger(BaseTrigger):
                                       f"following the {watch.title} repair; last error: {error}")
             outcome = outcome or watch.overdue(self.deadline, self.timeout_minutes)
             if outcome is not None:
-                yield TriggerEvent(watch.event(outcome))
+                yield TriggerEvent(watch.event(outcome).as_dict())
                 return
             if not watch.more_waiting:
                 await asyncio.sleep(self.poll_seconds)

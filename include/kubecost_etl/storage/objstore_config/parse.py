@@ -1,28 +1,12 @@
-"""Read the Thanos-format `object-store.yaml` that Kubecost users already have, and build a store from it.
-
-    type: S3            # S3, GCS, AZURE or FILESYSTEM (any case)
-    config: {...}       # the provider's settings
-    prefix: tenant-a    # optional, TOP-LEVEL (a `prefix` inside `config` is a known mistake: refused)
-
-Unknown keys are errors, as in Thanos itself (it parses strictly), with a "did you mean"
-hint: a typo such as `secert_key` must not silently fall back to other credentials. Keys
-Thanos knows but this project does not use (tracing, HTTP pool tuning...) are accepted and
-logged as ignored, so the same file keeps working for Kubecost and for us.
-
-Secrets never reach a repr or an error message: config reprs redact them, errors name keys
-but never echo values, and YAML errors report only a line and column (PyYAML's own message
-would quote the offending line, which may hold a key).
-"""
+"""Parsing `object-store.yaml` strictly, as Thanos does: unknown keys refused with a "did you mean" hint,
+keys Thanos knows but this project does not use logged as ignored, secrets never echoed."""
 
 from __future__ import annotations
 
-import base64
 import difflib
 import json
 import logging
-import re
 from collections.abc import Mapping, Set
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,120 +14,17 @@ import yaml
 
 from kubecost_etl.redact import redact
 from kubecost_etl.storage._shared import DEFAULT_PART_SIZE, GCS_CHUNK_ALIGNMENT, S3_MIN_PART_SIZE
-from kubecost_etl.storage.base import ObjectStore, StorageConfigError
+from kubecost_etl.storage.base import StorageConfigError
+from kubecost_etl.storage.objstore_config.models import (
+    AZURE_DEFAULT_ENDPOINT,
+    AzureConfig,
+    FilesystemConfig,
+    GCSConfig,
+    ObjStoreConfig,
+    S3Config,
+)
 
 log = logging.getLogger(__name__)
-
-AZURE_DEFAULT_ENDPOINT = "blob.core.windows.net"
-AWS_ENDPOINT = re.compile(r"(^|\.)amazonaws\.com(\.cn)?$")
-AWS_REGION_IN_ENDPOINT = re.compile(r"^s3[.-](?:dualstack\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com")
-
-
-def _secret(default: str = "") -> Any:
-    return field(default=default, metadata={"secret": True})
-
-
-class _RedactedRepr:
-    """A dataclass repr that shows `<redacted>` for secret fields that are set."""
-
-    def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            shown.append(
-                f"{f.name}=<redacted>" if f.metadata.get("secret") and value else f"{f.name}={value!r}"
-            )
-        return f"{type(self).__name__}({', '.join(shown)})"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True, repr=False)
-class S3Config(_RedactedRepr):
-    bucket: str
-    endpoint: str = ""
-    region: str = ""
-    access_key: str = ""
-    secret_key: str = _secret()
-    session_token: str = _secret()
-    aws_sdk_auth: bool = False
-    insecure: bool = False
-    signature_version2: bool = False
-    bucket_lookup_type: str = "auto"  # auto, virtual-hosted or path
-    part_size: int = DEFAULT_PART_SIZE
-    insecure_skip_verify: bool = False
-    ca_file: str = ""
-    put_user_metadata: dict[str, str] = field(default_factory=dict)
-    sse_type: str = ""  # SSE-S3 or SSE-KMS
-    sse_kms_key_id: str = ""
-    sse_kms_encryption_context: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_aws(self) -> bool:
-        host = self.endpoint.split("://")[-1].split("/")[0].split(":")[0]
-        return not self.endpoint or bool(AWS_ENDPOINT.search(host))
-
-    @property
-    def endpoint_url(self) -> str | None:
-        """None for AWS (boto3 derives the regional endpoint); a URL for S3-compatible servers."""
-        if self.is_aws:
-            return None
-        if "://" in self.endpoint:
-            return self.endpoint
-        return ("http://" if self.insecure else "https://") + self.endpoint
-
-    @property
-    def effective_region(self) -> str:
-        if self.region:
-            return self.region
-        match = AWS_REGION_IN_ENDPOINT.match(self.endpoint)
-        return match.group(1) if match else "us-east-1"
-
-
-@dataclass(frozen=True, repr=False)
-class GCSConfig(_RedactedRepr):
-    bucket: str
-    service_account: str = _secret()  # the key file's JSON text; empty: application default credentials
-    part_size: int = DEFAULT_PART_SIZE  # Thanos' chunk_size_bytes
-
-
-@dataclass(frozen=True, repr=False)
-class AzureConfig(_RedactedRepr):
-    container: str
-    storage_account: str = ""
-    storage_account_key: str = _secret()
-    storage_connection_string: str = _secret()
-    endpoint: str = AZURE_DEFAULT_ENDPOINT  # a host suffix, or (extension) a full account URL with scheme
-    max_retries: int = 0  # 0: the SDK's default
-    user_assigned_id: str = ""
-    az_tenant_id: str = ""
-    client_id: str = ""
-    client_secret: str = _secret()
-
-    @property
-    def account_url(self) -> str:
-        if "://" in self.endpoint:
-            return self.endpoint.rstrip("/")
-        return f"https://{self.storage_account}.{self.endpoint}"
-
-
-@dataclass(frozen=True, repr=False)
-class FilesystemConfig(_RedactedRepr):
-    directory: str
-
-
-BackendConfig = S3Config | GCSConfig | AzureConfig | FilesystemConfig
-
-
-@dataclass(frozen=True, repr=False)
-class ObjStoreConfig(_RedactedRepr):
-    type: str  # upper case
-    backend: BackendConfig
-    prefix: str = ""
-    source: str = "<string>"  # where it was read from, for messages
-
-
-# --- parsing -----------------------------------------------------------------------------
 
 
 def load_objstore_config(path: str | Path) -> ObjStoreConfig:
@@ -202,7 +83,9 @@ def _load_yaml(text: str, source: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         # `from None`: PyYAML's own message quotes the line, which may hold a secret; its problem text
         # can quote a token too (an unknown escape, an alias name), so it is redacted as well.
-        raise StorageConfigError(f"{source}: invalid YAML{where}: {redact(exc.problem or exc.context)}") from None
+        raise StorageConfigError(
+            f"{source}: invalid YAML{where}: {redact(exc.problem or exc.context)}"
+        ) from None
     except yaml.YAMLError:
         raise StorageConfigError(f"{source}: invalid YAML") from None
 
@@ -404,125 +287,3 @@ _PARSERS = {
     ),
     "FILESYSTEM": (_parse_filesystem, {"directory"}, set()),
 }  # fmt: skip
-
-
-# --- building ----------------------------------------------------------------------------
-
-
-def build_store(config: ObjStoreConfig, *, sub_prefix: str = "") -> ObjectStore:
-    """The store the config describes; `sub_prefix` nests under the file's own prefix."""
-    prefix = "/".join(part.strip("/") for part in (config.prefix, sub_prefix) if part.strip("/"))
-    backend = config.backend
-    if isinstance(backend, S3Config):
-        return _build_s3(backend, prefix)
-    if isinstance(backend, GCSConfig):
-        return _build_gcs(backend, prefix, config.source)
-    if isinstance(backend, AzureConfig):
-        return _build_azure(backend, prefix)
-    from kubecost_etl.storage.filesystem import FilesystemStore
-
-    return FilesystemStore(backend.directory, prefix)
-
-
-def _build_s3(config: S3Config, prefix: str) -> ObjectStore:
-    from kubecost_etl.storage.s3 import S3Store, make_s3_client
-
-    addressing_style = {"virtual-hosted": "virtual", "path": "path"}.get(
-        config.bucket_lookup_type,
-        "auto" if config.is_aws else "path",  # MinIO & co. want path style
-    )
-    verify: bool | str | None = None
-    if config.insecure_skip_verify:
-        verify = False
-    elif config.ca_file:
-        verify = config.ca_file
-    client = make_s3_client(
-        endpoint_url=config.endpoint_url,
-        region=config.effective_region,
-        # aws_sdk_auth or no keys: boto3's own chain (env, profile, IRSA, instance role)
-        access_key=config.access_key or None,
-        secret_key=config.secret_key or None,
-        session_token=config.session_token or None,
-        s3_compatible=not config.is_aws,
-        addressing_style=addressing_style,
-        signature_version="s3" if config.signature_version2 else None,
-        verify=verify,
-    )
-    return S3Store(
-        client, config.bucket, prefix, part_size=config.part_size, put_extra_args=_s3_put_args(config)
-    )
-
-
-def _s3_put_args(config: S3Config) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    metadata = dict(config.put_user_metadata)
-    for name in list(metadata):
-        if name.lower() == "x-amz-storage-class":  # Thanos' way of choosing a storage class
-            args["StorageClass"] = metadata.pop(name)
-    if metadata:
-        args["Metadata"] = metadata
-    if config.sse_type == "SSE-S3":
-        args["ServerSideEncryption"] = "AES256"
-    elif config.sse_type == "SSE-KMS":
-        args["ServerSideEncryption"] = "aws:kms"
-        args["SSEKMSKeyId"] = config.sse_kms_key_id
-        if config.sse_kms_encryption_context:
-            context = json.dumps(config.sse_kms_encryption_context).encode()
-            args["SSEKMSEncryptionContext"] = base64.b64encode(context).decode()
-    return args
-
-
-def _build_gcs(config: GCSConfig, prefix: str, source: str) -> ObjectStore:
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
-
-    from kubecost_etl.storage.gcs import GCSStore
-
-    if config.service_account:
-        from google.oauth2 import service_account
-
-        key = json.loads(config.service_account)
-        try:
-            credentials = service_account.Credentials.from_service_account_info(key)
-        except (ValueError, KeyError):
-            raise StorageConfigError(
-                f"{source}: config.service_account: not a usable service account key"
-            ) from None
-        client = storage.Client(project=key.get("project_id"), credentials=credentials)
-    else:
-        try:
-            # Application default credentials; anonymous when STORAGE_EMULATOR_HOST points at an emulator.
-            client = storage.Client()
-        except DefaultCredentialsError:
-            raise StorageConfigError(
-                f"{source}: GCS: no service_account in config and no application default credentials found"
-            ) from None
-    return GCSStore(client, config.bucket, prefix, part_size=config.part_size)
-
-
-def _build_azure(config: AzureConfig, prefix: str) -> ObjectStore:
-    from azure.storage.blob import BlobServiceClient
-
-    from kubecost_etl.storage.azure import AzureStore
-
-    options: dict[str, Any] = {"retry_total": config.max_retries} if config.max_retries else {}
-    if config.storage_connection_string:
-        service = BlobServiceClient.from_connection_string(config.storage_connection_string, **options)
-    else:
-        service = BlobServiceClient(
-            account_url=config.account_url, credential=_azure_credential(config), **options
-        )
-    return AzureStore(service.get_container_client(config.container), prefix)
-
-
-def _azure_credential(config: AzureConfig) -> Any:
-    if config.storage_account_key:
-        from azure.core.credentials import AzureNamedKeyCredential
-
-        return AzureNamedKeyCredential(config.storage_account, config.storage_account_key)
-    from azure.identity import ClientSecretCredential, DefaultAzureCredential
-
-    if config.client_secret:
-        return ClientSecretCredential(config.az_tenant_id, config.client_id, config.client_secret)
-    # Managed / workload identity, as Thanos does without a key.
-    return DefaultAzureCredential(managed_identity_client_id=config.user_assigned_id or None)
