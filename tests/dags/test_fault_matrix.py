@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -357,6 +358,35 @@ def _cells() -> list[Cell]:
 OUTCOMES: dict[Cell, str] = {}
 
 
+class RealUploadDates:
+    """Makes moto's list of open multipart uploads tell when each upload really started, as S3 does
+    (moto dates every upload 2010-11-10, older than any ttl, so any age rule would look right)."""
+
+    _UPLOAD = re.compile(rb"<Upload>.*?</Upload>", re.S)
+
+    def __init__(self) -> None:
+        self.started: dict[bytes, str] = {}
+
+    def __call__(self, method: str, path: str, body: bytes) -> bytes:
+        query = path.partition("?")[2]
+        if "uploads" not in query.split("&"):
+            return body
+        if method == "POST":  # CreateMultipartUpload: its UploadId starts now
+            found = re.search(rb"<UploadId>(.*?)</UploadId>", body)
+            if found:
+                self.started[found.group(1)] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+            return body
+
+        def dated(upload: re.Match) -> bytes:
+            found = re.search(rb"<UploadId>(.*?)</UploadId>", upload.group(0))
+            when = self.started.get(found.group(1)) if found else None
+            if when is None:
+                return upload.group(0)
+            return re.sub(rb"<Initiated>.*?</Initiated>", f"<Initiated>{when}</Initiated>".encode(), upload.group(0))
+
+        return self._UPLOAD.sub(dated, body)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, moto_s3_server, airflow_db):
     root = tmp_path_factory.mktemp("matrix")
@@ -367,6 +397,7 @@ def world(tmp_path_factory, moto_s3_server, airflow_db):
     client.create_bucket(Bucket=BUCKET)
     saved_env = os.environ.get("KUBECOST_ETL_CONFIG")
     with FaultProxy(moto_s3_server.url) as proxy, SimulatorProcess(etl, root / "sim", no_tar=True) as sim:
+        proxy.rewrite_response = RealUploadDates()
         store_file = root / "object-store.yaml"
         store_file.write_text(json.dumps({"type": "S3", "prefix": PREFIX, "config": {
             "bucket": BUCKET, "endpoint": proxy.url.split("://", 1)[1], "insecure": True, "region": "us-east-1",
@@ -620,6 +651,10 @@ def test_a_task_process_killed_mid_stage_is_recovered_by_the_next_run(world, cel
     assert not reuploaded, f"objects the dead run stored were uploaded again: {sorted(reuploaded)[:5]}"
     label = pipeline.check(world, pipeline, seen)
     OUTCOMES[cell] = f"{run.state}/{label}/killed"
+    if point == "swap-first-rename":  # the data as before the dead run was put back and backed up first
+        _, good = _new_snapshots(world, seen)
+        safety = [s for s in good if {e.path: e.sha256 for e in world.repo.load_manifest(s).files} == before]
+        assert safety, "the next restore took no safety backup of the data as it was before the dead run"
     assert seen.run_state == "success", f"the next run failed: {states}"
     assert _next_to_etl(world) <= left_by_dead_run, f"the next run left {_next_to_etl(world) - left_by_dead_run}"
     assert _complete_snapshots(world.repo) == [], f"{cell.id}: a snapshot is visible without all its objects"
