@@ -76,13 +76,15 @@ def find_pod(cluster_id: str, source: str | None = None) -> dict:
 
 
 def _live_target(cluster, core, target: dict) -> ExecTarget:
-    """The target found earlier, or a fresh one if the pod was replaced in between (a restart)."""
+    """The target found earlier, or a fresh one if the pod was replaced in between (a restart); a debug
+    container that ended meanwhile (its sleep ran out, cost-model restarted in place) is replaced too."""
     from kubecost_etl.kube.pods import PodRef, pod_uid
-    from kubecost_etl.kube.target import ExecTarget
+    from kubecost_etl.kube.target import ExecTarget, ensure_running
 
     pod = PodRef(**target["pod"])
     if pod_uid(core, pod.namespace, pod.name) == pod.uid:
-        return ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
+        known = ExecTarget(pod, target["container"], target["etl_root"], target["via_debug_container"])
+        return ensure_running(core, known, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds)
     log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
     return _find_target(cluster, core)
 
