@@ -26,6 +26,7 @@ import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -251,6 +252,8 @@ class FaultProxy:
         self.upstream = (match.group(1), int(match.group(2)))
         self.rules: list[FaultRule] = []
         self.requests: list[SeenRequest] = []
+        # (method, path, upstream body) -> the body sent on: a test may correct what the emulator answers
+        self.rewrite_response: Callable[[str, str, bytes], bytes] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
         self._server.daemon_threads = True
@@ -357,6 +360,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             response = connection.getresponse()
             # Read fully: the response may be chunked upstream; it is re-sent with a Content-Length.
             payload = response.read()
+            rewrite = self.server.fault_proxy.rewrite_response  # type: ignore[attr-defined]
+            if rewrite is not None and 200 <= response.status < 300:
+                payload = rewrite(self.command, self.path, payload)
             response_headers = {k: v for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP_HEADERS}
             self._respond(response.status, response_headers, payload, declared_length=self.command == "HEAD")
             return response.status

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -75,14 +75,18 @@ def holder_for(context: Any) -> Holder:
 
 
 def clean_stale_uploads(lease: ClusterLease) -> None:
-    """Abort what killed runs left in the cluster's repository (uploads older than the lease's ttl).
+    """Abort what killed runs left in the cluster's repository: every upload open when the lease is taken.
 
-    Safe only under the lease: any writer still alive would have to hold it. A failure here is
+    Called right after acquiring, under the lease: every writer holds the lease while it uploads, so an
+    upload still open now belongs to a run that no longer holds it (killed, or expired and taken over: that
+    run stops at its next lease check). No age rule: "older than the ttl" spared the uploads a killed run
+    started after its last renewal when the next run took the lease over right after it expired. (An upload
+    the store dates later than this worker's clock, by skew, is left to the next run.) A failure here is
     logged, not raised: litter costs money, not correctness.
     """
     prefix = f"{REPOSITORY_ROOT}/{lease.cluster_id}/"
     try:
-        aborted = lease.store.abort_stale_uploads(prefix, lease.settings.ttl, now=utcnow())
+        aborted = lease.store.abort_stale_uploads(prefix, timedelta(0), now=utcnow())
     except StorageError as exc:
         log.warning("cluster %s: could not clean stale uploads under %s: %s", lease.cluster_id, prefix, exc)
         return

@@ -128,6 +128,26 @@ def _undo_first_rename(core_api, target: ExecTarget, dirs: RestoreDirs) -> str:
         return f"{dirs.previous} could not be put back yet ({exc})"
 
 
+def put_back_interrupted(core_api, target: ExecTarget, dirs: RestoreDirs) -> str | None:
+    """An earlier restore that stopped between its two renames (its task process killed) left no live
+    dir and its ``<live>.previous-<token>``: put that back before this run looks at the pod (under the
+    cluster's lease, so that run is over). Returns the dir put back, or None when the live dir exists.
+    A retry after a lost exec status finds the live dir back and does nothing."""
+    state = pod_dirs.inspect(core_api, target, dirs)
+    if state.live:
+        return None
+    earlier = [p for p in state.other_runs if posixpath.basename(p).startswith(f"{dirs.name}.previous-")]
+    if len(earlier) != 1:
+        if earlier:
+            raise SwapFailed(f"{dirs.live} is missing and several earlier restores left their previous data "
+                             f"{earlier}: put the right one back by hand (mv -T <dir> {dirs.live})")
+        return None
+    log.warning("%s is missing: putting back %s, left by a restore that stopped between its two renames",
+                dirs.live, earlier[0])
+    pod_dirs.rename(core_api, target, earlier[0], dirs.live)
+    return earlier[0]
+
+
 def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[str], batch: int = 400) -> SwapResult:
     """Move the staged ``paths`` that the pod still lacks into the live dir, never overwriting."""
     def result(outcome: str, skipped: list[str], swapped_at: int | None) -> SwapResult:

@@ -93,3 +93,21 @@ def test_a_stage_whose_lease_was_taken_over_fails_without_retry(configured):
         with lease_held(CLUSTER, me.as_dict()):
             ran.append(True)
     assert ran == []
+
+
+def test_an_upload_a_killed_run_started_after_its_last_renewal_is_aborted_at_once(tmp_path):
+    """The next run takes the lease over right after it expired; the killed run had started this upload
+    after its last renewal, so it is younger than the ttl. It is still litter: nobody else holds the lease."""
+    from kubecost_etl.storage.filesystem import TEMP_SUFFIX, FilesystemStore
+
+    store = FilesystemStore(tmp_path / "store", "")
+    directory = tmp_path / "store" / f"kubecost-etl-backup/{CLUSTER}/objects/sha256/aa"
+    directory.mkdir(parents=True)
+    partial = directory / f".{'a' * 64}.zst.k1ll3d{TEMP_SUFFIX}"
+    partial.write_bytes(b"the first part of an object")  # just now: far younger than the ttl
+    lease = ClusterLease(store, CLUSTER, LeaseSettings())
+
+    clean_stale_uploads(lease)
+
+    assert not partial.exists()
+    assert list(store.list_pending_uploads(f"kubecost-etl-backup/{CLUSTER}/")) == []

@@ -85,15 +85,16 @@ def _target(target: dict) -> ExecTarget | FederatedTarget:
 
 
 def _live_target(cluster, core, target: ExecTarget | dict) -> ExecTarget:
-    """The target found earlier, or a fresh one if the pod was replaced in between (a restart)."""
+    """The target found earlier, or a fresh one if the pod was replaced in between (a restart); a debug
+    container that ended meanwhile (its sleep ran out, cost-model restarted in place) is replaced too."""
     from kubecost_etl.kube.pods import pod_uid
-    from kubecost_etl.kube.target import ExecTarget
+    from kubecost_etl.kube.target import ExecTarget, ensure_running
 
     target = ExecTarget.from_dict(target) if isinstance(target, dict) else target
 
     pod = target.pod
     if pod_uid(core, pod.namespace, pod.name) == pod.uid:
-        return target
+        return ensure_running(core, target, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds)
     log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
     return _find_target(cluster, core)
 
