@@ -43,6 +43,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Regenerate the lock from requirements.in (needs network access to the package index).
 lock: $(INSTALLED)

@@ -55,7 +55,9 @@ class AirflowHome:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             "KUBECOST_ETL_CONFIG": str(self.config_path),
             # This tree's package first (the venv may hold another checkout's editable install).
-            "PYTHONPATH": os.pathsep.join([include, str(REPO / "simulator"), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [include, str(REPO / "simulator"), os.environ.get("PYTHONPATH", "")]
+            ),
         }
 
     def migrate(self) -> float:
@@ -79,16 +81,26 @@ class AirflowHome:
             tail = log.read_text(errors="replace")[-4000:]
             raise RuntimeError(f"airflow dags test {dag_id} failed ({returncode}, {failed}):\n{tail}")
         # `dags test` runs every task inside this one process: its peak RSS bounds each task's.
-        return {"wall_s": wall, "task_sum_s": sum(t["duration"] or 0 for t in tasks), "tasks": tasks,
-                "peak_rss_mb": peak_mb, "log": str(log)}
+        return {
+            "wall_s": wall,
+            "task_sum_s": sum(t["duration"] or 0 for t in tasks),
+            "tasks": tasks,
+            "peak_rss_mb": peak_mb,
+            "log": str(log),
+        }
 
     def _last_run_tasks(self, dag_id: str) -> list[dict]:
         with sqlite3.connect(self.db) as db:
-            row = db.execute("select run_id from dag_run where dag_id=? order by id desc limit 1", (dag_id,)).fetchone()
+            row = db.execute(
+                "select run_id from dag_run where dag_id=? order by id desc limit 1", (dag_id,)
+            ).fetchone()
             if row is None:
                 return []
-            rows = db.execute("select task_id, map_index, state, duration from task_instance "
-                              "where dag_id=? and run_id=? order by start_date", (dag_id, row[0])).fetchall()
+            rows = db.execute(
+                "select task_id, map_index, state, duration from task_instance "
+                "where dag_id=? and run_id=? order by start_date",
+                (dag_id, row[0]),
+            ).fetchall()
         return [{"task_id": t, "map_index": m, "state": s, "duration": d} for t, m, s, d in rows]
 
 
@@ -125,5 +137,8 @@ def trivial_floor(work: Path) -> dict:
     home = AirflowHome(work / "trivial-airflow", {"clusters": []}, dags_folder=dags)
     home.migrate()
     run = home.dags_test("trivial")
-    return {"task_s": round(run["task_sum_s"], 2), "wall_s": round(run["wall_s"], 2),
-            "peak_rss_mb": round(run["peak_rss_mb"], 1)}
+    return {
+        "task_s": round(run["task_sum_s"], 2),
+        "wall_s": round(run["wall_s"], 2),
+        "peak_rss_mb": round(run["peak_rss_mb"], 1),
+    }

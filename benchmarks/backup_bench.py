@@ -57,9 +57,18 @@ def _timed(command: str, env: dict) -> float:
 
 
 def _objstore(moto, prefix: str) -> dict:
-    return {"type": "S3", "prefix": prefix,
-            "config": {"bucket": BUCKET, "endpoint": moto.url.split("://", 1)[1], "insecure": True,
-                       "access_key": MOTO_ACCESS_KEY, "secret_key": MOTO_SECRET_KEY, "region": MOTO_REGION}}
+    return {
+        "type": "S3",
+        "prefix": prefix,
+        "config": {
+            "bucket": BUCKET,
+            "endpoint": moto.url.split("://", 1)[1],
+            "insecure": True,
+            "access_key": MOTO_ACCESS_KEY,
+            "secret_key": MOTO_SECRET_KEY,
+            "region": MOTO_REGION,
+        },
+    }
 
 
 def local_limits(sim, s3, etl: Path, kubectl: str, pod: str) -> dict:
@@ -67,7 +76,9 @@ def local_limits(sim, s3, etl: Path, kubectl: str, pod: str) -> dict:
     files = sorted(p for p in etl.rglob("*") if p.is_file())
     total = sum(p.stat().st_size for p in files)
     env = {**os.environ, "KUBECONFIG": str(sim.kubeconfig)}
-    exec_s = _timed(f"{kubectl} exec -n kubecost {pod} -c cost-model -- tar cf - -C {ETL_PATH} . > /dev/null", env)
+    exec_s = _timed(
+        f"{kubectl} exec -n kubecost {pod} -c cost-model -- tar cf - -C {ETL_PATH} . > /dev/null", env
+    )
 
     from kubecost_etl.kube.exec import PodExec
 
@@ -81,8 +92,11 @@ def local_limits(sim, s3, etl: Path, kubectl: str, pod: str) -> dict:
     import zstandard
 
     def compress(path: Path) -> int:
-        return len(zstandard.ZstdCompressor(level=3, threads=2 if path.stat().st_size >= 8 << 20 else 0)
-                   .compress(path.read_bytes()))
+        return len(
+            zstandard.ZstdCompressor(level=3, threads=2 if path.stat().st_size >= 8 << 20 else 0).compress(
+                path.read_bytes()
+            )
+        )
 
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
@@ -97,26 +111,50 @@ def local_limits(sim, s3, etl: Path, kubectl: str, pod: str) -> dict:
         list(pool.map(lambda p: store.put(p.name, iter([p.read_bytes()])), files))
     upload_s = time.perf_counter() - started
     store.delete(info.key for info in store.list(""))
-    rates = {"exec_read_kubectl": total / exec_s / 1e6, "exec_read_ours": total / frames_s / 1e6,
-             "zstd3_2_threads": total / zstd_s / 1e6, "raw_upload": total / upload_s / 1e6}
-    return {**{k: round(v, 1) for k, v in rates.items()}, "compression_ratio": round(compressed / total, 3),
-            "limit_mb_s": round(min(rates["exec_read_kubectl"], rates["zstd3_2_threads"], rates["raw_upload"]), 1)}
+    rates = {
+        "exec_read_kubectl": total / exec_s / 1e6,
+        "exec_read_ours": total / frames_s / 1e6,
+        "zstd3_2_threads": total / zstd_s / 1e6,
+        "raw_upload": total / upload_s / 1e6,
+    }
+    return {
+        **{k: round(v, 1) for k, v in rates.items()},
+        "compression_ratio": round(compressed / total, 3),
+        "limit_mb_s": round(
+            min(rates["exec_read_kubectl"], rates["zstd3_2_threads"], rates["raw_upload"]), 1
+        ),
+    }
 
 
 def restic_runs(restic: str, sim, moto, kubectl: str, pod: str) -> dict:
-    env = {**os.environ, "KUBECONFIG": str(sim.kubeconfig), "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_KEY, "RESTIC_PASSWORD": "bench",
-           "RESTIC_REPOSITORY": f"s3:{moto.url}/{BUCKET}/restic", "RESTIC_CACHE_DIR": tempfile.mkdtemp()}
-    subprocess.run([restic, "init", "-q", "--repository-version", "2"], env=env, check=True, capture_output=True)
-    backup = (f"{kubectl} exec -n kubecost {pod} -c cost-model -- tar cf - -C {ETL_PATH} . | "
-              f"{restic} backup -q --compression auto --stdin --stdin-filename etl.tar")
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(sim.kubeconfig),
+        "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_KEY,
+        "RESTIC_PASSWORD": "bench",
+        "RESTIC_REPOSITORY": f"s3:{moto.url}/{BUCKET}/restic",
+        "RESTIC_CACHE_DIR": tempfile.mkdtemp(),
+    }
+    subprocess.run(
+        [restic, "init", "-q", "--repository-version", "2"], env=env, check=True, capture_output=True
+    )
+    backup = (
+        f"{kubectl} exec -n kubecost {pod} -c cost-model -- tar cf - -C {ETL_PATH} . | "
+        f"{restic} backup -q --compression auto --stdin --stdin-filename etl.tar"
+    )
     full = _timed(backup, env)
     again = _timed(backup, env)
     target = "/var/configs/db/restic-restore"
     exec_pod = f"{kubectl} exec -n kubecost {pod} -c cost-model"
-    subprocess.run(["bash", "-c", f"{exec_pod} -- mkdir -p {target}"], env=env, check=True, capture_output=True)
-    restore = _timed(f"{restic} dump -q latest /etl.tar | {kubectl} exec -i -n kubecost {pod} -c cost-model -- "
-                     f"tar xf - -C {target}", env)
+    subprocess.run(
+        ["bash", "-c", f"{exec_pod} -- mkdir -p {target}"], env=env, check=True, capture_output=True
+    )
+    restore = _timed(
+        f"{restic} dump -q latest /etl.tar | {kubectl} exec -i -n kubecost {pod} -c cost-model -- "
+        f"tar xf - -C {target}",
+        env,
+    )
     subprocess.run(["bash", "-c", f"{exec_pod} -- rm -rf {target}"], env=env, capture_output=True)
     return {"full_s": round(full, 2), "no_change_s": round(again, 2), "restore_s": round(restore, 2)}
 
@@ -124,9 +162,15 @@ def restic_runs(restic: str, sim, moto, kubectl: str, pod: str) -> dict:
 def manual_method(sim, s3, kubectl: str, pod: str, work: Path) -> float:
     env = {**os.environ, "KUBECONFIG": str(sim.kubeconfig)}
     started = time.perf_counter()
-    subprocess.run([kubectl, "cp", "-c", "cost-model", f"kubecost/{pod}:{ETL_PATH}", str(work / "kc-etl-tmp")],
-                   env=env, check=True, capture_output=True)
-    subprocess.run(["tar", "czf", str(work / "kubecost-etl.tar.gz"), "-C", str(work), "kc-etl-tmp"], check=True)
+    subprocess.run(
+        [kubectl, "cp", "-c", "cost-model", f"kubecost/{pod}:{ETL_PATH}", str(work / "kc-etl-tmp")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["tar", "czf", str(work / "kubecost-etl.tar.gz"), "-C", str(work), "kc-etl-tmp"], check=True
+    )
     s3.upload_file(str(work / "kubecost-etl.tar.gz"), BUCKET, "manual/kubecost-etl.tar.gz")
     elapsed = time.perf_counter() - started
     shutil.rmtree(work / "kc-etl-tmp")
@@ -153,9 +197,18 @@ def rss_with_one_gb_file(work: Path) -> dict:
         out = work / "gb-worker.out"
         started = time.perf_counter()
         with open(out, "wb") as handle:
-            code, peak_mb = run_measured([sys.executable, "-m", "benchmarks.backup_worker", "--kubeconfig",
-                                          str(sim.kubeconfig), "--objstore", json.dumps(_objstore(moto, "gb"))],
-                                         stdout=handle)
+            code, peak_mb = run_measured(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.backup_worker",
+                    "--kubeconfig",
+                    str(sim.kubeconfig),
+                    "--objstore",
+                    json.dumps(_objstore(moto, "gb")),
+                ],
+                stdout=handle,
+            )
         seconds = time.perf_counter() - started
     shutil.rmtree(etl)
     if code != 0:
@@ -173,45 +226,77 @@ def run(large: bool = False, rss: bool = True) -> dict:
         etl = work / "pvc" / "etl"
         started = time.perf_counter()
         tree = trees.large_tree(etl) if large else trees.default_tree(etl)
-        print(f"tree: {tree['files']} files, {tree['bytes'] / 1e6:.0f} MB (largest {tree['largest'] / 1e6:.0f} MB),"
-              f" generated in {time.perf_counter() - started:.1f} s")
+        print(
+            f"tree: {tree['files']} files, {tree['bytes'] / 1e6:.0f} MB (largest {tree['largest'] / 1e6:.0f} MB),"
+            f" generated in {time.perf_counter() - started:.1f} s"
+        )
         with SimulatorProcess(etl_dir=etl, workdir=work / "sim") as sim, MotoS3Server() as moto:
             s3 = moto.client()
             s3.create_bucket(Bucket=BUCKET)
             pod = sim.state()["cost_model_pod"]
             limits = local_limits(sim, s3, etl, kubectl, pod)
             print(f"local limits (MB/s): {limits}")
-            home = AirflowHome(work / "airflow", {"backup_schedule": None, "clusters": [
-                {"id": CLUSTER, "kubeconfig": str(sim.kubeconfig),
-                 "backup": {"object_store": _objstore(moto, "ours")}}]})
+            home = AirflowHome(
+                work / "airflow",
+                {
+                    "backup_schedule": None,
+                    "clusters": [
+                        {
+                            "id": CLUSTER,
+                            "kubeconfig": str(sim.kubeconfig),
+                            "backup": {"object_store": _objstore(moto, "ours")},
+                        }
+                    ],
+                },
+            )
             migrate_s = home.migrate()
             floor = trivial_floor(work)
             print(f"floor, a one-task DAG that does nothing: {floor}")
             full = home.dags_test("kubecost_etl_backup")
-            print(f"ours full: {full['task_sum_s']:.2f} s of tasks, {full['wall_s']:.2f} s wall {by_task(full)}")
+            print(
+                f"ours full: {full['task_sum_s']:.2f} s of tasks, {full['wall_s']:.2f} s wall {by_task(full)}"
+            )
             again = home.dags_test("kubecost_etl_backup")
-            print(f"ours no-change: {again['task_sum_s']:.2f} s of tasks, {again['wall_s']:.2f} s wall {by_task(again)}")
+            print(
+                f"ours no-change: {again['task_sum_s']:.2f} s of tasks, {again['wall_s']:.2f} s wall {by_task(again)}"
+            )
             peer = restic_runs(restic, sim, moto, kubectl, pod) if restic else None
             print(f"restic: {peer}")
             (work / "manual").mkdir()
             manual_s = manual_method(sim, s3, kubectl, pod, work / "manual")
             print(f"manual method: {manual_s:.2f} s")
-            restore = home.dags_test("kubecost_etl_restore", {"cluster": CLUSTER, "snapshot": "latest",
-                                                              "mode": "replace", "restart": False})
+            restore = home.dags_test(
+                "kubecost_etl_restore",
+                {"cluster": CLUSTER, "snapshot": "latest", "mode": "replace", "restart": False},
+            )
             print(f"ours restore: {restore['task_sum_s']:.2f} s of tasks {by_task(restore)}")
         gb = rss_with_one_gb_file(work) if rss else None
     stream_s = by_task(full).get("backup_cluster.stream", 0.0)
     restore_tasks = by_task(restore)
     staging_verify_s = sum(restore_tasks.get(t, 0.0) for t in ("verify_snapshot", "stage", "check_staged"))
     result = {
-        "tree": tree, "local_limits": limits, "airflow_db_migrate_s": round(migrate_s, 1), "trivial_dag": floor,
-        "ours_full": {"task_sum_s": round(full["task_sum_s"], 2), "wall_s": round(full["wall_s"], 2),
-                      "peak_rss_mb": round(full["peak_rss_mb"], 1), "tasks": by_task(full)},
-        "ours_no_change": {"task_sum_s": round(again["task_sum_s"], 2), "wall_s": round(again["wall_s"], 2),
-                           "tasks": by_task(again)},
-        "restic": peer, "manual_s": round(manual_s, 2),
-        "ours_restore": {"staging_and_full_verify_s": round(staging_verify_s, 2), "tasks": restore_tasks,
-                         "wall_s": round(restore["wall_s"], 2)},
+        "tree": tree,
+        "local_limits": limits,
+        "airflow_db_migrate_s": round(migrate_s, 1),
+        "trivial_dag": floor,
+        "ours_full": {
+            "task_sum_s": round(full["task_sum_s"], 2),
+            "wall_s": round(full["wall_s"], 2),
+            "peak_rss_mb": round(full["peak_rss_mb"], 1),
+            "tasks": by_task(full),
+        },
+        "ours_no_change": {
+            "task_sum_s": round(again["task_sum_s"], 2),
+            "wall_s": round(again["wall_s"], 2),
+            "tasks": by_task(again),
+        },
+        "restic": peer,
+        "manual_s": round(manual_s, 2),
+        "ours_restore": {
+            "staging_and_full_verify_s": round(staging_verify_s, 2),
+            "tasks": restore_tasks,
+            "wall_s": round(restore["wall_s"], 2),
+        },
         "stream_mb_s": round(tree["bytes"] / 1e6 / stream_s, 1) if stream_s else None,
         "one_gb_file": gb,
     }
@@ -228,24 +313,54 @@ def _print(r: dict) -> None:
     full, again = r["ours_full"], r["ours_no_change"]
     rows = [
         ("", "this project (airflow dags test)", "restic 0.14 / manual", "ratio (target)"),
-        ("full backup", f"{full['task_sum_s']} s of tasks ({full['wall_s']} s wall)", f"{peer.get('full_s')} s",
-         f"{_ratio(peer.get('full_s'), full['task_sum_s'])} (>= 1.5x)"),
-        ("no-change backup", f"{again['task_sum_s']} s of tasks ({again['wall_s']} s wall)",
-         f"{peer.get('no_change_s')} s", f"{_ratio(peer.get('no_change_s'), again['task_sum_s'])} (>= 5x)"),
-        ("whole process vs manual", f"{full['wall_s']} s wall", f"{r['manual_s']} s (kubectl cp+tar czf+upload)",
-         f"{_ratio(r['manual_s'], full['wall_s'])} (>= 2x)"),
-        ("restore staging + full verify", f"{r['ours_restore']['staging_and_full_verify_s']} s of tasks",
-         f"{peer.get('restore_s')} s (restic dump | tar xf in the pod)",
-         f"{_ratio(peer.get('restore_s'), r['ours_restore']['staging_and_full_verify_s'])} (>= 1x)"),
-        ("stream throughput", f"{r['stream_mb_s']} MB/s", f"local limit {r['local_limits']['limit_mb_s']} MB/s",
-         f"{_ratio(r['stream_mb_s'], r['local_limits']['limit_mb_s'])} (>= 0.8x)"),
-        ("airflow's floor (1-task DAG)", f"{r['trivial_dag']['task_s']} s of tasks ({r['trivial_dag']['wall_s']} s "
-         f"wall, {r['trivial_dag']['peak_rss_mb']} MB RSS)", "", "charged to each run's first task"),
+        (
+            "full backup",
+            f"{full['task_sum_s']} s of tasks ({full['wall_s']} s wall)",
+            f"{peer.get('full_s')} s",
+            f"{_ratio(peer.get('full_s'), full['task_sum_s'])} (>= 1.5x)",
+        ),
+        (
+            "no-change backup",
+            f"{again['task_sum_s']} s of tasks ({again['wall_s']} s wall)",
+            f"{peer.get('no_change_s')} s",
+            f"{_ratio(peer.get('no_change_s'), again['task_sum_s'])} (>= 5x)",
+        ),
+        (
+            "whole process vs manual",
+            f"{full['wall_s']} s wall",
+            f"{r['manual_s']} s (kubectl cp+tar czf+upload)",
+            f"{_ratio(r['manual_s'], full['wall_s'])} (>= 2x)",
+        ),
+        (
+            "restore staging + full verify",
+            f"{r['ours_restore']['staging_and_full_verify_s']} s of tasks",
+            f"{peer.get('restore_s')} s (restic dump | tar xf in the pod)",
+            f"{_ratio(peer.get('restore_s'), r['ours_restore']['staging_and_full_verify_s'])} (>= 1x)",
+        ),
+        (
+            "stream throughput",
+            f"{r['stream_mb_s']} MB/s",
+            f"local limit {r['local_limits']['limit_mb_s']} MB/s",
+            f"{_ratio(r['stream_mb_s'], r['local_limits']['limit_mb_s'])} (>= 0.8x)",
+        ),
+        (
+            "airflow's floor (1-task DAG)",
+            f"{r['trivial_dag']['task_s']} s of tasks ({r['trivial_dag']['wall_s']} s "
+            f"wall, {r['trivial_dag']['peak_rss_mb']} MB RSS)",
+            "",
+            "charged to each run's first task",
+        ),
         ("peak RSS, full backup", f"{full['peak_rss_mb']} MB (whole dags test process)", "", "(< 300 MB)"),
     ]
     if r["one_gb_file"]:
-        rows.append(("peak RSS, 1 GB file", f"{r['one_gb_file']['peak_rss_mb']} MB (backup process)", "",
-                     "(< 300 MB)"))
+        rows.append(
+            (
+                "peak RSS, 1 GB file",
+                f"{r['one_gb_file']['peak_rss_mb']} MB (backup process)",
+                "",
+                "(< 300 MB)",
+            )
+        )
     for row in rows:
         print(f"{row[0]:30} {row[1]:46} {row[2]:44} {row[3]}")
     print(f"per task, full:      {full['tasks']}")

@@ -28,12 +28,21 @@ def main() -> int:
     repo = Repository(store, "bench")
     settings = BackupSettings(object_store=ObjectStoreRef(inline={}))
     started = time.perf_counter()
-    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
-                                 "/var/configs/db/etl")
+    target = resolve_exec_target(
+        core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), "/var/configs/db/etl"
+    )
     manifest, report = back_up(core, target, repo, settings, {})
     elapsed = time.perf_counter() - started
-    print(json.dumps({**manifest.stats, "ok": report["ok"], "stream_seconds": manifest.stats["seconds"],
-                      "seconds": elapsed}))
+    print(
+        json.dumps(
+            {
+                **manifest.stats,
+                "ok": report["ok"],
+                "stream_seconds": manifest.stats["seconds"],
+                "seconds": elapsed,
+            }
+        )
+    )
     return 0 if report["ok"] else 1
 
 

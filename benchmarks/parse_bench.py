@@ -11,7 +11,7 @@ from pathlib import Path
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 ROUNDS = 3
-TRIVIAL = '''from airflow.sdk import dag, task
+TRIVIAL = """from airflow.sdk import dag, task
 
 
 @dag(schedule=None)
@@ -24,7 +24,7 @@ def trivial():
 
 
 trivial()
-'''
+"""
 
 
 def run() -> dict:
@@ -39,9 +39,14 @@ def run() -> dict:
     for path in [trivial, *sorted(DAGS.glob("*.py"))]:
         runs = [parse_in_fresh_interpreter(path, env) for _ in range(ROUNDS)]
         times = [r["ms"] for r in runs]
-        results[path.name] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-                              "heavy_modules": heavy_modules(runs[0]["added"])}
-    print(f"{'DAG file (fresh interpreter, after import airflow.sdk)':56} {'median ms':>10} {'max ms':>8}  heavy imports")
+        results[path.name] = {
+            "median_ms": round(statistics.median(times), 1),
+            "max_ms": round(max(times), 1),
+            "heavy_modules": heavy_modules(runs[0]["added"]),
+        }
+    print(
+        f"{'DAG file (fresh interpreter, after import airflow.sdk)':56} {'median ms':>10} {'max ms':>8}  heavy imports"
+    )
     for name, r in results.items():
         label = f"{name} (floor)" if name == trivial.name else name
         print(f"{label:56} {r['median_ms']:>10} {r['max_ms']:>8}  {r['heavy_modules'] or '-'}")

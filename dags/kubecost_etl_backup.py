@@ -30,10 +30,17 @@ SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "clusters": Param([], type="array", items={"type": "string"},
-                          description="Cluster ids to back up; empty means every configured cluster."),
-        "full_verify": Param(False, type="boolean",
-                             description="Download and re-hash every object instead of a rotating sample."),
+        "clusters": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Cluster ids to back up; empty means every configured cluster.",
+        ),
+        "full_verify": Param(
+            False,
+            type="boolean",
+            description="Download and re-hash every object instead of a rotating sample.",
+        ),
     },
 )
 def kubecost_etl_backup():
@@ -73,9 +80,10 @@ def kubecost_etl_backup():
             with held(cluster_id, lease):
                 result = stages("backup").verify(cluster_id, snapshot_id, params["full_verify"])
             # Only a verified snapshot is announced: downstream DAGs may schedule on it.
-            outlet_events[SNAPSHOTS].add(stages("backup").snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id})
+            outlet_events[SNAPSHOTS].add(
+                stages("backup").snapshot_asset(cluster_id), extra={"snapshot_id": snapshot_id}
+            )
             return result
-
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output

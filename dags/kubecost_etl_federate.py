@@ -31,10 +31,17 @@ FEDERATED = AssetAlias("kubecost_federated")
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "clusters": Param([], type="array", items={"type": "string"},
-                          description="Cluster ids to federate; empty means every cluster with a federated block."),
-        "full_verify": Param(False, type="boolean",
-                             description="Re-download and re-hash every object instead of a rotating sample."),
+        "clusters": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Cluster ids to federate; empty means every cluster with a federated block.",
+        ),
+        "full_verify": Param(
+            False,
+            type="boolean",
+            description="Re-download and re-hash every object instead of a rotating sample.",
+        ),
     },
 )
 def kubecost_etl_federate():
@@ -63,16 +70,25 @@ def kubecost_etl_federate():
                 return stages("federate").push(cluster_id, target, plan)
 
         @cluster_task(outlets=[FEDERATED])
-        def verify(cluster_id: str, target: dict, plan: dict, pushed: dict, lease: dict, params=None,
-                   outlet_events=None) -> dict:
+        def verify(
+            cluster_id: str,
+            target: dict,
+            plan: dict,
+            pushed: dict,
+            lease: dict,
+            params=None,
+            outlet_events=None,
+        ) -> dict:
             from kubecost_etl.federation.push import PushResult
             from kubecost_etl.federation.verify import VerifyReport
 
             label(cluster_id)
             with held(cluster_id, lease):
                 result = stages("federate").verify(cluster_id, target, plan, pushed, params["full_verify"])
-            extra = {"objects": VerifyReport.from_dict(result).objects,
-                     "pushed": len(PushResult.from_dict(pushed).pushed)}
+            extra = {
+                "objects": VerifyReport.from_dict(result).objects,
+                "pushed": len(PushResult.from_dict(pushed).pushed),
+            }
             outlet_events[FEDERATED].add(stages("federate").federated_asset(cluster_id), extra=extra)
             return result
 
@@ -82,7 +98,6 @@ def kubecost_etl_federate():
             with held(cluster_id, lease):
                 return stages("federate").retention(cluster_id)
 
-
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output
         target = find_pod(cluster_id, lease)
@@ -90,8 +105,13 @@ def kubecost_etl_federate():
         pushed = push(cluster_id, target, the_plan, lease)
         retained = retention(cluster_id, lease)
         # retention deletes only after a verified copy
-        chain(acquire, target, verify(cluster_id, target, the_plan, pushed, lease), retained,
-              release_lease(cluster_id, lease).as_teardown(setups=acquire))
+        chain(
+            acquire,
+            target,
+            verify(cluster_id, target, the_plan, pushed, lease),
+            retained,
+            release_lease(cluster_id, lease).as_teardown(setups=acquire),
+        )
         return retained  # the report waits for it
 
     @task(trigger_rule="all_done", on_failure_callback=None)

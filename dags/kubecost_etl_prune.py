@@ -33,10 +33,17 @@ PRUNES = AssetAlias("kubecost_etl_prune")
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "clusters": Param([], type="array", items={"type": "string"},
-                          description="Cluster ids to prune; empty means every cluster with a retention policy."),
-        "dry_run": Param(False, type="boolean",
-                         description="List exactly what would be forgotten and deleted; delete nothing."),
+        "clusters": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Cluster ids to prune; empty means every cluster with a retention policy.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="List exactly what would be forgotten and deleted; delete nothing.",
+        ),
     },
 )
 def kubecost_etl_prune():
@@ -68,12 +75,16 @@ def kubecost_etl_prune():
             result = stages("prune").report(cluster_id, forgotten, collected)
             pruned = PruneReport.from_dict(result)
             if not pruned.dry_run:  # a dry run changed nothing: nothing to announce
-                outlet_events[PRUNES].add(stages("prune").prune_asset(cluster_id), extra={
-                    "forgotten": [d.snapshot_id for d in pruned.forgotten],
-                    "objects_deleted": pruned.objects_deleted, "bytes_deleted": pruned.bytes_deleted,
-                    "bytes_remaining": pruned.bytes_remaining})
+                outlet_events[PRUNES].add(
+                    stages("prune").prune_asset(cluster_id),
+                    extra={
+                        "forgotten": [d.snapshot_id for d in pruned.forgotten],
+                        "objects_deleted": pruned.objects_deleted,
+                        "bytes_deleted": pruned.bytes_deleted,
+                        "bytes_remaining": pruned.bytes_remaining,
+                    },
+                )
             return result
-
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output

@@ -57,21 +57,40 @@ def _held(plan: dict, lease: dict):
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "cluster": Param(None, type=["null", "string"],
-                         description="Configured cluster id; may stay empty when only one cluster is configured."),
-        "window": Param(None, type=["null", "string"],
-                        description="Kubecost window: 2026-01-01T00:00:00Z,2026-01-04T00:00:00Z (UTC, 'Z', whole "
-                                    "seconds), unix seconds S,E, or relative: yesterday, today, 3d, week..."),
-        "profile": Param(DEFAULT_PROFILE, enum=sorted(PROFILES),
-                         description="; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())),
-        "provider": Param(None, type=["null", "string"],
-                          description="Cloud integration key for CloudUsage/Reconciliation; empty means all."),
-        "backup_first": Param(True, type="boolean", description="Back the cluster's ETL up before repairing."),
-        "dry_run": Param(False, type="boolean", description="Check and plan only: no backup, no repair call."),
+        "cluster": Param(
+            None,
+            type=["null", "string"],
+            description="Configured cluster id; may stay empty when only one cluster is configured.",
+        ),
+        "window": Param(
+            None,
+            type=["null", "string"],
+            description="Kubecost window: 2026-01-01T00:00:00Z,2026-01-04T00:00:00Z (UTC, 'Z', whole "
+            "seconds), unix seconds S,E, or relative: yesterday, today, 3d, week...",
+        ),
+        "profile": Param(
+            DEFAULT_PROFILE,
+            enum=sorted(PROFILES),
+            description="; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()),
+        ),
+        "provider": Param(
+            None,
+            type=["null", "string"],
+            description="Cloud integration key for CloudUsage/Reconciliation; empty means all.",
+        ),
+        "backup_first": Param(
+            True, type="boolean", description="Back the cluster's ETL up before repairing."
+        ),
+        "dry_run": Param(
+            False, type="boolean", description="Check and plan only: no backup, no repair call."
+        ),
         "allow_partial_days": Param(
-            [], type=["null", "array"], items={"type": "string", "pattern": r"^\d{4}-\d\d-\d\d$"},
+            [],
+            type=["null", "array"],
+            items={"type": "string", "pattern": r"^\d{4}-\d\d-\d\d$"},
             description="Days (YYYY-MM-DD, UTC) to repair although Prometheus lacks metrics for some of their hours: "
-                        "the preflight refuses them otherwise. Logged and named in the summary."),
+            "the preflight refuses them otherwise. Logged and named in the summary.",
+        ),
     },
 )
 def kubecost_etl_repair():
@@ -128,5 +147,6 @@ def kubecost_etl_repair():
             chain(route, *steps)
             results[name] = [wait.output for wait in steps[1::2]]
     chain(summary(plan, results), release_lease(plan, lease).as_teardown(setups=acquire))
+
 
 kubecost_etl_repair()

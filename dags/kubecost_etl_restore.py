@@ -65,28 +65,53 @@ def _held(ctx: dict, lease: dict):
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "cluster": Param("", type="string",
-                         description="Cluster id from the configuration; empty means the only configured cluster."),
-        "source": Param("snapshot", type="string", enum=list(SOURCES),
-                        description="snapshot: a snapshot of the backup repository. federated / durable: the "
-                                    "cluster's federated mirror in that layout (verified before the pod is touched)."),
-        "snapshot": Param("latest", type="string", minLength=1,
-                          description="Snapshot id, or 'latest': the newest verified snapshot before this run "
-                                      "(source snapshot only)."),
-        "mode": Param("replace", type="string", enum=list(MODES),
-                      description="replace: the ETL dir becomes exactly the snapshot. "
-                                  "fill-missing: only files absent from the pod are written."),
-        "restart": Param(None, type=["boolean", "null"],
-                         description="Roll the deployment afterwards so Kubecost reloads; empty means on for replace."),
+        "cluster": Param(
+            "",
+            type="string",
+            description="Cluster id from the configuration; empty means the only configured cluster.",
+        ),
+        "source": Param(
+            "snapshot",
+            type="string",
+            enum=list(SOURCES),
+            description="snapshot: a snapshot of the backup repository. federated / durable: the "
+            "cluster's federated mirror in that layout (verified before the pod is touched).",
+        ),
+        "snapshot": Param(
+            "latest",
+            type="string",
+            minLength=1,
+            description="Snapshot id, or 'latest': the newest verified snapshot before this run "
+            "(source snapshot only).",
+        ),
+        "mode": Param(
+            "replace",
+            type="string",
+            enum=list(MODES),
+            description="replace: the ETL dir becomes exactly the snapshot. "
+            "fill-missing: only files absent from the pod are written.",
+        ),
+        "restart": Param(
+            None,
+            type=["boolean", "null"],
+            description="Roll the deployment afterwards so Kubecost reloads; empty means on for replace.",
+        ),
         "dry_run": Param(False, type="boolean", description="Only log exactly what would change."),
     },
 )
 def kubecost_etl_restore():
     @task
     def preflight(params=None, run_id=None, dag_run=None) -> dict:
-        return _stages().preflight(params["cluster"], params["snapshot"], params["mode"], params["restart"],
-                                   params["dry_run"], run_id, dag_run.run_after,
-                                   source=params.get("source") or "snapshot")
+        return _stages().preflight(
+            params["cluster"],
+            params["snapshot"],
+            params["mode"],
+            params["restart"],
+            params["dry_run"],
+            run_id,
+            dag_run.run_after,
+            source=params.get("source") or "snapshot",
+        )
 
     @task(execution_timeout=LONG)
     def verify_snapshot(ctx: dict, lease: dict) -> dict:

@@ -95,14 +95,17 @@ def start(stack: ExitStack, args: list[str], log: Path, env: dict | None = None)
 
 
 def airflow(env: dict, *args: str) -> str:
-    return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        [str(VENV_BIN / "airflow"), *args], env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def project_dags(env: dict) -> list[str]:
     """Every DAG of this project the DAG processor has parsed (the ids start with kubecost_etl_)."""
     out = airflow(env, "dags", "list", "-o", "plain")
-    return sorted({word for line in out.splitlines() for word in line.split() if word.startswith("kubecost_etl_")})
+    return sorted(
+        {word for line in out.splitlines() for word in line.split() if word.startswith("kubecost_etl_")}
+    )
 
 
 def main() -> int:
@@ -116,14 +119,18 @@ def main() -> int:
 
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", opts.port)) == 0:
-            raise SystemExit(f"port {opts.port} is already in use: pass --port (make demo DEMO_ARGS='--port 8081')")
+            raise SystemExit(
+                f"port {opts.port} is already in use: pass --port (make demo DEMO_ARGS='--port 8081')"
+            )
     work = Path(opts.workdir)
     if work.exists():
         shutil.rmtree(work)
     (work / "logs").mkdir(parents=True)
     etl_dir = work / "pvc" / "etl"
     files = generate(etl_dir, days=opts.days, hourly_hours=49, file_bytes=opts.file_kb * 1024, seed=7)
-    print(f"generated {len(files)} ETL files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) in {etl_dir}")
+    print(
+        f"generated {len(files)} ETL files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) in {etl_dir}"
+    )
     second_etl_dir = work / "pvc-2" / "etl"  # a second cluster, federating into the same bucket
     files = generate(second_etl_dir, days=7, hourly_hours=49, file_bytes=opts.file_kb * 256, seed=8)
     print(f"generated {len(files)} ETL files for the second cluster in {second_etl_dir}")
@@ -136,61 +143,130 @@ def main() -> int:
         print(f"second cluster simulator: {sim2.api_url} (kubeconfig {sim2.kubeconfig})")
 
         s3_port = free_port()
-        moto = start(stack, [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                     work / "logs" / "s3.log")
+        moto = start(
+            stack,
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+            work / "logs" / "s3.log",
+        )
         s3_url = f"http://127.0.0.1:{s3_port}"
-        s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="demo", aws_secret_access_key="demo",
-                          region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            aws_access_key_id="demo",
+            aws_secret_access_key="demo",
+            region_name="us-east-1",
+        )
         wait_for("the local S3 server", lambda: s3.list_buckets() is not None, 60, moto)
         s3.create_bucket(Bucket=BUCKET)
         s3.create_bucket(Bucket=FEDERATED_BUCKET)
         print(f"local S3 server: {s3_url} buckets {BUCKET}, {FEDERATED_BUCKET}")
 
         object_store = work / "object-store.yaml"  # the Thanos format users already give Kubecost
-        object_store.write_text(yaml.safe_dump({"type": "S3", "config": {
-            "bucket": BUCKET, "endpoint": f"127.0.0.1:{s3_port}", "insecure": True, "region": "us-east-1",
-            "access_key": "demo", "secret_key": "demo"}, "prefix": "demo"}))
+        object_store.write_text(
+            yaml.safe_dump(
+                {
+                    "type": "S3",
+                    "config": {
+                        "bucket": BUCKET,
+                        "endpoint": f"127.0.0.1:{s3_port}",
+                        "insecure": True,
+                        "region": "us-east-1",
+                        "access_key": "demo",
+                        "secret_key": "demo",
+                    },
+                    "prefix": "demo",
+                }
+            )
+        )
         federated_store = work / "federated-store.yaml"  # what Kubecost's federated clusters are given
-        federated_store.write_text(yaml.safe_dump({"type": "S3", "config": {
-            "bucket": FEDERATED_BUCKET, "endpoint": f"127.0.0.1:{s3_port}", "insecure": True,
-            "region": "us-east-1", "access_key": "demo", "secret_key": "demo"}}))
+        federated_store.write_text(
+            yaml.safe_dump(
+                {
+                    "type": "S3",
+                    "config": {
+                        "bucket": FEDERATED_BUCKET,
+                        "endpoint": f"127.0.0.1:{s3_port}",
+                        "insecure": True,
+                        "region": "us-east-1",
+                        "access_key": "demo",
+                        "secret_key": "demo",
+                    },
+                }
+            )
+        )
         config = work / "kubecost-etl.yaml"
         # Manual only here, so unpausing doesn't queue scheduled runs ahead of the demo's own.
-        config.write_text(yaml.safe_dump({
-            "backup_schedule": None, "federate_schedule": None,
-            "defaults": {"federated": {"object_store": {"config_file": str(federated_store)}}},
-            "clusters": [
-                {"id": "demo-cluster", "kubeconfig": str(sim.kubeconfig),
-                 "backup": {"object_store": {"config_file": str(object_store)}}},
-                {"id": "demo-cluster-2", "kubeconfig": str(sim2.kubeconfig)},
-            ]}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "backup_schedule": None,
+                    "federate_schedule": None,
+                    "defaults": {"federated": {"object_store": {"config_file": str(federated_store)}}},
+                    "clusters": [
+                        {
+                            "id": "demo-cluster",
+                            "kubeconfig": str(sim.kubeconfig),
+                            "backup": {"object_store": {"config_file": str(object_store)}},
+                        },
+                        {"id": "demo-cluster-2", "kubeconfig": str(sim2.kubeconfig)},
+                    ],
+                }
+            )
+        )
 
         home = work / "airflow"
-        env = {**os.environ,
-               "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone's children need it
-               "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-               "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(opts.port),
-               # Task processes reach the API server here; the default assumes port 8080 (--port broke runs).
-               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{opts.port}/execution/",
-               "KUBECOST_ETL_CONFIG": str(config),
-               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
+        env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone's children need it
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(opts.port),
+            # Task processes reach the API server here; the default assumes port 8080 (--port broke runs).
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{opts.port}/execution/",
+            "KUBECOST_ETL_CONFIG": str(config),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        }
         print("starting airflow standalone (about a minute)...")
-        standalone = start(stack, [str(VENV_BIN / "airflow"), "standalone"], work / "logs" / "airflow.log", env)
+        standalone = start(
+            stack, [str(VENV_BIN / "airflow"), "standalone"], work / "logs" / "airflow.log", env
+        )
         ui = f"http://127.0.0.1:{opts.port}"
-        wait_for("the Airflow API server", lambda: urllib.request.urlopen(f"{ui}/api/v2/monitor/health", timeout=5),
-                 240, standalone)
-        expected = {p.stem for p in (REPO / "dags").glob("kubecost_etl_*.py")}  # each file is named by its DAG
-        wait_for("the project's DAGs to be parsed", lambda: expected <= set(project_dags(env)), 180, standalone)
+        wait_for(
+            "the Airflow API server",
+            lambda: urllib.request.urlopen(f"{ui}/api/v2/monitor/health", timeout=5),
+            240,
+            standalone,
+        )
+        expected = {
+            p.stem for p in (REPO / "dags").glob("kubecost_etl_*.py")
+        }  # each file is named by its DAG
+        wait_for(
+            "the project's DAGs to be parsed", lambda: expected <= set(project_dags(env)), 180, standalone
+        )
         for dag_id in project_dags(env):  # all of them: a run triggered from the UI must not wait queued
             airflow(env, "dags", "unpause", dag_id)
 
         def run_once(dag_id: str, conf: dict | None = None) -> tuple[str, str]:
-            wait_for(f"the DAG {dag_id} to be parsed", lambda: dag_id in airflow(env, "dags", "list", "-o", "plain"),
-                     180, standalone)
+            wait_for(
+                f"the DAG {dag_id} to be parsed",
+                lambda: dag_id in airflow(env, "dags", "list", "-o", "plain"),
+                180,
+                standalone,
+            )
             airflow(env, "dags", "unpause", dag_id)
             run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
-            airflow(env, "dags", "trigger", dag_id, "--run-id", run_id, *(["-c", json.dumps(conf)] if conf else []))
+            airflow(
+                env,
+                "dags",
+                "trigger",
+                dag_id,
+                "--run-id",
+                run_id,
+                *(["-c", json.dumps(conf)] if conf else []),
+            )
             print(f"triggered {dag_id} run {run_id}; waiting for it to finish...")
 
             def run_state():
@@ -206,25 +282,35 @@ def main() -> int:
         federate_run_id, federate_state = run_once(FEDERATE_DAG_ID)
         password_file = home / "simple_auth_manager_passwords.json.generated"
         login = json.loads(password_file.read_text()) if password_file.exists() else {}
-        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-                for o in page.get("Contents", [])]
+        keys = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+            for o in page.get("Contents", [])
+        ]
         manifests = [k for k in keys if k.endswith("manifest.json")]
         print("\n" + "=" * 72)
         print(f"backup run {run_id}: {state.upper()}")
         credentials = ", ".join(f"{u} / {p}" for u, p in login.items())
         print(f"Airflow UI:   {ui}   login: {credentials}")
-        print(f"status page:  {ui}/kubecost-etl/  (\"Kubecost ETL\" in the UI's navigation; same login)")
+        print(f'status page:  {ui}/kubecost-etl/  ("Kubecost ETL" in the UI\'s navigation; same login)')
         print(f"bucket:       s3://{BUCKET} at {s3_url}: {len(keys)} objects, snapshots: {manifests}")
         if manifests:
             manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[-1])["Body"].read())
-            print(f"snapshot:     {manifest['snapshot_id']}: {len(manifest['files'])} files, "
-                  f"{manifest['stats']['total_bytes'] / 1e6:.1f} MB -> {manifest['stats']['stored_bytes'] / 1e6:.1f} MB stored")
-        federated = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=FEDERATED_BUCKET)
-                     for o in page.get("Contents", [])]
+            print(
+                f"snapshot:     {manifest['snapshot_id']}: {len(manifest['files'])} files, "
+                f"{manifest['stats']['total_bytes'] / 1e6:.1f} MB -> {manifest['stats']['stored_bytes'] / 1e6:.1f} MB stored"
+            )
+        federated = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=FEDERATED_BUCKET)
+            for o in page.get("Contents", [])
+        ]
         print(f"federate run {federate_run_id}: {federate_state.upper()}")
         for cluster_id in ("demo-cluster", "demo-cluster-2"):
             mine = [k for k in federated if k.startswith(f"federated/{cluster_id}/etl/bingen/")]
-            print(f"federated:    s3://{FEDERATED_BUCKET}/federated/{cluster_id}/etl/bingen/: {len(mine)} raw files")
+            print(
+                f"federated:    s3://{FEDERATED_BUCKET}/federated/{cluster_id}/etl/bingen/: {len(mine)} raw files"
+            )
         print(f"logs:         {work / 'logs'}; Airflow task logs under {home / 'logs'}")
         print(f"try:          KUBECONFIG={sim.kubeconfig} kubectl get pods -n kubecost")
         print("=" * 72)

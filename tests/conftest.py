@@ -26,15 +26,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Airflow reads its configuration when first imported: set it before any test imports airflow.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="kubecost-etl-airflow-")
-os.environ.update({
-    "AIRFLOW_HOME": _AIRFLOW_HOME,
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-})
+os.environ.update(
+    {
+        "AIRFLOW_HOME": _AIRFLOW_HOME,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
 os.environ.pop("KUBECOST_ETL_CONFIG", None)
 
 
@@ -92,7 +94,13 @@ def big_etl_dir(tmp_path_factory) -> Path:
     etl_dir = tmp_path_factory.mktemp("big") / "db" / "etl"
     block = os.urandom(1 << 20)
     for index in range(100):
-        path = etl_dir / "bingen" / "allocations" / "1h" / f"{1_700_000_000 + index * 3600}-{1_700_003_600 + index * 3600}"
+        path = (
+            etl_dir
+            / "bingen"
+            / "allocations"
+            / "1h"
+            / f"{1_700_000_000 + index * 3600}-{1_700_003_600 + index * 3600}"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         rotated = block[index:] + block[:index]
         path.write_bytes(rotated + rotated[::-1])

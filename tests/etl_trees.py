@@ -19,8 +19,11 @@ def make_etl_dir(root: Path, **options) -> Path:
 
 def tree_digests(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root``, by relative path."""
-    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def add_federation_extras(etl_dir: Path, now: float, large_bytes: int = 11 * (1 << 20)) -> dict[str, str]:

@@ -15,9 +15,20 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_the_wheel_ships_kubecost_etl_without_the_simulator(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(tmp_path),
-         str(REPO)],
-        check=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        cwd=tmp_path,
     )
     (wheel,) = tmp_path.glob("kubecost_etl_airflow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

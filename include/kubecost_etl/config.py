@@ -38,8 +38,19 @@ from kubecost_etl.schedules import CONFIG_ENV, DEFAULT_SCHEDULE, check_schedule
 from kubecost_etl.share.settings import ShareSettings, parse_share_settings
 
 __all__ = [
-    "CONFIG_ENV", "AlertSettings", "BackupSettings", "ClusterConfig", "Compression", "ConfigError", "DebugContainer",
-    "Notifier", "ObjectStoreRef", "ProjectConfig", "check_schedule", "load_alert_settings", "load_config",
+    "CONFIG_ENV",
+    "AlertSettings",
+    "BackupSettings",
+    "ClusterConfig",
+    "Compression",
+    "ConfigError",
+    "DebugContainer",
+    "Notifier",
+    "ObjectStoreRef",
+    "ProjectConfig",
+    "check_schedule",
+    "load_alert_settings",
+    "load_config",
     "parse_config",
 ]
 
@@ -72,7 +83,9 @@ class ClusterConfig:
     context: str | None = None
     debug_image: str = "busybox:1.36"
     use_debug_container: DebugContainer = DebugContainer.AUTO
-    debug_container_seconds: int = 4 * 3600  # a debug container's lifetime (its `sleep`); it then ends by itself
+    debug_container_seconds: int = (
+        4 * 3600
+    )  # a debug container's lifetime (its `sleep`); it then ends by itself
     hourly_hours: int = 49
     backup: BackupSettings | None = None
     repair: RepairSettings = field(default_factory=RepairSettings)
@@ -119,18 +132,25 @@ class ProjectConfig:
             return list(self.clusters)
         twice = sorted({cid for cid in cluster_ids if cluster_ids.count(cid) > 1}, key=str)
         if twice:
-            raise ParamsError(f"clusters: {twice} named more than once; name each cluster once "
-                              "(two backups of one cluster would run side by side)")
+            raise ParamsError(
+                f"clusters: {twice} named more than once; name each cluster once "
+                "(two backups of one cluster would run side by side)"
+            )
         return [self.cluster(cid) for cid in cluster_ids]
 
     def summary(self) -> str:
         """A few lines for ``check-config``: what this file configures."""
-        lines = [f"{self.source}: {len(self.clusters)} cluster(s); backup_schedule "
-                 f"{self.backup_schedule or 'none (manual runs only)'}; alerts: {self.alerts.notifier}"]
+        lines = [
+            f"{self.source}: {len(self.clusters)} cluster(s); backup_schedule "
+            f"{self.backup_schedule or 'none (manual runs only)'}; alerts: {self.alerts.notifier}"
+        ]
         for cluster in self.clusters:
             store = cluster.backup.object_store if cluster.backup else None
-            where = ("no backup settings" if store is None else
-                     f"backups to {store.config_file or store.conn_id or (store.inline or {}).get('type')}")
+            where = (
+                "no backup settings"
+                if store is None
+                else f"backups to {store.config_file or store.conn_id or (store.inline or {}).get('type')}"
+            )
             access = cluster.kubernetes_conn_id or cluster.kubeconfig or "in-cluster"
             lines.append(f"  {cluster.id}: {cluster.namespace}/{cluster.selector} via {access}; {where}")
         return "\n".join(lines)
@@ -143,8 +163,17 @@ def _keys(cls, *drop: str) -> frozenset[str]:
 _TOP_KEYS = _keys(ProjectConfig, "source") | {"defaults", "federate_schedule"}  # read by airflow/schedule.py
 _CLUSTER_KEYS = _keys(ClusterConfig)
 _ALERT_KEYS = _keys(AlertSettings)
-_STRING_KEYS = ("namespace", "selector", "container", "etl_path", "kubernetes_conn_id", "kubeconfig", "context",
-                "debug_image", "use_debug_container")
+_STRING_KEYS = (
+    "namespace",
+    "selector",
+    "container",
+    "etl_path",
+    "kubernetes_conn_id",
+    "kubeconfig",
+    "context",
+    "debug_image",
+    "use_debug_container",
+)
 
 
 def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
@@ -171,7 +200,9 @@ def load_alert_settings(path: str | os.PathLike | None = None) -> AlertSettings:
     except OSError as exc:
         raise ConfigError(f"cannot read alert settings from {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot read alert settings from {path}: not valid YAML: {describe_yaml_error(exc)}") from None
+        raise ConfigError(
+            f"cannot read alert settings from {path}: not valid YAML: {describe_yaml_error(exc)}"
+        ) from None
     return _parse_alerts(raw.get("alerts") if isinstance(raw, dict) else None, f"configuration {path}")
 
 
@@ -197,8 +228,14 @@ def parse_config(raw: Any, source: str = "<memory>", base_dir: Path | None = Non
         clusters.append(cluster)
     schedule = check_schedule(raw.get("backup_schedule", DEFAULT_SCHEDULE), f"{where}: backup_schedule")
     prune = check_schedule(raw.get("prune_schedule", DEFAULT_SCHEDULE), f"{where}: prune_schedule")
-    return ProjectConfig(tuple(clusters), schedule, _parse_alerts(raw.get("alerts"), where), source,
-                         parse_health_settings(raw.get("health"), where), prune_schedule=prune)
+    return ProjectConfig(
+        tuple(clusters),
+        schedule,
+        _parse_alerts(raw.get("alerts"), where),
+        source,
+        parse_health_settings(raw.get("health"), where),
+        prune_schedule=prune,
+    )
 
 
 def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None) -> ClusterConfig:
@@ -230,28 +267,37 @@ def _parse_cluster(item: Any, defaults: dict, index: int, base_dir: Path | None)
     if not kwargs.get("etl_path", "/").startswith("/"):
         raise ConfigError(f"{where}: etl_path: must be an absolute path in the pod")
     if "use_debug_container" in kwargs:
-        kwargs["use_debug_container"] = _choice(DebugContainer, kwargs["use_debug_container"],
-                                                f"{where}: use_debug_container")
+        kwargs["use_debug_container"] = _choice(
+            DebugContainer, kwargs["use_debug_container"], f"{where}: use_debug_container"
+        )
     if "hourly_hours" in merged:
         kwargs["hourly_hours"] = positive_int(merged["hourly_hours"], f"{where}: hourly_hours")
     if "debug_container_seconds" in merged:
-        kwargs["debug_container_seconds"] = positive_int(merged["debug_container_seconds"],
-                                                         f"{where}: debug_container_seconds")
+        kwargs["debug_container_seconds"] = positive_int(
+            merged["debug_container_seconds"], f"{where}: debug_container_seconds"
+        )
     if backup_raw is not None:
         kwargs["backup"] = parse_backup_settings(backup_raw, where, base_dir)
     repair_raw = _merge_section(defaults.get("repair"), item.get("repair"), f"{where}: repair")
     kwargs["repair"] = parse_repair_settings(repair_raw, where)
     kwargs["share"] = parse_share_settings(
-        _merge_section(defaults.get("share"), item.get("share"), f"{where}: share"), where,
-        lambda raw, at: parse_store(raw, at, base_dir))
+        _merge_section(defaults.get("share"), item.get("share"), f"{where}: share"),
+        where,
+        lambda raw, at: parse_store(raw, at, base_dir),
+    )
     lease_raw = _merge_section(defaults.get("lease"), item.get("lease"), f"{where}: lease")
     kwargs["lease"] = parse_lease_settings(lease_raw, where)
     kwargs["federated"] = parse_federated_settings(
         _merge_section(defaults.get("federated"), item.get("federated"), f"{where}: federated"),
-        cid, where, base_dir, parse_store,
+        cid,
+        where,
+        base_dir,
+        parse_store,
     )
     if kwargs.get("backup") and kwargs["backup"].source == "federated" and kwargs["federated"] is None:
-        raise ConfigError(f"{where}: backup.source: federated needs a federated: block (which bucket to read)")
+        raise ConfigError(
+            f"{where}: backup.source: federated needs a federated: block (which bucket to read)"
+        )
     retention_raw = _merge_section(defaults.get("retention"), item.get("retention"), f"{where}: retention")
     kwargs["retention"] = parse_retention_settings(retention_raw, where)
     return ClusterConfig(**kwargs)

@@ -13,7 +13,16 @@ from kubecost_etl.errors import ConfigError
 CONFIG_ENV = "KUBECOST_ETL_CONFIG"
 DEFAULT_SCHEDULE = "@daily"
 # Airflow's presets (airflow.sdk CRON_PRESETS) and its two special schedules.
-SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+SCHEDULE_PRESETS = (
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+)
 
 
 def check_schedule(value: Any, where: str = "backup_schedule") -> str | None:
@@ -21,15 +30,21 @@ def check_schedule(value: Any, where: str = "backup_schedule") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a cron expression (five fields), a preset such as @daily, or null")
+        raise ConfigError(
+            f"{where}: expected a cron expression (five fields), a preset such as @daily, or null"
+        )
     if value.startswith("@"):
         if value not in SCHEDULE_PRESETS:
-            raise ConfigError(f"{where}: {value!r} is not an Airflow preset; use one of {', '.join(SCHEDULE_PRESETS)}")
+            raise ConfigError(
+                f"{where}: {value!r} is not an Airflow preset; use one of {', '.join(SCHEDULE_PRESETS)}"
+            )
         return value
     fields_given = value.split()
     if len(fields_given) != 5:
-        raise ConfigError(f"{where}: {value!r} has {len(fields_given)} field(s); a cron expression has five "
-                          "(minute hour day-of-month month day-of-week)")
+        raise ConfigError(
+            f"{where}: {value!r} has {len(fields_given)} field(s); a cron expression has five "
+            "(minute hour day-of-month month day-of-week)"
+        )
     problem = _cron_problem(value)
     if problem:
         raise ConfigError(f"{where}: {value!r} is not a valid cron expression: {problem}")

@@ -14,8 +14,14 @@ from aiohttp import web
 
 
 def status_body(code: int, reason: str, message: str, details: dict | None = None) -> dict:
-    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason}
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+    }
     if details is not None:
         body["details"] = details
     body["code"] = code
@@ -51,9 +57,14 @@ def invalid(kind: str, name: str, causes: list[tuple[str, str, str]], group: str
     texts = [f"{field}: {message}" for _, field, message in causes]
     summary = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     qualified = f"{kind}.{group}" if group else kind
-    details = {"name": name, "kind": kind, "causes": [
-        {"reason": reason, "message": message.split(": ", 1)[-1], "field": field}
-        for reason, field, message in causes]}
+    details = {
+        "name": name,
+        "kind": kind,
+        "causes": [
+            {"reason": reason, "message": message.split(": ", 1)[-1], "field": field}
+            for reason, field, message in causes
+        ],
+    }
     if group:
         details["group"] = group
     return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', details)
@@ -63,7 +74,8 @@ def invalid(kind: str, name: str, causes: list[tuple[str, str, str]], group: str
 
 _REQUIREMENT = re.compile(
     r"\s*(?P<negate>!)?\s*(?P<key>[A-Za-z0-9./_-]+)\s*"
-    r"(?:(?P<op>==|=|!=|\s+in\s+|\s+notin\s+)\s*(?P<value>\([^)]*\)|[A-Za-z0-9._-]*))?\s*$")
+    r"(?:(?P<op>==|=|!=|\s+in\s+|\s+notin\s+)\s*(?P<value>\([^)]*\)|[A-Za-z0-9._-]*))?\s*$"
+)
 
 
 def _split_selector(text: str) -> list[str]:
@@ -89,8 +101,10 @@ def label_selector(text: str | None) -> Callable[[dict], bool]:
     for part in _split_selector(text):
         match = _REQUIREMENT.match(part)
         if not match or (match["negate"] and match["op"]):
-            raise bad_request(f"unable to parse requirement: found '{part.strip()}', expected: "
-                              "identifier, '=', '==', '!=', 'in', 'notin'")
+            raise bad_request(
+                f"unable to parse requirement: found '{part.strip()}', expected: "
+                "identifier, '=', '==', '!=', 'in', 'notin'"
+            )
         key, op, value = match["key"], (match["op"] or "").strip(), match["value"]
         if op in ("in", "notin"):
             if not value or not value.startswith("("):
@@ -131,7 +145,7 @@ def field_selector(text: str | None, getters: dict[str, Callable[[dict], str]]) 
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         field, op, value = match.groups()
         if field not in getters:
-            raise bad_request(f'field label not supported: {field}')
+            raise bad_request(f"field label not supported: {field}")
         terms.append((getters[field], op == "!=", value))
     return lambda obj: all((getter(obj) == value) != negate for getter, negate, value in terms)
 
@@ -155,9 +169,18 @@ POD_FIELDS = {
 # ------------------------------------------------------------------------------ patches
 
 # Lists that strategic merge patch merges element-wise, by this key (from the API's Go types).
-_MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
-               "volumes": "name", "env": "name", "volumeMounts": "mountPath", "ports": "containerPort",
-               "conditions": "type", "imagePullSecrets": "name", "tolerations": None}
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "conditions": "type",
+    "imagePullSecrets": "name",
+    "tolerations": None,
+}
 
 
 def merge_patch(target, patch):
@@ -224,8 +247,10 @@ def json_patch(target, operations):
         op, path = operation.get("op"), operation.get("path", "")
         if op in ("add", "replace", "test"):
             if "value" not in operation:
-                raise bad_request(f'the server rejected our request due to an error in our request: '
-                                  f'missing value for operation "{op}"')
+                raise bad_request(
+                    f"the server rejected our request due to an error in our request: "
+                    f'missing value for operation "{op}"'
+                )
             value = copy.deepcopy(operation["value"])
         if op == "add":
             document = _pointer_set(document, path, value, insert=True)
@@ -251,7 +276,7 @@ def _pointer_parts(path: str) -> list[str]:
     if path == "":
         return []
     if not path.startswith("/"):
-        raise bad_request(f"JSON pointer must be empty or start with a \"/\": {path}")
+        raise bad_request(f'JSON pointer must be empty or start with a "/": {path}')
     return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
 
 
@@ -261,8 +286,12 @@ def _pointer_get(document, path: str):
         try:
             node = node[int(part)] if isinstance(node, list) else node[part]
         except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our "
-                                           f"request: doc is missing path: \"{path}\"") from None
+            raise ApiError(
+                422,
+                "Invalid",
+                f"the server rejected our request due to an error in our "
+                f'request: doc is missing path: "{path}"',
+            ) from None
     return node
 
 
@@ -270,8 +299,11 @@ def _pointer_set(document, path: str, value, insert: bool):
     parts = _pointer_parts(path)
     if not parts:
         return value
-    parent = _pointer_get(document, "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts[:-1])) \
-        if len(parts) > 1 else document
+    parent = (
+        _pointer_get(document, "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts[:-1]))
+        if len(parts) > 1
+        else document
+    )
     last = parts[-1]
     if isinstance(parent, list):
         index = len(parent) if last == "-" else int(last)
@@ -282,7 +314,7 @@ def _pointer_set(document, path: str, value, insert: bool):
     elif isinstance(parent, dict):
         parent[last] = value
     else:
-        raise ApiError(422, "Invalid", f"doc is missing path: \"{path}\"")
+        raise ApiError(422, "Invalid", f'doc is missing path: "{path}"')
     return document
 
 
@@ -295,7 +327,7 @@ def _pointer_remove(document, path: str):
         else:
             del parent[parts[-1]]
     except (KeyError, IndexError, ValueError):
-        raise ApiError(422, "Invalid", f"doc is missing path: \"{path}\"") from None
+        raise ApiError(422, "Invalid", f'doc is missing path: "{path}"') from None
     return document
 
 
@@ -309,12 +341,17 @@ PATCH_TYPES = {
 def apply_patch(content_type: str, target: dict, patch) -> dict:
     apply = PATCH_TYPES.get(content_type.split(";")[0].strip())
     if apply is None:
-        raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                       f"accepted media types include: {', '.join(PATCH_TYPES)}")
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - "
+            f"accepted media types include: {', '.join(PATCH_TYPES)}",
+        )
     return apply(target, patch)
 
 
 # -------------------------------------------------------------------------------- tables
+
 
 def human_age(since: str, now: float | None = None) -> str:
     """Kubernetes' short age (``5s``, ``3m20s``, ``2d4h``...) of an RFC3339 timestamp."""
@@ -338,7 +375,9 @@ def human_age(since: str, now: float | None = None) -> str:
     return f"{days}d" if days < 365 * 2 else f"{days // 365}y"
 
 
-def _column(name: str, kind: str = "string", priority: int = 0, description: str = "", format: str = "") -> dict:
+def _column(
+    name: str, kind: str = "string", priority: int = 0, description: str = "", format: str = ""
+) -> dict:
     return {"name": name, "type": kind, "format": format, "description": description, "priority": priority}
 
 
@@ -347,9 +386,17 @@ def _pod_row(pod: dict) -> list:
     ready = sum(1 for s in statuses if s.get("ready"))
     restarts = sum(s.get("restartCount", 0) for s in statuses)
     status = "Terminating" if pod["metadata"].get("deletionTimestamp") else pod["status"]["phase"]
-    return [pod["metadata"]["name"], f"{ready}/{len(pod['spec']['containers'])}", status, restarts,
-            human_age(pod["metadata"]["creationTimestamp"]), pod["status"].get("podIP", "<none>"),
-            pod["spec"].get("nodeName", "<none>"), "<none>", "<none>"]
+    return [
+        pod["metadata"]["name"],
+        f"{ready}/{len(pod['spec']['containers'])}",
+        status,
+        restarts,
+        human_age(pod["metadata"]["creationTimestamp"]),
+        pod["status"].get("podIP", "<none>"),
+        pod["spec"].get("nodeName", "<none>"),
+        "<none>",
+        "<none>",
+    ]
 
 
 def _template_cells(spec: dict) -> list:
@@ -361,46 +408,109 @@ def _template_cells(spec: dict) -> list:
 
 def _deployment_row(deployment: dict) -> list:
     status, spec = deployment["status"], deployment["spec"]
-    return [deployment["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec['replicas']}",
-            status.get("updatedReplicas", 0), status.get("availableReplicas", 0),
-            human_age(deployment["metadata"]["creationTimestamp"]), *_template_cells(spec)]
+    return [
+        deployment["metadata"]["name"],
+        f"{status.get('readyReplicas', 0)}/{spec['replicas']}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        human_age(deployment["metadata"]["creationTimestamp"]),
+        *_template_cells(spec),
+    ]
 
 
 def _replicaset_row(replicaset: dict) -> list:
     spec, status = replicaset["spec"], replicaset["status"]
-    return [replicaset["metadata"]["name"], spec["replicas"], status.get("replicas", 0),
-            status.get("readyReplicas", 0), human_age(replicaset["metadata"]["creationTimestamp"]),
-            *_template_cells(spec)]
+    return [
+        replicaset["metadata"]["name"],
+        spec["replicas"],
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        human_age(replicaset["metadata"]["creationTimestamp"]),
+        *_template_cells(spec),
+    ]
 
 
 def _service_row(service: dict) -> list:
     spec = service["spec"]
     ports = ",".join(f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports", []))
     selector = ",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()) or "<none>"
-    return [service["metadata"]["name"], spec["type"], spec.get("clusterIP", "<none>"), "<none>", ports,
-            human_age(service["metadata"]["creationTimestamp"]), selector]
+    return [
+        service["metadata"]["name"],
+        spec["type"],
+        spec.get("clusterIP", "<none>"),
+        "<none>",
+        ports,
+        human_age(service["metadata"]["creationTimestamp"]),
+        selector,
+    ]
 
 
 def _namespace_row(namespace: dict) -> list:
-    return [namespace["metadata"]["name"], namespace["status"]["phase"],
-            human_age(namespace["metadata"]["creationTimestamp"])]
+    return [
+        namespace["metadata"]["name"],
+        namespace["status"]["phase"],
+        human_age(namespace["metadata"]["creationTimestamp"]),
+    ]
 
 
 _NAME = _column("Name", format="name", description="Name must be unique within a namespace.")
-_AGE = _column("Age", description="CreationTimestamp is a timestamp representing the server time when this "
-                                  "object was created.")
+_AGE = _column(
+    "Age",
+    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
+)
 TABLES: dict[str, tuple[list[dict], Callable[[dict], list]]] = {
-    "Pod": ([_NAME, _column("Ready"), _column("Status"), _column("Restarts", "string"), _AGE,
-             _column("IP", priority=1), _column("Node", priority=1), _column("Nominated Node", priority=1),
-             _column("Readiness Gates", priority=1)], _pod_row),
-    "Deployment": ([_NAME, _column("Ready"), _column("Up-to-date", "integer"), _column("Available", "integer"),
-                    _AGE, _column("Containers", priority=1), _column("Images", priority=1),
-                    _column("Selector", priority=1)], _deployment_row),
-    "ReplicaSet": ([_NAME, _column("Desired", "integer"), _column("Current", "integer"),
-                    _column("Ready", "integer"), _AGE, _column("Containers", priority=1),
-                    _column("Images", priority=1), _column("Selector", priority=1)], _replicaset_row),
-    "Service": ([_NAME, _column("Type"), _column("Cluster-IP"), _column("External-IP"), _column("Port(s)"),
-                 _AGE, _column("Selector", priority=1)], _service_row),
+    "Pod": (
+        [
+            _NAME,
+            _column("Ready"),
+            _column("Status"),
+            _column("Restarts", "string"),
+            _AGE,
+            _column("IP", priority=1),
+            _column("Node", priority=1),
+            _column("Nominated Node", priority=1),
+            _column("Readiness Gates", priority=1),
+        ],
+        _pod_row,
+    ),
+    "Deployment": (
+        [
+            _NAME,
+            _column("Ready"),
+            _column("Up-to-date", "integer"),
+            _column("Available", "integer"),
+            _AGE,
+            _column("Containers", priority=1),
+            _column("Images", priority=1),
+            _column("Selector", priority=1),
+        ],
+        _deployment_row,
+    ),
+    "ReplicaSet": (
+        [
+            _NAME,
+            _column("Desired", "integer"),
+            _column("Current", "integer"),
+            _column("Ready", "integer"),
+            _AGE,
+            _column("Containers", priority=1),
+            _column("Images", priority=1),
+            _column("Selector", priority=1),
+        ],
+        _replicaset_row,
+    ),
+    "Service": (
+        [
+            _NAME,
+            _column("Type"),
+            _column("Cluster-IP"),
+            _column("External-IP"),
+            _column("Port(s)"),
+            _AGE,
+            _column("Selector", priority=1),
+        ],
+        _service_row,
+    ),
     "Namespace": ([_NAME, _column("Status"), _AGE], _namespace_row),
 }
 
@@ -418,11 +528,19 @@ def table(kind: str, objects: list[dict], resource_version: str, include_object:
         elif include_object == "None":
             embedded = None
         else:
-            embedded = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                        "metadata": obj["metadata"]}
+            embedded = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
         entry = {"cells": row(obj)}
         if embedded is not None:
             entry["object"] = embedded
         rows.append(entry)
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": columns, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": columns,
+        "rows": rows,
+    }

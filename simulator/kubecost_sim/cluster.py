@@ -74,8 +74,14 @@ def _fake_digest(text: str) -> str:
 
 def object_metadata(obj: Pod | ReplicaSet | Deployment, **more) -> dict:
     """The metadata every namespaced object of the simulated cluster carries, then ``more``."""
-    return {"name": obj.name, "namespace": NAMESPACE, "uid": obj.uid,
-            "resourceVersion": str(obj.resource_version), "creationTimestamp": rfc3339(obj.created), **more}
+    return {
+        "name": obj.name,
+        "namespace": NAMESPACE,
+        "uid": obj.uid,
+        "resourceVersion": str(obj.resource_version),
+        "creationTimestamp": rfc3339(obj.created),
+        **more,
+    }
 
 
 @dataclass
@@ -114,9 +120,18 @@ class Container:
 
     def status(self) -> dict:
         ended = self.ended()
-        state = {"running": {"startedAt": rfc3339(self.started_at)}} if ended is None else {"terminated": {
-            "exitCode": 0 if self.ended_reason == "Completed" else 137, "reason": self.ended_reason,
-            "startedAt": rfc3339(self.started_at), "finishedAt": rfc3339(ended)}}
+        state = (
+            {"running": {"startedAt": rfc3339(self.started_at)}}
+            if ended is None
+            else {
+                "terminated": {
+                    "exitCode": 0 if self.ended_reason == "Completed" else 137,
+                    "reason": self.ended_reason,
+                    "startedAt": rfc3339(self.started_at),
+                    "finishedAt": rfc3339(ended),
+                }
+            }
+        )
         status = {
             "name": self.name,
             "image": self.spec.get("image", ""),
@@ -152,10 +167,21 @@ class Pod:
     def to_json(self) -> dict:
         regular = [c for c in self.containers.values() if not c.ephemeral]
         ephemeral = [c for c in self.containers.values() if c.ephemeral]
-        conditions = [{"type": kind, "status": "True", "lastProbeTime": None,
-                       "lastTransitionTime": rfc3339(self.created)}
-                      for kind in ("PodReadyToStartContainers", "Initialized", "Ready",
-                                   "ContainersReady", "PodScheduled")]
+        conditions = [
+            {
+                "type": kind,
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": rfc3339(self.created),
+            }
+            for kind in (
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled",
+            )
+        ]
         spec = copy.deepcopy(self.spec)
         if ephemeral:
             spec["ephemeralContainers"] = [copy.deepcopy(c.spec) for c in ephemeral]
@@ -176,11 +202,20 @@ class Pod:
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": object_metadata(
-                self, generateName=self.name[:-5], labels=dict(self.labels),
-                ownerReferences=[{
-                    "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": self.owner.name,
-                    "uid": self.owner.uid, "controller": True, "blockOwnerDeletion": True,
-                }]),
+                self,
+                generateName=self.name[:-5],
+                labels=dict(self.labels),
+                ownerReferences=[
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": self.owner.name,
+                        "uid": self.owner.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            ),
             "spec": spec,
             "status": status,
         }
@@ -206,22 +241,39 @@ class ReplicaSet:
             "kind": "ReplicaSet",
             "apiVersion": "apps/v1",
             "metadata": object_metadata(
-                self, generation=1, labels=labels,
-                annotations={"deployment.kubernetes.io/desired-replicas": str(self.deployment.replicas),
-                             "deployment.kubernetes.io/max-replicas": str(self.deployment.replicas + 1),
-                             "deployment.kubernetes.io/revision": str(self.revision)},
-                ownerReferences=[{
-                    "apiVersion": "apps/v1", "kind": "Deployment", "name": self.deployment.name,
-                    "uid": self.deployment.uid, "controller": True, "blockOwnerDeletion": True,
-                }]),
+                self,
+                generation=1,
+                labels=labels,
+                annotations={
+                    "deployment.kubernetes.io/desired-replicas": str(self.deployment.replicas),
+                    "deployment.kubernetes.io/max-replicas": str(self.deployment.replicas + 1),
+                    "deployment.kubernetes.io/revision": str(self.revision),
+                },
+                ownerReferences=[
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": self.deployment.name,
+                        "uid": self.deployment.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            ),
             "spec": {
                 "replicas": self.replicas,
-                "selector": {"matchLabels": {**self.deployment.selector, "pod-template-hash": self.template_hash}},
+                "selector": {
+                    "matchLabels": {**self.deployment.selector, "pod-template-hash": self.template_hash}
+                },
                 "template": template,
             },
-            "status": {"replicas": self.replicas, "fullyLabeledReplicas": self.replicas,
-                       "readyReplicas": self.replicas, "availableReplicas": self.replicas,
-                       "observedGeneration": 1},
+            "status": {
+                "replicas": self.replicas,
+                "fullyLabeledReplicas": self.replicas,
+                "readyReplicas": self.replicas,
+                "availableReplicas": self.replicas,
+                "observedGeneration": 1,
+            },
         }
 
 
@@ -246,16 +298,23 @@ class Deployment:
             "kind": "Deployment",
             "apiVersion": "apps/v1",
             "metadata": object_metadata(
-                self, generation=self.generation, labels=dict(self.labels),
-                annotations={"deployment.kubernetes.io/revision": str(self.revision),
-                             "meta.helm.sh/release-name": RELEASE,
-                             "meta.helm.sh/release-namespace": NAMESPACE}),
+                self,
+                generation=self.generation,
+                labels=dict(self.labels),
+                annotations={
+                    "deployment.kubernetes.io/revision": str(self.revision),
+                    "meta.helm.sh/release-name": RELEASE,
+                    "meta.helm.sh/release-namespace": NAMESPACE,
+                },
+            ),
             "spec": {
                 "replicas": self.replicas,
                 "selector": {"matchLabels": dict(self.selector)},
                 "template": copy.deepcopy(self.template),
-                "strategy": {"type": "RollingUpdate",
-                             "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+                },
                 "revisionHistoryLimit": 10,
                 "progressDeadlineSeconds": 600,
             },
@@ -266,12 +325,22 @@ class Deployment:
                 "readyReplicas": ready,
                 "availableReplicas": ready,
                 "conditions": [
-                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                     "message": "Deployment has minimum availability.",
-                     "lastUpdateTime": condition_time, "lastTransitionTime": rfc3339(self.created)},
-                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                     "message": f'ReplicaSet "{self.current.name if self.current else self.name}" has successfully progressed.',
-                     "lastUpdateTime": condition_time, "lastTransitionTime": rfc3339(self.created)},
+                    {
+                        "type": "Available",
+                        "status": "True",
+                        "reason": "MinimumReplicasAvailable",
+                        "message": "Deployment has minimum availability.",
+                        "lastUpdateTime": condition_time,
+                        "lastTransitionTime": rfc3339(self.created),
+                    },
+                    {
+                        "type": "Progressing",
+                        "status": "True",
+                        "reason": "NewReplicaSetAvailable",
+                        "message": f'ReplicaSet "{self.current.name if self.current else self.name}" has successfully progressed.',
+                        "lastUpdateTime": condition_time,
+                        "lastTransitionTime": rfc3339(self.created),
+                    },
                 ],
             },
         }
@@ -295,8 +364,9 @@ def _container_spec(name: str, image: str, ports: list[tuple[str, int]], mounts:
         "terminationMessagePolicy": "File",
     }
     if ports:
-        spec["ports"] = [{"name": port_name, "containerPort": number, "protocol": "TCP"}
-                         for port_name, number in ports]
+        spec["ports"] = [
+            {"name": port_name, "containerPort": number, "protocol": "TCP"} for port_name, number in ports
+        ]
     if mounts:
         spec["volumeMounts"] = mounts
     return spec
@@ -322,8 +392,10 @@ def _pod_template(labels: dict, containers: list[dict], volumes: list[dict]) -> 
 class Cluster:
     def __init__(self, etl_dir: Path, work_dir: Path, cost_model_has_tar: bool = True):
         if etl_dir.name != "etl":
-            raise ValueError(f"--etl-dir must be a folder named 'etl' (got {etl_dir}): the pod sees its "
-                             f"parent as {ETL_MOUNT}, so staging folders next to it land next to it")
+            raise ValueError(
+                f"--etl-dir must be a folder named 'etl' (got {etl_dir}): the pod sees its "
+                f"parent as {ETL_MOUNT}, so staging folders next to it land next to it"
+            )
         etl_dir.mkdir(parents=True, exist_ok=True)
         self.etl_dir = etl_dir
         self.work_dir = work_dir
@@ -346,23 +418,36 @@ class Cluster:
         self.services = self._services()
         self._create_deployment(
             FRONTEND_DEPLOYMENT,
-            labels={"app": "cost-analyzer", "app.kubernetes.io/name": "cost-analyzer-frontend",
-                    "app.kubernetes.io/instance": RELEASE},
+            labels={
+                "app": "cost-analyzer",
+                "app.kubernetes.io/name": "cost-analyzer-frontend",
+                "app.kubernetes.io/instance": RELEASE,
+            },
             containers=[_container_spec(FRONTEND_CONTAINER, FRONTEND_IMAGE, [("tcp-frontend", 9090)], [])],
             volumes=[],
         )
         self._create_deployment(
             COST_MODEL_DEPLOYMENT,
-            labels={"app": "cost-analyzer", "app.kubernetes.io/name": "cost-analyzer",
-                    "app.kubernetes.io/instance": RELEASE},
+            labels={
+                "app": "cost-analyzer",
+                "app.kubernetes.io/name": "cost-analyzer",
+                "app.kubernetes.io/instance": RELEASE,
+            },
             containers=[
-                _container_spec(COST_MODEL_CONTAINER, COST_MODEL_IMAGE,
-                                [("tcp-model", 9003), ("tcp-frontend", 9090)],
-                                [{"name": "persistent-configs", "mountPath": "/var/configs"}]),
+                _container_spec(
+                    COST_MODEL_CONTAINER,
+                    COST_MODEL_IMAGE,
+                    [("tcp-model", 9003), ("tcp-frontend", 9090)],
+                    [{"name": "persistent-configs", "mountPath": "/var/configs"}],
+                ),
                 _container_spec(FRONTEND_CONTAINER, FRONTEND_IMAGE, [], []),
             ],
-            volumes=[{"name": "persistent-configs",
-                      "persistentVolumeClaim": {"claimName": "kubecost-cost-analyzer"}}],
+            volumes=[
+                {
+                    "name": "persistent-configs",
+                    "persistentVolumeClaim": {"claimName": "kubecost-cost-analyzer"},
+                }
+            ],
         )
 
     # ------------------------------------------------------------------ loop plumbing
@@ -437,15 +522,26 @@ class Cluster:
             "etl_dir": str(self.etl_dir),
             "cost_model_has_tar": self.cost_model_has_tar,
             "resource_version": self.resource_version,
-            "pods": [{"name": p.name, "uid": p.uid, "deployment": p.owner.deployment.name,
-                      "containers": [c.name for c in p.containers.values() if not c.ephemeral],
-                      "ephemeral_containers": [c.name for c in p.containers.values() if c.ephemeral],
-                      "log_lines": {c.name: len(c.log) for c in p.containers.values()}}
-                     for p in self.pods.values()],
-            "deployments": {d.name: {"replicas": d.replicas, "generation": d.generation,
-                                     "revision": d.revision,
-                                     "replicaset": d.current.name if d.current else None}
-                            for d in self.deployments.values()},
+            "pods": [
+                {
+                    "name": p.name,
+                    "uid": p.uid,
+                    "deployment": p.owner.deployment.name,
+                    "containers": [c.name for c in p.containers.values() if not c.ephemeral],
+                    "ephemeral_containers": [c.name for c in p.containers.values() if c.ephemeral],
+                    "log_lines": {c.name: len(c.log) for c in p.containers.values()},
+                }
+                for p in self.pods.values()
+            ],
+            "deployments": {
+                d.name: {
+                    "replicas": d.replicas,
+                    "generation": d.generation,
+                    "revision": d.revision,
+                    "replicaset": d.current.name if d.current else None,
+                }
+                for d in self.deployments.values()
+            },
         }
 
     # ------------------------------------------------------------------------ changes
@@ -474,8 +570,9 @@ class Cluster:
         pod = next(iter(self._pods_of(deployment)), None)
         return pod.name if pod else None
 
-    def update_deployment(self, deployment: Deployment, template: dict | None = None,
-                          replicas: int | None = None) -> None:
+    def update_deployment(
+        self, deployment: Deployment, template: dict | None = None, replicas: int | None = None
+    ) -> None:
         """Apply a new pod template and/or replica count (0 or 1), replacing pods as needed."""
         template_changed = template is not None and template != deployment.template
         replicas_changed = replicas is not None and replicas != deployment.replicas
@@ -524,8 +621,13 @@ class Cluster:
         target_name = spec.get("targetContainerName")
         target = pod.containers.get(target_name) if target_name else None
         fs = ContainerFS(pod.scratch / spec["name"], process_root=target.fs if target else None)
-        spec = {"imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "File", "resources": {}, **spec}
+        spec = {
+            "imagePullPolicy": "IfNotPresent",
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "resources": {},
+            **spec,
+        }
         # Debug images are busybox-like whatever their name: tar, find (no -printf), sha256sum...
         pod.containers[spec["name"]] = Container(spec, busybox_toolbox(), fs, time.time(), ephemeral=True)
         self._record("Pod", "MODIFIED", pod)
@@ -555,10 +657,17 @@ class Cluster:
 
     # ------------------------------------------------------------------------ building
 
-    def _create_deployment(self, name: str, labels: dict, containers: list[dict], volumes: list[dict]) -> None:
-        deployment = Deployment(name=name, uid=str(uuid.uuid4()), labels={**labels, "helm.sh/chart": "cost-analyzer-2.4.3"},
-                                selector=dict(labels), template=_pod_template(labels, containers, volumes),
-                                created=self.created)
+    def _create_deployment(
+        self, name: str, labels: dict, containers: list[dict], volumes: list[dict]
+    ) -> None:
+        deployment = Deployment(
+            name=name,
+            uid=str(uuid.uuid4()),
+            labels={**labels, "helm.sh/chart": "cost-analyzer-2.4.3"},
+            selector=dict(labels),
+            template=_pod_template(labels, containers, volumes),
+            created=self.created,
+        )
         self.deployments[name] = deployment
         self._new_replicaset(deployment)
         self._record("Deployment", "ADDED", deployment)
@@ -579,9 +688,16 @@ class Cluster:
             deployment.current = existing
             self._record("ReplicaSet", "MODIFIED", existing)
             return
-        replicaset = ReplicaSet(name=name, uid=str(uuid.uuid4()), deployment=deployment,
-                                template=copy.deepcopy(deployment.template), template_hash=template_hash,
-                                revision=deployment.revision, created=time.time(), replicas=deployment.replicas)
+        replicaset = ReplicaSet(
+            name=name,
+            uid=str(uuid.uuid4()),
+            deployment=deployment,
+            template=copy.deepcopy(deployment.template),
+            template_hash=template_hash,
+            revision=deployment.revision,
+            created=time.time(),
+            replicas=deployment.replicas,
+        )
         self.replicasets[name] = replicaset
         deployment.current = replicaset
         self._record("ReplicaSet", "ADDED", replicaset)
@@ -601,11 +717,21 @@ class Cluster:
             if any(m.get("mountPath") == "/var/configs" for m in container_spec.get("volumeMounts", [])):
                 mounts[ETL_MOUNT] = self.etl_dir.parent
             toolbox = gnu_toolbox(with_tar=self.cost_model_has_tar or container_name != COST_MODEL_CONTAINER)
-            containers[container_name] = Container(container_spec, toolbox,
-                                                   ContainerFS(scratch / container_name, mounts), now)
+            containers[container_name] = Container(
+                container_spec, toolbox, ContainerFS(scratch / container_name, mounts), now
+            )
         labels = {**replicaset.template["metadata"]["labels"], "pod-template-hash": replicaset.template_hash}
-        pod = Pod(name=name, uid=str(uuid.uuid4()), labels=labels, owner=replicaset, spec=spec, created=now,
-                  containers=containers, scratch=scratch, pod_ip=f"10.244.0.{next(self._pod_ips) % 250 + 2}")
+        pod = Pod(
+            name=name,
+            uid=str(uuid.uuid4()),
+            labels=labels,
+            owner=replicaset,
+            spec=spec,
+            created=now,
+            containers=containers,
+            scratch=scratch,
+            pod_ip=f"10.244.0.{next(self._pod_ips) % 250 + 2}",
+        )
         self.pods[name] = pod
         self._record("Pod", "ADDED", pod)
         return pod
@@ -622,25 +748,43 @@ class Cluster:
             return {
                 "kind": "Service",
                 "apiVersion": "v1",
-                "metadata": {"name": name, "namespace": NAMESPACE, "uid": str(uuid.uuid4()),
-                             "resourceVersion": "1", "creationTimestamp": rfc3339(self.created),
-                             "labels": {"app": selector.get("app", ""), "app.kubernetes.io/instance": RELEASE}},
-                "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-                         "ports": ports, "selector": selector, "sessionAffinity": "None"},
+                "metadata": {
+                    "name": name,
+                    "namespace": NAMESPACE,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": "1",
+                    "creationTimestamp": rfc3339(self.created),
+                    "labels": {"app": selector.get("app", ""), "app.kubernetes.io/instance": RELEASE},
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": cluster_ip,
+                    "clusterIPs": [cluster_ip],
+                    "ports": ports,
+                    "selector": selector,
+                    "sessionAffinity": "None",
+                },
                 "status": {"loadBalancer": {}},
             }
 
         return {
             COST_MODEL_DEPLOYMENT: service(
                 COST_MODEL_DEPLOYMENT,
-                [{"name": "tcp-model", "protocol": "TCP", "port": 9003, "targetPort": 9003},
-                 {"name": "tcp-frontend", "protocol": "TCP", "port": 9090, "targetPort": 9090}],
-                {"app": "cost-analyzer", "app.kubernetes.io/name": "cost-analyzer",
-                 "app.kubernetes.io/instance": RELEASE},
-                "10.96.12.34"),
+                [
+                    {"name": "tcp-model", "protocol": "TCP", "port": 9003, "targetPort": 9003},
+                    {"name": "tcp-frontend", "protocol": "TCP", "port": 9090, "targetPort": 9090},
+                ],
+                {
+                    "app": "cost-analyzer",
+                    "app.kubernetes.io/name": "cost-analyzer",
+                    "app.kubernetes.io/instance": RELEASE,
+                },
+                "10.96.12.34",
+            ),
             "kubecost-prometheus-server": service(
                 "kubecost-prometheus-server",
                 [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9090}],
                 {"app": "prometheus", "component": "server", "release": RELEASE},
-                "10.96.56.78"),
+                "10.96.56.78",
+            ),
         }

@@ -199,8 +199,10 @@ class CostModel:
 
     async def _status(self, request: web.Request) -> web.Response:
         data: dict = {
-            step: {resolution: self._store_status(step, pipeline, resolution)
-                   for resolution in RESOLUTION_SECONDS}
+            step: {
+                resolution: self._store_status(step, pipeline, resolution)
+                for resolution in RESOLUTION_SECONDS
+            }
             for step, pipeline in _STORE_STEPS.items()
         }
         data["cloud"] = {

@@ -54,7 +54,7 @@ def exit_status(argv: list[str], code: int) -> dict:
         "metadata": {},
         "status": "Failure",
         "message": f"command terminated with non-zero exit code: error executing command "
-                   f"[{' '.join(argv)}], exit code {code}",
+        f"[{' '.join(argv)}], exit code {code}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
     }
@@ -62,13 +62,24 @@ def exit_status(argv: list[str], code: int) -> dict:
 
 def missing_executable_status(program: str) -> dict:
     """What containerd/runc report when the image has no such program (kubectl exits 1)."""
-    problem = f"stat {program}: no such file or directory" if "/" in program \
+    problem = (
+        f"stat {program}: no such file or directory"
+        if "/" in program
         else "executable file not found in $PATH"
-    cause = (f'error executing command in container: failed to exec in container: failed to start exec '
-             f'"{secrets.token_hex(32)}": OCI runtime exec failed: exec failed: unable to start container '
-             f'process: exec: "{program}": {problem}: unknown')
-    return {"metadata": {}, "status": "Failure", "message": f"Internal error occurred: {cause}",
-            "reason": "InternalError", "details": {"causes": [{"message": cause}]}, "code": 500}
+    )
+    cause = (
+        f"error executing command in container: failed to exec in container: failed to start exec "
+        f'"{secrets.token_hex(32)}": OCI runtime exec failed: exec failed: unable to start container '
+        f'process: exec: "{program}": {problem}: unknown'
+    )
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"Internal error occurred: {cause}",
+        "reason": "InternalError",
+        "details": {"causes": [{"message": cause}]},
+        "code": 500,
+    }
 
 
 class _OutputChannel:
@@ -147,8 +158,18 @@ class _StdinChannel:
 
 
 class ExecSession:
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, argv: list[str], container: Container,
-                 stdin: bool, stdout: bool, stderr: bool, tty: bool, faults: Faults):
+    def __init__(
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        argv: list[str],
+        container: Container,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        tty: bool,
+        faults: Faults,
+    ):
         self.request = request
         self.ws = ws
         self.argv = argv
@@ -206,15 +227,27 @@ class ExecSession:
                 stderr.write(self.faults.exec_fail_stderr.encode() + b"\n")
                 code = 1
             else:
-                code = run_exec(self.argv, self.container.fs, self.container.toolbox, stdin, stdout, stderr,
-                                self.cancelled)
+                code = run_exec(
+                    self.argv,
+                    self.container.fs,
+                    self.container.toolbox,
+                    stdin,
+                    stdout,
+                    stderr,
+                    self.cancelled,
+                )
             outcome = exit_status(self.argv, code)
         except ExecutableNotFound as missing:
             outcome = missing_executable_status(missing.program)
         except Exception as error:  # a simulator bug: report it like a runtime failure, keep serving
             log.exception("exec %s failed", self.argv)
-            outcome = {"metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
-                       "message": f"Internal error occurred: kubecost_sim exec failed: {error!r}"}
+            outcome = {
+                "metadata": {},
+                "status": "Failure",
+                "reason": "InternalError",
+                "code": 500,
+                "message": f"Internal error occurred: kubecost_sim exec failed: {error!r}",
+            }
         try:
             self.loop.call_soon_threadsafe(self._finish, outcome)
         except RuntimeError:  # the server is shutting down
@@ -240,7 +273,7 @@ class ExecSession:
                     moved = True
                     if channel.channel == STDOUT and self.cut_after is not None:
                         if sent_stdout + len(chunk) >= self.cut_after:
-                            await self._cut(chunk[:max(0, self.cut_after - sent_stdout)])
+                            await self._cut(chunk[: max(0, self.cut_after - sent_stdout)])
                             return False
                         sent_stdout += len(chunk)
                     if self.ws.closed:
@@ -289,8 +322,13 @@ class ExecSession:
             faults.exec_lose_status_pending = faults.exec_lose_status_following
             remaining = faults.exec_lose_status_times - 1
             if remaining <= 0:
-                faults.update({"exec_lose_status_pattern": None, "exec_lose_status_following": 0,
-                               "exec_lose_status_times": Faults.exec_lose_status_times})
+                faults.update(
+                    {
+                        "exec_lose_status_pattern": None,
+                        "exec_lose_status_following": 0,
+                        "exec_lose_status_times": Faults.exec_lose_status_times,
+                    }
+                )
             else:
                 faults.exec_lose_status_times = remaining
         log.info("exec %s ran; its status is lost (fault)", self.argv)
@@ -317,7 +355,7 @@ class ExecSession:
             channel, payload = data[0], data[1:]
             if channel == STDIN and self.use_stdin:
                 if self.cut_stdin_after is not None and received_stdin + len(payload) >= self.cut_stdin_after:
-                    await self.stdin.feed(payload[:max(0, self.cut_stdin_after - received_stdin)])
+                    await self.stdin.feed(payload[: max(0, self.cut_stdin_after - received_stdin)])
                     self._cut_stdin()
                     break
                 received_stdin += len(payload)

@@ -28,18 +28,28 @@ class Faults:
     exec_fail_times: int = 1
     exec_fail_stderr: str = "No such file or directory"
     # Cost-model side
-    repair_http_500: list[str] = field(default_factory=list)  # repair step names answering 500, e.g. ["asset"]
+    repair_http_500: list[str] = field(
+        default_factory=list
+    )  # repair step names answering 500, e.g. ["asset"]
     repair_http_500_times: int | None = None  # answer 500 this many times, then recover (None: always)
     repair_fail_step: str | None = None  # step that logs a documented failure line instead of completing
     restart_during_step: str | None = None  # step during which the pod is restarted (rollout) mid-repair
     repair_seconds_per_day: float = 0.0  # slow a repair down: pause between per-day progress lines
     repair_hold_steps: list[str] = field(default_factory=list)  # accepted, but not started until removed
     # Prometheus side: what data exists (see prometheus.py) and how its query API misbehaves
-    prometheus_data_from: int | None = None  # unix seconds: no samples before (a wiped or re-installed Prometheus)
-    prometheus_gap: list[str] = field(default_factory=list)  # "S,E" unix seconds: no samples in [S, E) (repeatable)
+    prometheus_data_from: int | None = (
+        None  # unix seconds: no samples before (a wiped or re-installed Prometheus)
+    )
+    prometheus_gap: list[str] = field(
+        default_factory=list
+    )  # "S,E" unix seconds: no samples in [S, E) (repeatable)
     prometheus_http_status: int | None = None  # /api/v1/query(_range) answers this status with an error body
-    prometheus_body: str | None = None  # /api/v1/query(_range) answers 200 with this body instead (malformed JSON)
-    prometheus_delay_seconds: float = 0.0  # /api/v1/query(_range) answers only after this pause (a slow server)
+    prometheus_body: str | None = (
+        None  # /api/v1/query(_range) answers 200 with this body instead (malformed JSON)
+    )
+    prometheus_delay_seconds: float = (
+        0.0  # /api/v1/query(_range) answers only after this pause (a slow server)
+    )
 
     def update(self, changes: dict) -> None:
         known = {f.name for f in fields(self)}

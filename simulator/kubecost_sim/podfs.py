@@ -51,8 +51,9 @@ class ContainerFS:
     filesystem shown under ``/proc/1/root`` (an ephemeral container's target), if any.
     """
 
-    def __init__(self, root: Path, mounts: dict[str, Path] | None = None,
-                 process_root: ContainerFS | None = None):
+    def __init__(
+        self, root: Path, mounts: dict[str, Path] | None = None, process_root: ContainerFS | None = None
+    ):
         root.mkdir(parents=True, exist_ok=True)
         self.root = Path(os.path.realpath(root))
         self.process_root = process_root
@@ -70,11 +71,12 @@ class ContainerFS:
 
     def _locate(self, pod_path: str) -> _Location:
         if self.process_root is not None and (
-                pod_path == PROCESS_ROOT or pod_path.startswith(PROCESS_ROOT + "/")):
-            return self.process_root._locate(normalize(pod_path[len(PROCESS_ROOT):] or "/"))
+            pod_path == PROCESS_ROOT or pod_path.startswith(PROCESS_ROOT + "/")
+        ):
+            return self.process_root._locate(normalize(pod_path[len(PROCESS_ROOT) :] or "/"))
         for mount_point, host_dir in self._mounts:
             if pod_path == mount_point or pod_path.startswith(mount_point + "/"):
-                relative = pod_path[len(mount_point):].lstrip("/")
+                relative = pod_path[len(mount_point) :].lstrip("/")
                 return _Location(host_dir, host_dir / relative, relative == "")
         relative = pod_path.lstrip("/")
         return _Location(self.root, self.root / relative, relative == "")

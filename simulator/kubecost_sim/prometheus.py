@@ -41,7 +41,12 @@ SCRAPE_SECONDS = 60
 MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
 
 _NODE = {"node": "sim-node-1", "instance": "sim-node-1", "provider_id": "aws:///us-east-1a/i-0sim1"}
-_POD = {"namespace": "kubecost", "pod": "kubecost-cost-analyzer-0", "container": "cost-model", "node": "sim-node-1"}
+_POD = {
+    "namespace": "kubecost",
+    "pod": "kubecost-cost-analyzer-0",
+    "container": "cost-model",
+    "node": "sim-node-1",
+}
 # What cost-model's exporter, kube-state-metrics and cAdvisor export in the simulated cluster (one series each).
 SERIES: dict[str, dict[str, str]] = {
     "up": {"instance": "localhost:9090", "job": "prometheus"},
@@ -55,7 +60,12 @@ SERIES: dict[str, dict[str, str]] = {
     "container_cpu_allocation": {**_POD, "job": "kubecost"},
     "container_memory_allocation_bytes": {**_POD, "job": "kubecost"},
     "kube_pod_container_status_running": {**_POD, "job": "kube-state-metrics"},
-    "kube_pod_container_resource_requests": {**_POD, "resource": "cpu", "unit": "core", "job": "kube-state-metrics"},
+    "kube_pod_container_resource_requests": {
+        **_POD,
+        "resource": "cpu",
+        "unit": "core",
+        "job": "kube-state-metrics",
+    },
     "kube_node_status_capacity_cpu_cores": {"node": "sim-node-1", "job": "kubecost"},
     "kube_node_status_capacity_memory_bytes": {"node": "sim-node-1", "job": "kubecost"},
     "container_cpu_usage_seconds_total": {**_POD, "job": "kubelet"},
@@ -81,8 +91,14 @@ class _Expression:
 
 
 class Prometheus:
-    def __init__(self, retention_seconds: int, request_log: RequestLog, now: Callable[[], float] = time.time,
-                 faults: Faults | None = None, retention_size: str | None = None):
+    def __init__(
+        self,
+        retention_seconds: int,
+        request_log: RequestLog,
+        now: Callable[[], float] = time.time,
+        faults: Faults | None = None,
+        retention_size: str | None = None,
+    ):
         self.retention_seconds = retention_seconds
         self.retention_size = retention_size  # e.g. "10GiB": reported only (no size is really used)
         self.request_log = request_log
@@ -106,7 +122,9 @@ class Prometheus:
     async def _runtime_info(self, request: web.Request) -> web.Response:
         retention = prometheus_duration(self.retention_seconds)
         if self.retention_size:
-            retention = f"{retention} or {self.retention_size}" if self.retention_seconds else self.retention_size
+            retention = (
+                f"{retention} or {self.retention_size}" if self.retention_seconds else self.retention_size
+            )
         return _success(
             {
                 "startTime": rfc3339_nano(self.started_at),
@@ -164,13 +182,17 @@ class Prometheus:
                 raise _BadData('invalid parameter "end": end timestamp must not be before start time')
             step = _parse_step(params.get("step", ""))
             if (end - start) / step > MAX_POINTS:
-                raise _BadData("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
-                               "query resolution (?step=XX)")
+                raise _BadData(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
+                    "query resolution (?step=XX)"
+                )
         except _BadData as exc:
             return _bad_data(str(exc))
         times = [start + k * step for k in range(int((end - start) // step) + 1)]
-        result = [{"metric": labels, "values": values} for labels, values in self._evaluate(expression, times,
-                                                                                            self.now())]
+        result = [
+            {"metric": labels, "values": values}
+            for labels, values in self._evaluate(expression, times, self.now())
+        ]
         return _success({"resultType": "matrix", "result": result})
 
     async def _query_fault(self) -> web.Response | None:
@@ -179,8 +201,10 @@ class Prometheus:
         if self.faults.prometheus_http_status is not None:
             status = self.faults.prometheus_http_status
             kind = "bad_data" if 400 <= status < 500 else "internal"
-            return web.json_response({"status": "error", "errorType": kind,
-                                      "error": f"kubecost_sim fault: HTTP {status}"}, status=status)
+            return web.json_response(
+                {"status": "error", "errorType": kind, "error": f"kubecost_sim fault: HTTP {status}"},
+                status=status,
+            )
         if self.faults.prometheus_body is not None:
             return web.Response(body=self.faults.prometheus_body.encode(), content_type="application/json")
         return None
@@ -219,8 +243,12 @@ class Prometheus:
         held = [(oldest, now + 1)]  # [from, to) where samples exist; now itself was scraped
         for gap in self.faults.prometheus_gap:
             gap_start, gap_end = parse_gap(gap)
-            held = [piece for s, e in held for piece in ((s, min(e, gap_start)), (max(s, gap_end), e)) if
-                    piece[0] < piece[1]]
+            held = [
+                piece
+                for s, e in held
+                for piece in ((s, min(e, gap_start)), (max(s, gap_end), e))
+                if piece[0] < piece[1]
+            ]
         total = 0
         for s, e in held:
             low = max(math.floor(after) + 1, math.ceil(s))
@@ -290,10 +318,14 @@ def _parse_expression(text: str) -> _Expression:
         try:
             seconds = parse_duration(over_time.group(3))
         except ValueError:
-            raise _BadData(f'invalid parameter "query": parse error: bad duration {over_time.group(3)!r}') from None
+            raise _BadData(
+                f'invalid parameter "query": parse error: bad duration {over_time.group(3)!r}'
+            ) from None
         return _Expression(over_time.group(2), over_time.group(1), seconds, aggregation)
-    raise _BadData(f'invalid parameter "query": kubecost_sim does not evaluate {text!r} (it knows m, m{{}}, '
-                   "count_over_time(m[d]), present_over_time(m[d]), optionally inside count/sum/group/min/max)")
+    raise _BadData(
+        f'invalid parameter "query": kubecost_sim does not evaluate {text!r} (it knows m, m{{}}, '
+        "count_over_time(m[d]), present_over_time(m[d]), optionally inside count/sum/group/min/max)"
+    )
 
 
 def _parse_time(text: str, name: str) -> float:
@@ -316,8 +348,10 @@ def _parse_step(text: str) -> float:
         except ValueError:
             raise _BadData(f'invalid parameter "step": cannot parse "{text}" to a valid duration') from None
     if step <= 0:
-        raise _BadData('invalid parameter "step": zero or negative query resolution step widths are not accepted. '
-                       "Try a positive integer")
+        raise _BadData(
+            'invalid parameter "step": zero or negative query resolution step widths are not accepted. '
+            "Try a positive integer"
+        )
     return step
 
 

@@ -84,20 +84,44 @@ def make_tls(host: str, folder: Path) -> tuple[ssl.SSLContext, bytes]:
     validity = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30))
 
     def certificate(subject: str, key, issuer_name, issuer_key, extensions):
-        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(validity[0]).not_valid_after(validity[1]))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(validity[0])
+            .not_valid_after(validity[1])
+        )
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(issuer_key, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubecost-sim-ca")])
-    ca = certificate("kubecost-sim-ca", ca_key, ca_name, ca_key, [
-        (x509.BasicConstraints(ca=True, path_length=0), True),
-        (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                       key_encipherment=False, data_encipherment=False, key_agreement=False,
-                       encipher_only=False, decipher_only=False), True)])
+    ca = certificate(
+        "kubecost-sim-ca",
+        ca_key,
+        ca_name,
+        ca_key,
+        [
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+            (
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                True,
+            ),
+        ],
+    )
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     try:
         if ipaddress.ip_address(host) != ipaddress.ip_address("127.0.0.1"):
@@ -105,14 +129,23 @@ def make_tls(host: str, folder: Path) -> tuple[ssl.SSLContext, bytes]:
     except ValueError:
         names.append(x509.DNSName(host))
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = certificate("kube-apiserver", server_key, ca_name, ca_key, [
-        (x509.BasicConstraints(ca=False, path_length=None), True),
-        (x509.SubjectAlternativeName(names), False),
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)])
+    server = certificate(
+        "kube-apiserver",
+        server_key,
+        ca_name,
+        ca_key,
+        [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (x509.SubjectAlternativeName(names), False),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        ],
+    )
     pem = serialization.Encoding.PEM
     chain, key = folder / "apiserver.crt", folder / "apiserver.key"
     chain.write_bytes(server.public_bytes(pem))
-    key.write_bytes(server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key.write_bytes(
+        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain, key)
     return context, ca.public_bytes(pem)
@@ -128,8 +161,12 @@ def write_kubeconfig(path: Path, server: str, token: str, ca_pem: bytes | None) 
         "kind": "Config",
         "clusters": [{"name": "kubecost-sim", "cluster": cluster}],
         "users": [{"name": "kubecost-sim", "user": {"token": token}}],
-        "contexts": [{"name": "kubecost-sim",
-                      "context": {"cluster": "kubecost-sim", "user": "kubecost-sim", "namespace": NAMESPACE}}],
+        "contexts": [
+            {
+                "name": "kubecost-sim",
+                "context": {"cluster": "kubecost-sim", "user": "kubecost-sim", "namespace": NAMESPACE},
+            }
+        ],
         "current-context": "kubecost-sim",
         "preferences": {},
     }
@@ -138,7 +175,9 @@ def write_kubeconfig(path: Path, server: str, token: str, ca_pem: bytes | None) 
     path.chmod(0o600)
 
 
-async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyncio.Event | None = None) -> None:
+async def serve(
+    options: ServeOptions, ready: Callable[[dict], None], stop: asyncio.Event | None = None
+) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     loop = asyncio.get_running_loop()
     authorizer = RoleAuthorizer.from_file(options.rbac_role) if options.rbac_role else None
@@ -151,18 +190,28 @@ async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyn
     cluster = Cluster(options.etl_dir, work_dir, cost_model_has_tar=not options.no_tar)
     cluster.bind_loop(loop)
     costmodel = CostModel(
-        etl_dir=options.etl_dir, faults=faults,
+        etl_dir=options.etl_dir,
+        faults=faults,
         log=lambda line: cluster.append_log(COST_MODEL_CONTAINER, line),
-        restart_pod=cluster.rollout_restart, request_log=request_log,
-        prometheus_retention_seconds=retention, hourly_hours=options.hourly_hours,
+        restart_pod=cluster.rollout_restart,
+        request_log=request_log,
+        prometheus_retention_seconds=retention,
+        hourly_hours=options.hourly_hours,
     )
     cluster.on_restart(costmodel.on_pod_restart)
-    prometheus = Prometheus(retention, request_log, faults=faults,
-                            retention_size=options.prometheus_retention_size)
+    prometheus = Prometheus(
+        retention, request_log, faults=faults, retention_size=options.prometheus_retention_size
+    )
 
-    sockets = {name: _listen(options.host, port) for name, port in (
-        ("api", options.port), ("costmodel", options.costmodel_port),
-        ("frontend", options.frontend_port), ("prometheus", options.prometheus_port))}
+    sockets = {
+        name: _listen(options.host, port)
+        for name, port in (
+            ("api", options.port),
+            ("costmodel", options.costmodel_port),
+            ("frontend", options.frontend_port),
+            ("prometheus", options.prometheus_port),
+        )
+    }
     urls = {name: f"http://{options.host}:{sock.getsockname()[1]}" for name, sock in sockets.items()}
     tls, ca_pem, ca_file = None, None, None
     if not options.plain_http:
@@ -172,14 +221,26 @@ async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyn
         ca_file.parent.mkdir(parents=True, exist_ok=True)
         ca_file.write_bytes(ca_pem)
     token = options.token or secrets.token_urlsafe(24)
-    kube = KubeApi(cluster, faults, token, {"model": urls["costmodel"], "frontend": urls["frontend"],
-                                            "prometheus": urls["prometheus"]}, request_log, authorizer)
-    apps = {"api": kube.app(), "costmodel": costmodel.model_app(), "frontend": costmodel.frontend_app(),
-            "prometheus": prometheus.app()}
+    kube = KubeApi(
+        cluster,
+        faults,
+        token,
+        {"model": urls["costmodel"], "frontend": urls["frontend"], "prometheus": urls["prometheus"]},
+        request_log,
+        authorizer,
+    )
+    apps = {
+        "api": kube.app(),
+        "costmodel": costmodel.model_app(),
+        "frontend": costmodel.frontend_app(),
+        "prometheus": prometheus.app(),
+    }
     runners = []
     try:
         for name, app in apps.items():
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS)
+            runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS
+            )
             await runner.setup()
             runners.append(runner)
             await web.SockSite(runner, sockets[name], ssl_context=tls if name == "api" else None).start()
@@ -188,11 +249,21 @@ async def serve(options: ServeOptions, ready: Callable[[dict], None], stop: asyn
             stop = asyncio.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-        ready({"ready": True, "api": urls["api"], "costmodel": urls["costmodel"], "frontend": urls["frontend"],
-               "prometheus": urls["prometheus"], "kubeconfig": str(options.kubeconfig),
-               "admin": urls["api"] + "/_sim", "token": token, "ca_cert": str(ca_file) if ca_file else None,
-               "namespace": NAMESPACE,
-               "cost_model_pod": cluster.cost_model_pod().name})
+        ready(
+            {
+                "ready": True,
+                "api": urls["api"],
+                "costmodel": urls["costmodel"],
+                "frontend": urls["frontend"],
+                "prometheus": urls["prometheus"],
+                "kubeconfig": str(options.kubeconfig),
+                "admin": urls["api"] + "/_sim",
+                "token": token,
+                "ca_cert": str(ca_file) if ca_file else None,
+                "namespace": NAMESPACE,
+                "cost_model_pod": cluster.cost_model_pod().name,
+            }
+        )
         await stop.wait()
     finally:
         costmodel.on_pod_restart()  # stop background repairs before their loop goes away

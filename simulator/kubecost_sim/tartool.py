@@ -31,27 +31,55 @@ BLOCK = 512
 RECORD = 20 * BLOCK  # GNU tar's default blocking factor 20
 _CHUNK = 1 << 16
 _UMASK = 0o022
-_FORMATS = {"gnu": tarfile.GNU_FORMAT, "oldgnu": tarfile.GNU_FORMAT, "ustar": tarfile.USTAR_FORMAT,
-            "v7": tarfile.USTAR_FORMAT, "posix": tarfile.PAX_FORMAT, "pax": tarfile.PAX_FORMAT}
+_FORMATS = {
+    "gnu": tarfile.GNU_FORMAT,
+    "oldgnu": tarfile.GNU_FORMAT,
+    "ustar": tarfile.USTAR_FORMAT,
+    "v7": tarfile.USTAR_FORMAT,
+    "posix": tarfile.PAX_FORMAT,
+    "pax": tarfile.PAX_FORMAT,
+}
 
 # long option -> (key, takes an argument); keys of one letter are the matching short options
 _LONG_OPTIONS = {
-    "create": ("c", False), "extract": ("x", False), "get": ("x", False), "list": ("t", False),
-    "file": ("f", True), "directory": ("C", True), "files-from": ("T", True),
-    "exclude-from": ("X", True), "exclude": ("exclude", True),
-    "null": ("null", False), "no-null": ("no-null", False),
-    "recursion": ("recursion", False), "no-recursion": ("no-recursion", False),
-    "same-permissions": ("p", False), "preserve-permissions": ("p", False),
+    "create": ("c", False),
+    "extract": ("x", False),
+    "get": ("x", False),
+    "list": ("t", False),
+    "file": ("f", True),
+    "directory": ("C", True),
+    "files-from": ("T", True),
+    "exclude-from": ("X", True),
+    "exclude": ("exclude", True),
+    "null": ("null", False),
+    "no-null": ("no-null", False),
+    "recursion": ("recursion", False),
+    "no-recursion": ("no-recursion", False),
+    "same-permissions": ("p", False),
+    "preserve-permissions": ("p", False),
     "no-same-permissions": ("no-same-permissions", False),
-    "same-owner": ("same-owner", False), "no-same-owner": ("o", False),
-    "numeric-owner": ("numeric-owner", False), "touch": ("m", False), "verbose": ("v", False),
-    "gzip": ("z", False), "gunzip": ("z", False), "ungzip": ("z", False),
-    "to-stdout": ("O", False), "strip-components": ("strip-components", True),
-    "format": ("H", True), "sort": ("sort", True), "warning": ("warning", True),
-    "overwrite": ("overwrite", False), "unlink-first": ("U", False), "keep-old-files": ("k", False),
-    "absolute-names": ("P", False), "blocking-factor": ("b", True),
-    "verbatim-files-from": ("verbatim-files-from", False), "help": ("help", False),
-    "usage": ("help", False), "version": ("version", False),
+    "same-owner": ("same-owner", False),
+    "no-same-owner": ("o", False),
+    "numeric-owner": ("numeric-owner", False),
+    "touch": ("m", False),
+    "verbose": ("v", False),
+    "gzip": ("z", False),
+    "gunzip": ("z", False),
+    "ungzip": ("z", False),
+    "to-stdout": ("O", False),
+    "strip-components": ("strip-components", True),
+    "format": ("H", True),
+    "sort": ("sort", True),
+    "warning": ("warning", True),
+    "overwrite": ("overwrite", False),
+    "unlink-first": ("U", False),
+    "keep-old-files": ("k", False),
+    "absolute-names": ("P", False),
+    "blocking-factor": ("b", True),
+    "verbatim-files-from": ("verbatim-files-from", False),
+    "help": ("help", False),
+    "usage": ("help", False),
+    "version": ("version", False),
 }
 _SHORT_FLAGS = set("cxtvzmpoOPkU")
 _SHORT_VALUED = set("fCTXbH")
@@ -123,8 +151,9 @@ def _parse(proc: Proc, args: list[str]) -> _Options:
             continue
         if arg.startswith("--"):
             name, has_value, value = arg[2:].partition("=")
-            matches = [long for long in _LONG_OPTIONS if long == name] or \
-                [long for long in _LONG_OPTIONS if long.startswith(name)]
+            matches = [long for long in _LONG_OPTIONS if long == name] or [
+                long for long in _LONG_OPTIONS if long.startswith(name)
+            ]
             if len(matches) != 1:
                 problem = "unrecognized" if not matches else "ambiguous"
                 raise _fail(proc, f"{problem} option '--{name}'")
@@ -139,7 +168,7 @@ def _parse(proc: Proc, args: list[str]) -> _Options:
             continue
         for index, letter in enumerate(arg[1:], start=1):
             if letter in _SHORT_VALUED:
-                value = arg[index + 1:] or (args.pop(0) if args else None)
+                value = arg[index + 1 :] or (args.pop(0) if args else None)
                 if value is None:
                     raise _fail(proc, f"option requires an argument -- '{letter}'")
                 cwd = _apply(options, letter, value, cwd, proc)
@@ -192,7 +221,9 @@ def tar(proc: Proc, args: list[str]) -> int:
     if not options.modes:
         raise _fail(proc, "You must specify one of the '-Acdtrux', '--delete' or '--test-label' options")
     if len(options.modes) > 1:
-        raise _fail(proc, "You may not specify more than one '-Acdtrux', '--delete' or  '--test-label' option")
+        raise _fail(
+            proc, "You may not specify more than one '-Acdtrux', '--delete' or  '--test-label' option"
+        )
     job = _Job(proc, options)
     if options.modes[0] == "c":
         return job.create()
@@ -251,8 +282,11 @@ class _Job:
             raise _fail(self.proc, "Cowardly refusing to create an empty archive")
         self.options.excludes += self._read_exclude_lists()
         target = self._open_archive_for_writing()
-        compressor = gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0) \
-            if "z" in self.options.flags else None
+        compressor = (
+            gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0)
+            if "z" in self.options.flags
+            else None
+        )
         self.out = compressor or target
         verbose_to = self.proc.stderr if self.options.archive == "-" else self.proc.stdout
         try:
@@ -285,8 +319,9 @@ class _Job:
     def _read_exclude_lists(self) -> list[str]:
         patterns = []
         for cwd, source in self.options.exclude_lists:
-            patterns += [p for p in self._read_source(source, cwd).decode("utf-8", "surrogateescape")
-                         .splitlines() if p]
+            patterns += [
+                p for p in self._read_source(source, cwd).decode("utf-8", "surrogateescape").splitlines() if p
+            ]
         return patterns
 
     def _read_source(self, source: str, cwd: str) -> bytes:
@@ -330,8 +365,11 @@ class _Job:
         header.uid, header.gid = info.st_uid, info.st_gid
         header.uname, header.gname = user_name(info.st_uid), group_name(info.st_gid)
         if "v" in self.options.flags:
-            verbose_to.write((member + ("/" if st.S_ISDIR(info.st_mode) and not member.endswith("/") else "")
-                              + "\n").encode("utf-8", "surrogateescape"))
+            verbose_to.write(
+                (
+                    member + ("/" if st.S_ISDIR(info.st_mode) and not member.endswith("/") else "") + "\n"
+                ).encode("utf-8", "surrogateescape")
+            )
         if st.S_ISDIR(info.st_mode):
             header.type = tarfile.DIRTYPE
             self._write_header(header)
@@ -343,8 +381,12 @@ class _Job:
                 self.error(f"{member}: Cannot open: {exc.strerror}")
                 return
             for child in children:
-                self._add(child_path(pod_path, child), child_path(member.rstrip("/") or ".", child),
-                          True, verbose_to)
+                self._add(
+                    child_path(pod_path, child),
+                    child_path(member.rstrip("/") or ".", child),
+                    True,
+                    verbose_to,
+                )
         elif st.S_ISREG(info.st_mode):
             key = (info.st_dev, info.st_ino)
             if info.st_nlink > 1 and key in self.hard_links:
@@ -361,7 +403,9 @@ class _Job:
             header.type = tarfile.FIFOTYPE
             self._write_header(header)
         else:
-            self.warn(f"{member}: socket ignored" if st.S_ISSOCK(info.st_mode) else f"{member}: Cannot add: device")
+            self.warn(
+                f"{member}: socket ignored" if st.S_ISSOCK(info.st_mode) else f"{member}: Cannot add: device"
+            )
 
     def _write_header(self, header: tarfile.TarInfo) -> None:
         self._write(header.tobuf(self.options.format, "utf-8", "surrogateescape"))
@@ -441,8 +485,15 @@ class _Job:
         except OSError as exc:
             raise self.fatal(f"{self.options.archive}: Cannot open: {exc.strerror}") from None
 
-    def _read_member(self, archive, member: tarfile.TarInfo, base: str, extract: bool,
-                     wanted: dict[str, bool], directories: list) -> None:
+    def _read_member(
+        self,
+        archive,
+        member: tarfile.TarInfo,
+        base: str,
+        extract: bool,
+        wanted: dict[str, bool],
+        directories: list,
+    ) -> None:
         parts = [part for part in self._relative(member.name).split("/") if part not in ("", ".")]
         if wanted:
             relative = "/".join(parts)
@@ -456,7 +507,7 @@ class _Job:
         if ".." in parts:
             self.error(f"{member.name}: Member name contains '..'")
             return
-        parts = parts[self.options.strip_components:] if self.options.strip_components else parts
+        parts = parts[self.options.strip_components :] if self.options.strip_components else parts
         if not parts:
             return
         if self.options.excludes and self._excluded("/".join(parts)):
@@ -487,14 +538,18 @@ class _Job:
                 self._set_metadata(host, member)
             elif member.issym():
                 if not fs.symlink_stays_inside(target, member.linkname):
-                    self.error(f"{'/'.join(parts)}: Cannot create symlink to '{member.linkname}': Permission denied")
+                    self.error(
+                        f"{'/'.join(parts)}: Cannot create symlink to '{member.linkname}': Permission denied"
+                    )
                     return
                 os.symlink(member.linkname, host)
             elif member.islnk():
                 link_parts = [p for p in member.linkname.lstrip("/").split("/") if p not in ("", ".")]
-                link_parts = link_parts[self.options.strip_components:]
+                link_parts = link_parts[self.options.strip_components :]
                 if ".." in link_parts:
-                    self.error(f"{'/'.join(parts)}: Cannot hard link to '{member.linkname}': Permission denied")
+                    self.error(
+                        f"{'/'.join(parts)}: Cannot hard link to '{member.linkname}': Permission denied"
+                    )
                     return
                 os.link(fs.host_path("/".join(link_parts), follow_symlinks=False, cwd=base), host)
             elif member.isfifo():
@@ -523,7 +578,13 @@ class _Job:
         mode = kind + st.filemode(member.mode)[1:]
         owner = f"{member.uname or member.uid}/{member.gname or member.gid}"
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(member.mtime))
-        suffix = f" -> {member.linkname}" if member.issym() else f" link to {member.linkname}" if member.islnk() else ""
+        suffix = (
+            f" -> {member.linkname}"
+            if member.issym()
+            else f" link to {member.linkname}"
+            if member.islnk()
+            else ""
+        )
         self.proc.out(f"{mode} {owner} {member.size:>{max(1, 19 - len(owner))}} {when} {name}{suffix}\n")
 
 
@@ -557,7 +618,7 @@ class _InputStream:
     def read(self, size: int = -1) -> bytes:
         if self.pending:
             data = self.pending if size < 0 else self.pending[:size]
-            self.pending = self.pending[len(data):]
+            self.pending = self.pending[len(data) :]
         elif self.eof:
             data = b""
         else:

@@ -30,19 +30,40 @@ class SimulatorError(RuntimeError):
 
 
 class SimulatorProcess:
-    def __init__(self, etl_dir: Path, workdir: Path, *, no_tar: bool = False, prometheus_retention: str = "15d",
-                 hourly_hours: int = 49, faults: dict | None = None, plain_http: bool = False,
-                 startup_timeout: float = 30.0, prometheus_retention_size: str | None = None,
-                 rbac_role: Path | None = None):
+    def __init__(
+        self,
+        etl_dir: Path,
+        workdir: Path,
+        *,
+        no_tar: bool = False,
+        prometheus_retention: str = "15d",
+        hourly_hours: int = 49,
+        faults: dict | None = None,
+        plain_http: bool = False,
+        startup_timeout: float = 30.0,
+        prometheus_retention_size: str | None = None,
+        rbac_role: Path | None = None,
+    ):
         self.etl_dir = Path(etl_dir)
         self.workdir = Path(workdir)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.request_log = self.workdir / "requests.jsonl"
         self.server_log = self.workdir / "simulator.log"
         self.startup_timeout = startup_timeout
-        self.args = ["--etl-dir", str(self.etl_dir), "--kubeconfig", str(self.kubeconfig),
-                     "--request-log", str(self.request_log), "--work-dir", str(self.workdir / "cluster"),
-                     "--prometheus-retention", prometheus_retention, "--hourly-hours", str(hourly_hours)]
+        self.args = [
+            "--etl-dir",
+            str(self.etl_dir),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--request-log",
+            str(self.request_log),
+            "--work-dir",
+            str(self.workdir / "cluster"),
+            "--prometheus-retention",
+            prometheus_retention,
+            "--hourly-hours",
+            str(hourly_hours),
+        ]
         if prometheus_retention_size:
             self.args += ["--prometheus-retention-size", prometheus_retention_size]
         if no_tar:
@@ -73,8 +94,9 @@ class SimulatorProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "kubecost_sim", "serve", *self.args]
         with open(self.server_log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._drain_stdout, args=(lines,), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
@@ -83,7 +105,9 @@ class SimulatorProcess:
                 try:
                     line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
-                    raise SimulatorError(f"simulator not ready after {self.startup_timeout} s{self._log_tail()}") from None
+                    raise SimulatorError(
+                        f"simulator not ready after {self.startup_timeout} s{self._log_tail()}"
+                    ) from None
                 if not line:
                     raise SimulatorError(f"simulator exited with {self.process.wait()}{self._log_tail()}")
                 if line.startswith(b"{"):
@@ -149,8 +173,12 @@ class SimulatorProcess:
 
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.ready['admin']}/{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.ready['admin']}/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30, context=self._ssl) as response:
             return json.loads(response.read())
 
@@ -169,7 +197,9 @@ class SimulatorProcess:
 
     def end_ephemeral_containers(self, restart_cost_model: bool = False) -> list[str]:
         """End the cost-model pod's debug containers (their sleep ran out), or restart cost-model in place."""
-        return self.admin("POST", "end-ephemeral-containers", {"restart_cost_model": restart_cost_model})["ended"]
+        return self.admin("POST", "end-ephemeral-containers", {"restart_cost_model": restart_cost_model})[
+            "ended"
+        ]
 
     def state(self) -> dict:
         return self.admin("GET", "state")
@@ -193,12 +223,23 @@ class SimulatorProcess:
 
     def kubectl_env(self) -> dict[str, str]:
         """Environment for running kubectl against this cluster (own discovery cache)."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": str(self.workdir / "kube-cache")}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.workdir / "kube-cache"),
+        }
 
-    def kubectl(self, *args: str, check: bool = True, input: bytes | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(["kubectl", *args], env=self.kubectl_env(), input=input, capture_output=True,
-                              timeout=timeout, check=check)
+    def kubectl(
+        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["kubectl", *args],
+            env=self.kubectl_env(),
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=check,
+        )
 
     def api_client(self):
         """A ``kubernetes.client.ApiClient`` for this cluster (not the process-wide default)."""

@@ -35,7 +35,8 @@ def load_dag_retrying(dag_id: str):
     # The DAG's own retry counts stay: the defaults' on most tasks, some tasks their own (the lease's release).
     assert DEFAULT_ARGS["retries"] > 0
     assert all(task.retries > 0 for task in dag.tasks if not _no_retry(task.task_id)), [
-        (t.task_id, t.retries) for t in dag.tasks if t.retries == 0]
+        (t.task_id, t.retries) for t in dag.tasks if t.retries == 0
+    ]
     return dag
 
 

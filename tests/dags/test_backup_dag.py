@@ -46,21 +46,48 @@ def smtp_inbox(monkeypatch):
     port = free_loopback_port()
     controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
     controller.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_TEST",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com"},
+            }
+        ),
+    )
     yield received
     controller.stop()
 
 
 def write_config(tmp_path, moto_s3_server, clusters, **extra) -> Path:
     store = tmp_path / "object-store.yaml"
-    store.write_text(yaml.safe_dump({"type": "S3", "config": {
-        "bucket": BUCKET, "endpoint": moto_s3_server.url.split("://", 1)[1], "insecure": True,
-        "region": "us-east-1", "access_key": "testing", "secret_key": "testing"}}))
+    store.write_text(
+        yaml.safe_dump(
+            {
+                "type": "S3",
+                "config": {
+                    "bucket": BUCKET,
+                    "endpoint": moto_s3_server.url.split("://", 1)[1],
+                    "insecure": True,
+                    "region": "us-east-1",
+                    "access_key": "testing",
+                    "secret_key": "testing",
+                },
+            }
+        )
+    )
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(yaml.safe_dump({
-        "defaults": {"backup": {"object_store": {"config_file": str(store)}}}, "clusters": clusters, **extra}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"backup": {"object_store": {"config_file": str(store)}}},
+                "clusters": clusters,
+                **extra,
+            }
+        )
+    )
     return config
 
 
@@ -69,16 +96,21 @@ def keys(s3) -> list[str]:
 
 
 @pytest.mark.slow
-def test_one_cluster_failing_does_not_stop_the_other(airflow_db, tmp_path, monkeypatch, simulator, s3,
-                                                     moto_s3_server):
+def test_one_cluster_failing_does_not_stop_the_other(
+    airflow_db, tmp_path, monkeypatch, simulator, s3, moto_s3_server
+):
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
     sim = simulator()
-    config = write_config(tmp_path, moto_s3_server, [
-        {"id": "healthy", "kubeconfig": str(sim.kubeconfig)},
-        {"id": "no-kubecost", "kubeconfig": str(sim.kubeconfig), "selector": "app=not-installed"},
-    ])
+    config = write_config(
+        tmp_path,
+        moto_s3_server,
+        [
+            {"id": "healthy", "kubeconfig": str(sim.kubeconfig)},
+            {"id": "no-kubecost", "kubeconfig": str(sim.kubeconfig), "selector": "app=not-installed"},
+        ],
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
     run = load_dag("kubecost_etl_backup", retries=0).test()
@@ -98,12 +130,19 @@ def test_one_cluster_failing_does_not_stop_the_other(airflow_db, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_bad_config_fails_first_writes_nothing_and_alerts(airflow_db, tmp_path, monkeypatch, simulator, s3,
-                                                            moto_s3_server, smtp_inbox):
+def test_a_bad_config_fails_first_writes_nothing_and_alerts(
+    airflow_db, tmp_path, monkeypatch, simulator, s3, moto_s3_server, smtp_inbox
+):
     sim = simulator()
-    config = write_config(tmp_path, moto_s3_server, [
-        {"id": "twin", "kubeconfig": str(sim.kubeconfig)}, {"id": "twin", "kubeconfig": str(sim.kubeconfig)}],
-        alerts={"notifier": "email", "email_to": ["oncall@example.com"], "smtp_conn_id": "smtp_test"})
+    config = write_config(
+        tmp_path,
+        moto_s3_server,
+        [
+            {"id": "twin", "kubeconfig": str(sim.kubeconfig)},
+            {"id": "twin", "kubeconfig": str(sim.kubeconfig)},
+        ],
+        alerts={"notifier": "email", "email_to": ["oncall@example.com"], "smtp_conn_id": "smtp_test"},
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
     run = load_dag("kubecost_etl_backup", retries=0).test()

@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED = {"kubecost_etl_backup", "kubecost_etl_repair", "kubecost_etl_restore", "kubecost_etl_share",
-            "kubecost_etl_import", "kubecost_etl_health",
-            "kubecost_etl_federate", "kubecost_etl_prune"}
+EXPECTED = {
+    "kubecost_etl_backup",
+    "kubecost_etl_repair",
+    "kubecost_etl_restore",
+    "kubecost_etl_share",
+    "kubecost_etl_import",
+    "kubecost_etl_health",
+    "kubecost_etl_federate",
+    "kubecost_etl_prune",
+}
 
 
 @pytest.fixture
@@ -45,7 +52,12 @@ def test_dag_files_import_without_errors_or_network(no_network, tmp_path, monkey
             assert "alert" in {t.task_id for t in dag.tasks}
             continue
         assert silent <= {"report", "summary", "finish"}, (dag_id, silent)
-    for dag_id in ("kubecost_etl_repair", "kubecost_etl_restore", "kubecost_etl_share", "kubecost_etl_import"):
+    for dag_id in (
+        "kubecost_etl_repair",
+        "kubecost_etl_restore",
+        "kubecost_etl_share",
+        "kubecost_etl_import",
+    ):
         assert bag.dags[dag_id].schedule is None, dag_id  # manual only
 
 

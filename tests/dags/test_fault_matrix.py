@@ -220,8 +220,11 @@ def _new_snapshots(world: World, seen: Seen) -> tuple[list[str], list[str]]:
 def _check_restore(world: World, pipeline: Pipeline, seen: Seen) -> str:
     restored = pipeline.after(world)
     pod = _without(tree_digests(world.etl), seen.written)
-    pod_state = "restored" if pod == _without(restored, seen.written) else (
-        "before" if pod == _without(seen.before, seen.written) else "MIXED")
+    pod_state = (
+        "restored"
+        if pod == _without(restored, seen.written)
+        else ("before" if pod == _without(seen.before, seen.written) else "MIXED")
+    )
     assert pod_state != "MIXED", f"the pod holds neither the state before nor the restored one: {seen.states}"
     expected = "restored" if seen.run_state == "success" else "before"
     assert pod_state == expected or seen.before == restored, f"run {seen.run_state} but pod {pod_state}"
@@ -249,12 +252,15 @@ def _check_backup(world: World, pipeline: Pipeline, seen: Seen) -> str:
 
 
 def _repair_calls(world: World, seen: Seen) -> list[dict]:
-    return [e for e in world.sim.request_log_lines()[seen.log_offset:]
-            if e["path"].endswith("/repair") and not e["path"].startswith("/api/")]
+    return [
+        e
+        for e in world.sim.request_log_lines()[seen.log_offset :]
+        if e["path"].endswith("/repair") and not e["path"].startswith("/api/")
+    ]
 
 
 def _check_repair(world: World, pipeline: Pipeline, seen: Seen) -> str:
-    log = world.sim.request_log_lines()[seen.log_offset:]
+    log = world.sim.request_log_lines()[seen.log_offset :]
     calls = _repair_calls(world, seen)
     steps = [c["path"] for i, c in enumerate(calls) if i == 0 or calls[i - 1]["path"] != c["path"]]
     new, good = _new_snapshots(world, seen)
@@ -268,14 +274,19 @@ def _check_repair(world: World, pipeline: Pipeline, seen: Seen) -> str:
         assert calls == [], "Kubecost was asked to repair although the safety backup did not succeed"
         assert good == [] and world.repo.latest_good() == seen.latest_before
         now = tree_digests(world.etl)
-        assert _without(now, seen.written) == _without(seen.before, seen.written), "the pod changed unrepaired"
-    assert len({json.dumps(c["query"], sort_keys=True) for c in calls}) <= 1, "steps repaired different windows"
+        assert _without(now, seen.written) == _without(seen.before, seen.written), (
+            "the pod changed unrepaired"
+        )
+    assert len({json.dumps(c["query"], sort_keys=True) for c in calls}) <= 1, (
+        "steps repaired different windows"
+    )
     if seen.run_state == "success":
         assert steps == V2_CALLS, f"a successful repair requested {steps}"
         now = tree_digests(world.etl)
         for store in ("assets", "allocations"):
             assert any(p.startswith(f"bingen/{store}/") and now[p] != seen.before.get(p) for p in now), (
-                f"the run reports success but Kubecost rewrote no {store} file")
+                f"the run reports success but Kubecost rewrote no {store} file"
+            )
         return "repaired"
     assert steps == V2_CALLS[: len(steps)], f"steps requested out of order or after a failed one: {steps}"
     waits = [seen.states.get(f"v2.wait_{s}", ("-", 0))[0] for s in ("asset", "allocation", "cloudCost")]
@@ -293,36 +304,88 @@ REPAIR_STAGES = ("preflight", "backup", "request_step", "wait")
 
 PIPELINES = {
     "restore-replace": Pipeline(
-        "restore-replace", "kubecost_etl_restore", RESTORE_STAGES, restore_stages,
+        "restore-replace",
+        "kubecost_etl_restore",
+        RESTORE_STAGES,
+        restore_stages,
         conf=lambda w: {"cluster": CLUSTER, "snapshot": w.snapshot_id, "mode": "replace", "restart": True},
-        before=_replace_before, after=lambda w: dict(w.snapshot_tree), check=_check_restore,
+        before=_replace_before,
+        after=lambda w: dict(w.snapshot_tree),
+        check=_check_restore,
         applies=_RESTORE_APPLIES,
-        lost_status={"stage": r"^tar -x", "check_staged": r"^sha256sum", "safety_backup": r"^tar c",
-                     "swap": SECOND_RENAME, "restart": r".", "post_check": r"^sha256sum", "finish": r"^rm -rf"}),
+        lost_status={
+            "stage": r"^tar -x",
+            "check_staged": r"^sha256sum",
+            "safety_backup": r"^tar c",
+            "swap": SECOND_RENAME,
+            "restart": r".",
+            "post_check": r"^sha256sum",
+            "finish": r"^rm -rf",
+        },
+    ),
     "restore-fill": Pipeline(
-        "restore-fill", "kubecost_etl_restore", RESTORE_STAGES, restore_stages,
-        conf=lambda w: {"cluster": CLUSTER, "snapshot": w.snapshot_id, "mode": "fill-missing", "restart": True},
-        before=_fill_before, after=_fill_after, check=_check_restore, applies=_RESTORE_APPLIES,
-        lost_status={"stage": r"^tar -x", "check_staged": r"^sha256sum", "safety_backup": r"^tar c",
-                     "swap": r"^mv -n", "restart": r".", "post_check": r"^sha256sum", "finish": r"^rm -rf"}),
+        "restore-fill",
+        "kubecost_etl_restore",
+        RESTORE_STAGES,
+        restore_stages,
+        conf=lambda w: {
+            "cluster": CLUSTER,
+            "snapshot": w.snapshot_id,
+            "mode": "fill-missing",
+            "restart": True,
+        },
+        before=_fill_before,
+        after=_fill_after,
+        check=_check_restore,
+        applies=_RESTORE_APPLIES,
+        lost_status={
+            "stage": r"^tar -x",
+            "check_staged": r"^sha256sum",
+            "safety_backup": r"^tar c",
+            "swap": r"^mv -n",
+            "restart": r".",
+            "post_check": r"^sha256sum",
+            "finish": r"^rm -rf",
+        },
+    ),
     "backup": Pipeline(
-        "backup", "kubecost_etl_backup", BACKUP_STAGES, backup_stages,
-        conf=lambda w: {"clusters": [CLUSTER]}, before=_changed_since_backup, check=_check_backup,
-        applies={"find_pod": FAULTS, "plan": FAULTS, "stream": FAULTS, "commit": _STORE_ONLY,
-                 "verify": _STORE_ONLY},
+        "backup",
+        "kubecost_etl_backup",
+        BACKUP_STAGES,
+        backup_stages,
+        conf=lambda w: {"clusters": [CLUSTER]},
+        before=_changed_since_backup,
+        check=_check_backup,
+        applies={
+            "find_pod": FAULTS,
+            "plan": FAULTS,
+            "stream": FAULTS,
+            "commit": _STORE_ONLY,
+            "verify": _STORE_ONLY,
+        },
         task_ids={stage: f"backup_cluster.{stage}" for stage in BACKUP_STAGES},
-        lost_status={"find_pod": r"^tar --help", "plan": r"^sha256sum", "stream": r"^tar c"}),
+        lost_status={"find_pod": r"^tar --help", "plan": r"^sha256sum", "stream": r"^tar c"},
+    ),
     # backup_first: the backup pipeline's stages under the repair's lease; wait: Kubecost's pod restarts
     # while the first step rebuilds (the fault is armed when that step is requested).
     "repair": Pipeline(
-        "repair", "kubecost_etl_repair", REPAIR_STAGES, repair_stages,
+        "repair",
+        "kubecost_etl_repair",
+        REPAIR_STAGES,
+        repair_stages,
         conf=lambda w: {"cluster": CLUSTER, "window": "yesterday", "profile": "v2", "backup_first": True},
-        before=_changed_since_backup, check=_check_repair,
-        applies={"preflight": _STORE_ONLY, "backup": FAULTS, "request_step": _STORE_ONLY,
-                 "wait": ("pod_restart",)},
+        before=_changed_since_backup,
+        check=_check_repair,
+        applies={
+            "preflight": _STORE_ONLY,
+            "backup": FAULTS,
+            "request_step": _STORE_ONLY,
+            "wait": ("pod_restart",),
+        },
         task_ids={"request_step": "v2.request_asset", "wait": "v2.wait_asset"},
         patched={"wait": "request_step"},
-        lost_status={"backup": r"^tar c"}),
+        lost_status={"backup": r"^tar c"},
+    ),
 }
 
 
@@ -348,11 +411,18 @@ def _cells() -> list[Cell]:
     so every fault and every stage runs at least once (the lost status of the swap's second rename
     included; its retry test is test_restore_retries)."""
     if os.environ.get("KUBECOST_ETL_FAULT_MATRIX") == "full":
-        return [Cell(p.name, stage, fault) for p in PIPELINES.values() for stage in p.stages for fault in FAULTS
-                if applies(p, stage, fault)]
+        return [
+            Cell(p.name, stage, fault)
+            for p in PIPELINES.values()
+            for stage in p.stages
+            for fault in FAULTS
+            if applies(p, stage, fault)
+        ]
     restores = [PIPELINES["restore-replace"], PIPELINES["restore-fill"]]
-    cells = [Cell(restores[index % 2].name, stage, FAULTS[(index + 4) % len(FAULTS)])
-             for index, stage in enumerate(RESTORE_STAGES)]
+    cells = [
+        Cell(restores[index % 2].name, stage, FAULTS[(index + 4) % len(FAULTS)])
+        for index, stage in enumerate(RESTORE_STAGES)
+    ]
     cells += _rotate(PIPELINES["backup"], list(BACKUP_STAGES), 4)
     cells += _rotate(PIPELINES["repair"], list(REPAIR_STAGES), 1)
     return cells
@@ -385,7 +455,9 @@ class RealUploadDates:
             when = self.started.get(found.group(1)) if found else None
             if when is None:
                 return upload.group(0)
-            return re.sub(rb"<Initiated>.*?</Initiated>", f"<Initiated>{when}</Initiated>".encode(), upload.group(0))
+            return re.sub(
+                rb"<Initiated>.*?</Initiated>", f"<Initiated>{when}</Initiated>".encode(), upload.group(0)
+            )
 
         return self._UPLOAD.sub(dated, body)
 
@@ -402,14 +474,39 @@ def world(tmp_path_factory, moto_s3_server, airflow_db):
     with FaultProxy(moto_s3_server.url) as proxy, SimulatorProcess(etl, root / "sim", no_tar=True) as sim:
         proxy.rewrite_response = RealUploadDates()
         store_file = root / "object-store.yaml"
-        store_file.write_text(json.dumps({"type": "S3", "prefix": PREFIX, "config": {
-            "bucket": BUCKET, "endpoint": proxy.url.split("://", 1)[1], "insecure": True, "region": "us-east-1",
-            "access_key": "testing", "secret_key": "testing"}}))
+        store_file.write_text(
+            json.dumps(
+                {
+                    "type": "S3",
+                    "prefix": PREFIX,
+                    "config": {
+                        "bucket": BUCKET,
+                        "endpoint": proxy.url.split("://", 1)[1],
+                        "insecure": True,
+                        "region": "us-east-1",
+                        "access_key": "testing",
+                        "secret_key": "testing",
+                    },
+                }
+            )
+        )
         config = root / "kubecost-etl.yaml"
-        config.write_text(json.dumps({"clusters": [{
-            "id": CLUSTER, "kubeconfig": str(sim.kubeconfig), "debug_container_seconds": 3600, "lease": LEASE,
-            "repair": {"poll_seconds": 0.05, "step_timeout_minutes": 2},
-            "backup": {"object_store": {"config_file": str(store_file)}}}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "clusters": [
+                        {
+                            "id": CLUSTER,
+                            "kubeconfig": str(sim.kubeconfig),
+                            "debug_container_seconds": 3600,
+                            "lease": LEASE,
+                            "repair": {"poll_seconds": 0.05, "step_timeout_minutes": 2},
+                            "backup": {"object_store": {"config_file": str(store_file)}},
+                        }
+                    ]
+                }
+            )
+        )
         os.environ["KUBECOST_ETL_CONFIG"] = str(config)
         try:
             snapshot_id = run_backup(CLUSTER)["snapshot_id"]
@@ -426,8 +523,10 @@ def print_matrix(write: Callable[[str], None]) -> None:
     """The matrix so far (fault x stage -> outcome), one line at a time."""
     if not OUTCOMES:
         return
-    write(f"fault matrix ({len(OUTCOMES)} cells run; outcome = run state / pod or snapshot state / tries of the "
-          "faulted stage; n/a: the fault cannot touch that stage; -: not run in this mode)")
+    write(
+        f"fault matrix ({len(OUTCOMES)} cells run; outcome = run state / pod or snapshot state / tries of the "
+        "faulted stage; n/a: the fault cannot touch that stage; -: not run in this mode)"
+    )
     for pipeline in PIPELINES.values():
         cells = {c: o for c, o in OUTCOMES.items() if c.pipeline == pipeline.name}
         if not cells:
@@ -435,15 +534,22 @@ def print_matrix(write: Callable[[str], None]) -> None:
         width = max(len(x) for x in [*cells.values(), *ALL_FAULTS]) + 2
         write(f"{pipeline.name:<16}" + "".join(f"{f:<{width}}" for f in ALL_FAULTS))
         for stage in pipeline.stages:
-            row = [cells.get(Cell(pipeline.name, stage, f)) or ("-" if f == KILL or applies(pipeline, stage, f)
-                                                                else "n/a") for f in ALL_FAULTS]
+            row = [
+                cells.get(Cell(pipeline.name, stage, f))
+                or ("-" if f == KILL or applies(pipeline, stage, f) else "n/a")
+                for f in ALL_FAULTS
+            ]
             write(f"  {stage:<14}" + "".join(f"{o:<{width}}" for o in row))
     counts: dict[str, int] = {}
     for outcome in OUTCOMES.values():
         counts[outcome] = counts.get(outcome, 0) + 1
-    not_applicable = sum(1 for p in PIPELINES.values() for s in p.stages for f in FAULTS if not applies(p, s, f))
-    write(f"counts: {counts}; by fault: "
-          f"{ {f: sum(1 for c in OUTCOMES if c.fault == f) for f in ALL_FAULTS} }; n/a cells: {not_applicable}")
+    not_applicable = sum(
+        1 for p in PIPELINES.values() for s in p.stages for f in FAULTS if not applies(p, s, f)
+    )
+    write(
+        f"counts: {counts}; by fault: "
+        f"{ {f: sum(1 for c in OUTCOMES if c.fault == f) for f in ALL_FAULTS} }; n/a cells: {not_applicable}"
+    )
 
 
 def _arm(world: World, pipeline: Pipeline, cell: Cell) -> list[str]:
@@ -484,8 +590,12 @@ def _disarm(world: World) -> None:
 
 
 def _seen_before(world: World) -> dict:
-    return {"before": tree_digests(world.etl), "snapshots_before": world.repo.snapshot_ids(),
-            "latest_before": world.repo.latest_good(), "log_offset": len(world.sim.request_log_lines())}
+    return {
+        "before": tree_digests(world.etl),
+        "snapshots_before": world.repo.snapshot_ids(),
+        "latest_before": world.repo.latest_good(),
+        "log_offset": len(world.sim.request_log_lines()),
+    }
 
 
 def _states(run) -> dict[str, tuple[str, int]]:
@@ -493,7 +603,9 @@ def _states(run) -> dict[str, tuple[str, int]]:
 
 
 def _assert_common(world: World, cell: Cell) -> None:
-    assert sorted(p.name for p in world.etl.parent.iterdir()) == ["etl"], f"{cell.id}: left next to the ETL dir"
+    assert sorted(p.name for p in world.etl.parent.iterdir()) == ["etl"], (
+        f"{cell.id}: left next to the ETL dir"
+    )
     assert _complete_snapshots(world.repo) == [], f"{cell.id}: a snapshot is visible without all its objects"
     assert_no_lease_held(world, cell)
 
@@ -568,12 +680,18 @@ def _child_env(world: World, home: Path, airflow_db: str) -> dict[str, str]:
     import sqlite3
 
     home.mkdir(parents=True)
-    with sqlite3.connect(Path(airflow_db) / "airflow.db") as source, sqlite3.connect(home / "airflow.db") as target:
+    with (
+        sqlite3.connect(Path(airflow_db) / "airflow.db") as source,
+        sqlite3.connect(home / "airflow.db") as target,
+    ):
         source.backup(target)
-    return {**os.environ, "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            "KUBECOST_ETL_CONFIG": str(world.config),
-            "PYTHONPATH": f"{REPO / 'include'}:{REPO / 'simulator'}:{REPO}"}
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "KUBECOST_ETL_CONFIG": str(world.config),
+        "PYTHONPATH": f"{REPO / 'include'}:{REPO / 'simulator'}:{REPO}",
+    }
 
 
 def _run_killed(world: World, pipeline: Pipeline, point: str, home: Path, airflow_db: str) -> str:
@@ -585,11 +703,19 @@ def _run_killed(world: World, pipeline: Pipeline, point: str, home: Path, airflo
     marker = home.parent / f"{home.name}.killed"
     output = home.parent / f"{home.name}.log"
     env = _child_env(world, home, airflow_db)
-    command = [sys.executable, "-m", "tests.dags.fault_runner", pipeline.dag_id, json.dumps(pipeline.conf(world)),
-               point, str(marker)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.dags.fault_runner",
+        pipeline.dag_id,
+        json.dumps(pipeline.conf(world)),
+        point,
+        str(marker),
+    ]
     with open(output, "wb") as out:
-        child = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             code = child.wait(timeout=600)
         except subprocess.TimeoutExpired:
@@ -625,14 +751,18 @@ def test_a_task_process_killed_mid_stage_is_recovered_by_the_next_run(world, cel
 
     lease = ClusterLease(world.repo.store, CLUSTER)
     held = lease.read()
-    assert held is not None and held[0].holder.dag_id == pipeline.dag_id, f"the dead run held no lease: {held}"
+    assert held is not None and held[0].holder.dag_id == pipeline.dag_id, (
+        f"the dead run held no lease: {held}"
+    )
     dead_lease = held[0]
     uploads_prefix = f"{REPOSITORY_ROOT}/{CLUSTER}/"
     open_uploads = list(world.repo.store.list_pending_uploads(uploads_prefix))
     if point == "stream-multipart":
         assert open_uploads, "the kill left no multipart upload open: the cell tests nothing"
     if point == "swap-first-rename":
-        assert not world.etl.exists() and any(".previous-" in n for n in _next_to_etl(world)), _next_to_etl(world)
+        assert not world.etl.exists() and any(".previous-" in n for n in _next_to_etl(world)), _next_to_etl(
+            world
+        )
     left_by_dead_run = _next_to_etl(world)
     stored = set(world.repo.object_sizes())
 
@@ -643,17 +773,31 @@ def test_a_task_process_killed_mid_stage_is_recovered_by_the_next_run(world, cel
     states = _states(run)
     # A killed repair may have sent a repair call, which Kubecost carries out on its own: the next run starts
     # from what the pod holds then. The others are checked against the pod before the dead run.
-    seen = Seen(written=[], states=states, run_state=run.state,
-                **{**start, "before": start["before"] if pipeline.name == "repair" else before})
+    seen = Seen(
+        written=[],
+        states=states,
+        run_state=run.state,
+        **{**start, "before": start["before"] if pipeline.name == "repair" else before},
+    )
     OUTCOMES[cell] = f"{run.state}/CHECK-FAILED/killed"
 
     acquire = next(ti for ti in run.get_task_instances() if ti.task_id.endswith("acquire_lease"))
     assert acquire.end_date >= dead_lease.expires_at, (
-        f"the dead run's lease (expiring {dead_lease.expires_at}) was taken over at {acquire.end_date}")
-    assert list(world.repo.store.list_pending_uploads(uploads_prefix)) == [], "the dead run's uploads are open"
-    reuploaded = {r.path for r in world.proxy.requests if r.method == "PUT"
-                  and any(r.path.split("?")[0].endswith(f"/{PREFIX}/{REPOSITORY_ROOT}/{CLUSTER}/{key}")
-                          for key in stored if key.startswith("objects/"))}
+        f"the dead run's lease (expiring {dead_lease.expires_at}) was taken over at {acquire.end_date}"
+    )
+    assert list(world.repo.store.list_pending_uploads(uploads_prefix)) == [], (
+        "the dead run's uploads are open"
+    )
+    reuploaded = {
+        r.path
+        for r in world.proxy.requests
+        if r.method == "PUT"
+        and any(
+            r.path.split("?")[0].endswith(f"/{PREFIX}/{REPOSITORY_ROOT}/{CLUSTER}/{key}")
+            for key in stored
+            if key.startswith("objects/")
+        )
+    }
     assert not reuploaded, f"objects the dead run stored were uploaded again: {sorted(reuploaded)[:5]}"
     label = pipeline.check(world, pipeline, seen)
     OUTCOMES[cell] = f"{run.state}/{label}/killed"
@@ -662,7 +806,9 @@ def test_a_task_process_killed_mid_stage_is_recovered_by_the_next_run(world, cel
         safety = [s for s in new if {e.path: e.sha256 for e in world.repo.load_manifest(s).files} == before]
         assert safety, "the next restore took no safety backup of the data as it was before the dead run"
     assert seen.run_state == "success", f"the next run failed: {states}"
-    assert _next_to_etl(world) <= left_by_dead_run, f"the next run left {_next_to_etl(world) - left_by_dead_run}"
+    assert _next_to_etl(world) <= left_by_dead_run, (
+        f"the next run left {_next_to_etl(world) - left_by_dead_run}"
+    )
     assert _complete_snapshots(world.repo) == [], f"{cell.id}: a snapshot is visible without all its objects"
     assert_no_lease_held(world, cell)
     print(f"{cell.id}: {killed_at}; next run {run.state}; left by the dead run: {sorted(left_by_dead_run)}")

@@ -14,8 +14,17 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-HEAVY = ("kubernetes", "kubernetes_asyncio", "boto3", "botocore", "google.cloud.storage", "azure.storage.blob",
-         "zstandard", "requests", "websocket")
+HEAVY = (
+    "kubernetes",
+    "kubernetes_asyncio",
+    "boto3",
+    "botocore",
+    "google.cloud.storage",
+    "azure.storage.blob",
+    "zstandard",
+    "requests",
+    "websocket",
+)
 
 # Runs in the child: import airflow.sdk, note sys.modules, execute the DAG file, report what it added.
 PROBE = """
@@ -31,8 +40,13 @@ print(json.dumps({"added": sorted(set(sys.modules) - before), "ms": elapsed * 10
 
 def parse_in_fresh_interpreter(path: Path, env: dict | None = None) -> dict:
     """{"added": modules the file imported beyond airflow.sdk's, "ms": time to execute it}."""
-    result = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -45,8 +59,11 @@ def heavy_modules(added: list[str]) -> list[str]:
 def test_dag_file_imports_no_client_library(path, tmp_path):
     config = tmp_path / "kubecost-etl.yaml"  # a config naming a cluster: parsing must not reach it
     config.write_text("clusters: [{id: x, kubeconfig: /nonexistent}]\n")
-    env = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "KUBECOST_ETL_CONFIG": str(config)}
+    env = {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "KUBECOST_ETL_CONFIG": str(config),
+    }
     found = heavy_modules(parse_in_fresh_interpreter(path, env)["added"])
     assert found == [], f"{path.name} imports at parse time: {found}"
 
@@ -74,13 +91,16 @@ def test_light_backup_tasks_import_no_client_library(tmp_path):
     """select_clusters and report start in a fresh task process: they must not pay for the Kubernetes
     client, the provider hooks or the object-store SDKs (seconds of start-up each)."""
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text("clusters: [{id: x, kubeconfig: /nonexistent, backup: {object_store: {type: S3, "
-                      "config: {bucket: b, endpoint: 'localhost:9', access_key: a, secret_key: s}}}}]\n")
+    config.write_text(
+        "clusters: [{id: x, kubeconfig: /nonexistent, backup: {object_store: {type: S3, "
+        "config: {bucket: b, endpoint: 'localhost:9', access_key: a, secret_key: s}}}}]\n"
+    )
     probe = tmp_path / "light.py"
     probe.write_text(LIGHT_TASKS)
     env = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "KUBECOST_ETL_CONFIG": str(config)}
-    result = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True,
-                            env={**os.environ, **env}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(probe)], capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     added = json.loads(result.stdout.strip().splitlines()[-1])["added"]
     assert heavy_modules(added) == []

@@ -29,15 +29,23 @@ def xcom(run, task_id: str, map_index: int = -1):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id,
-                                                 map_index=map_index, key="return_value").one()
+        row = (
+            session.query(XComModel)
+            .filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, map_index=map_index, key="return_value"
+            )
+            .one()
+        )
         return XComModel.deserialize_value(row)
 
 
 def files(root) -> dict[str, int]:
     """The backup repositories' files (the lease's own files live next to them, in kubecost-etl-leases/)."""
-    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted((root / "kubecost-etl-backup").rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_size
+        for p in sorted((root / "kubecost-etl-backup").rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -46,14 +54,30 @@ def cluster(tmp_path, monkeypatch, simulator):
     sim = simulator(etl)
     store = tmp_path / "store"
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(json.dumps({
-        "prune_schedule": "0 5 * * *",
-        "clusters": [
-            {"id": CLUSTER, "kubeconfig": str(sim.kubeconfig), "retention": RETENTION,
-             "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(store)}}}},
-            {"id": "no-policy", "kubeconfig": str(sim.kubeconfig),
-             "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(store)}}}},
-        ]}))
+    config.write_text(
+        json.dumps(
+            {
+                "prune_schedule": "0 5 * * *",
+                "clusters": [
+                    {
+                        "id": CLUSTER,
+                        "kubeconfig": str(sim.kubeconfig),
+                        "retention": RETENTION,
+                        "backup": {
+                            "object_store": {"type": "FILESYSTEM", "config": {"directory": str(store)}}
+                        },
+                    },
+                    {
+                        "id": "no-policy",
+                        "kubeconfig": str(sim.kubeconfig),
+                        "backup": {
+                            "object_store": {"type": "FILESYSTEM", "config": {"directory": str(store)}}
+                        },
+                    },
+                ],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
     return sim, etl, store
 
@@ -94,32 +118,44 @@ def test_dry_run_then_prune_then_restore_the_oldest_kept_snapshot(airflow_db, cl
     assert files(store) == before
     dry_report = xcom(dry, "prune_cluster.report", 0)
 
-    run = load_dag("kubecost_etl_prune", retries=0).test()  # fresh: dag.test(run_conf=...) keeps the conf in params
+    run = load_dag(
+        "kubecost_etl_prune", retries=0
+    ).test()  # fresh: dag.test(run_conf=...) keeps the conf in params
     assert run.state == "success", states(run)
     report = xcom(run, "prune_cluster.report", 0)
     assert report["dry_run"] is False and dry_report["dry_run"] is True
     assert {k: v for k, v in report.items() if k not in ("dry_run", "started", "finished")} == {
-        k: v for k, v in dry_report.items() if k not in ("dry_run", "started", "finished")}
+        k: v for k, v in dry_report.items() if k not in ("dry_run", "started", "finished")
+    }
     oldest, *rest = sorted(trees)
     assert [d["snapshot_id"] for d in report["forgotten"]] == [oldest]
     assert [(d["snapshot_id"], d["reasons"]) for d in report["kept"]] == [
-        (rest[1], ["last", "newest-verified"]), (rest[0], ["last"])]
+        (rest[1], ["last", "newest-verified"]),
+        (rest[0], ["last"]),
+    ]
     assert report["objects_deleted"] > 0 and report["records_deleted"] == 1
     assert xcom(run, "summary")["succeeded"] == [CLUSTER]  # the cluster without a policy is left alone
-    assert states(run)[("prune_cluster.acquire_lease", 0)] == states(run)[("prune_cluster.release_lease", 0)] == (
-        "success")
+    assert (
+        states(run)[("prune_cluster.acquire_lease", 0)]
+        == states(run)[("prune_cluster.release_lease", 0)]
+        == ("success")
+    )
     assert not (store / "kubecost-etl-leases" / f"{CLUSTER}.json").exists()  # released
     repo = Repository(FilesystemStore(store), CLUSTER)
     assert repo.snapshot_ids() == rest
     for snapshot_id in rest:
         assert verify_snapshot(repo, snapshot_id, full=True)["ok"]
     with create_session() as session:
-        events = [(e.asset.uri, e.extra["forgotten"]) for e in session.query(AssetEvent).all()
-                  if e.asset.uri.endswith("/prune")]
+        events = [
+            (e.asset.uri, e.extra["forgotten"])
+            for e in session.query(AssetEvent).all()
+            if e.asset.uri.endswith("/prune")
+        ]
     assert events == [(f"kubecost-etl://{CLUSTER}/prune", [oldest])]  # the dry run announced nothing
 
     restore = load_dag("kubecost_etl_restore", retries=0).test(
-        run_conf={"cluster": CLUSTER, "snapshot": rest[0], "restart": False})
+        run_conf={"cluster": CLUSTER, "snapshot": rest[0], "restart": False}
+    )
     assert restore.state == "success", states(restore)
     assert tree_digests(etl) == trees[rest[0]]  # the oldest kept snapshot, byte for byte
 

@@ -16,8 +16,12 @@ from .dag_loading import load_dag
 
 repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_cluster_factory  # fixtures
 
-V1_CALLS = ["/model/etl/asset/repair", "/model/etl/cloudUsage/repair", "/model/etl/asset/reconciliation/repair",
-            "/model/etl/allocation/repair"]
+V1_CALLS = [
+    "/model/etl/asset/repair",
+    "/model/etl/cloudUsage/repair",
+    "/model/etl/asset/reconciliation/repair",
+    "/model/etl/allocation/repair",
+]
 V2_CALLS = ["/model/etl/asset/repair", "/model/etl/allocation/repair", "/model/cloudCost/repair"]
 
 
@@ -40,8 +44,11 @@ def xcom(dag_run, task_id: str):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id,
-                                                 key="return_value").one()
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
+            .one()
+        )
         return XComModel.deserialize_value(row)
 
 
@@ -53,12 +60,30 @@ def test_the_dag_parses_without_io_and_declares_its_params(monkeypatch):
     monkeypatch.delenv("KUBECOST_ETL_CONFIG", raising=False)
     dag = load_dag("kubecost_etl_repair")
     assert type(dag.timetable).__name__ == "NullTimetable" and dag.max_active_runs == 1  # manual only
-    assert {"cluster", "window", "profile", "provider", "backup_first", "dry_run", "allow_partial_days"} <= set(
-        dag.params)
-    assert dag.params["profile"] == "v1" and dag.params["backup_first"] is True and dag.params["dry_run"] is False
+    assert {
+        "cluster",
+        "window",
+        "profile",
+        "provider",
+        "backup_first",
+        "dry_run",
+        "allow_partial_days",
+    } <= set(dag.params)
+    assert (
+        dag.params["profile"] == "v1"
+        and dag.params["backup_first"] is True
+        and dag.params["dry_run"] is False
+    )
     assert [t for t in dag.task_ids if t.startswith("v1.")] == [
-        "v1.request_asset", "v1.wait_asset", "v1.request_cloudUsage", "v1.wait_cloudUsage",
-        "v1.request_reconciliation", "v1.wait_reconciliation", "v1.request_allocation", "v1.wait_allocation"]
+        "v1.request_asset",
+        "v1.wait_asset",
+        "v1.request_cloudUsage",
+        "v1.wait_cloudUsage",
+        "v1.request_reconciliation",
+        "v1.wait_reconciliation",
+        "v1.request_allocation",
+        "v1.wait_allocation",
+    ]
     for task in dag.tasks:
         # summary fails only after a task that has alerted already: one refusal, one alert
         assert bool(task.on_failure_callback) == (task.task_id != "summary"), task.task_id
@@ -76,10 +101,14 @@ def test_v1_backs_up_then_repairs_in_order_with_every_day_and_hour_matched(repai
     assert len({query["window"] for _, query in calls}) == 1  # every step repaired the same absolute window
 
     backup = xcom(dag_run, "backup")
-    snapshot = repair_cluster.backup_dir / "kubecost-etl-backup" / CLUSTER_ID / "snapshots" / backup["snapshot_id"]
+    snapshot = (
+        repair_cluster.backup_dir / "kubecost-etl-backup" / CLUSTER_ID / "snapshots" / backup["snapshot_id"]
+    )
     assert (snapshot / "manifest.json").exists()
     log = [entry["path"] for entry in repair_cluster.sim.request_log_lines()]
-    assert max(i for i, p in enumerate(log) if p.endswith("/exec")) < log.index(V1_CALLS[0])  # backup came first
+    assert max(i for i, p in enumerate(log) if p.endswith("/exec")) < log.index(
+        V1_CALLS[0]
+    )  # backup came first
 
     for step in ("asset", "cloudUsage", "reconciliation", "allocation"):
         result = xcom(dag_run, f"v1.wait_{step}")
@@ -87,7 +116,12 @@ def test_v1_backs_up_then_repairs_in_order_with_every_day_and_hour_matched(repai
     hourly = {p["pass"]: p for p in xcom(dag_run, "v1.wait_allocation")["passes"]}["Allocation[1h]"]
     assert hourly["required"] and hourly["done"] == hourly["expected"] >= 25
     summary = xcom(dag_run, "summary")
-    assert [line.split(":")[0] for line in summary["lines"]] == ["Asset", "CloudUsage", "Reconciliation", "Allocation"]
+    assert [line.split(":")[0] for line in summary["lines"]] == [
+        "Asset",
+        "CloudUsage",
+        "Reconciliation",
+        "Allocation",
+    ]
     assert all("days completed 2/2" in line for line in summary["lines"])
     assert set(states(dag_run)[t] for t in states(dag_run) if t.startswith("v2.")) == {"skipped"}
 
@@ -128,8 +162,9 @@ def _days_ago(first: int, last: int) -> str:
     return f"{iso(today - first * DAY)},{iso(today - (last - 1) * DAY)}"
 
 
-def test_days_prometheus_lost_are_refused_in_preflight_and_nothing_is_backed_up_or_repaired(repair_dag,
-                                                                                          repair_cluster):
+def test_days_prometheus_lost_are_refused_in_preflight_and_nothing_is_backed_up_or_repaired(
+    repair_dag, repair_cluster
+):
     today = int(time.time()) // DAY * DAY
     repair_cluster.sim.set_faults(prometheus_data_from=today - 3 * DAY)  # wiped; still reports 15d retention
     dag_run = run(repair_dag, window=_days_ago(6, 4))
@@ -140,15 +175,24 @@ def test_days_prometheus_lost_are_refused_in_preflight_and_nothing_is_backed_up_
     assert not any(entry["path"].endswith("/exec") for entry in repair_cluster.sim.request_log_lines())
 
 
-def test_a_gap_day_named_in_allow_partial_days_is_repaired_and_the_summary_says_so(repair_dag, repair_cluster):
+def test_a_gap_day_named_in_allow_partial_days_is_repaired_and_the_summary_says_so(
+    repair_dag, repair_cluster
+):
     today = int(time.time()) // DAY * DAY
     gap_day = today - 2 * DAY
     repair_cluster.sim.set_faults(prometheus_gap=[f"{gap_day},{gap_day + DAY}"])
-    dag_run = run(repair_dag, window=_days_ago(3, 1), profile="v2", backup_first=False,
-                  allow_partial_days=[iso(gap_day)[:10]])
+    dag_run = run(
+        repair_dag,
+        window=_days_ago(3, 1),
+        profile="v2",
+        backup_first=False,
+        allow_partial_days=[iso(gap_day)[:10]],
+    )
     assert dag_run.state == "success", states(dag_run)
     assert [path for path, _ in repair_cluster.repair_calls()] == V2_CALLS
     summary = xcom(dag_run, "summary")
     assert summary["partial_days"] == [iso(gap_day)[:10]]
-    assert summary["lines"][-1].startswith(f"allow_partial_days: {iso(gap_day)[:10]} repaired although Prometheus")
+    assert summary["lines"][-1].startswith(
+        f"allow_partial_days: {iso(gap_day)[:10]} repaired although Prometheus"
+    )
     assert "0/24 hours" in summary["lines"][-1]

@@ -23,10 +23,24 @@ def cluster(tmp_path, monkeypatch, simulator):
     etl = make_etl_dir(tmp_path, days=4, hourly_hours=6, file_bytes=20_000, seed=3)
     sim = simulator(etl)
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(json.dumps({"clusters": [{
-        "id": CLUSTER, "kubeconfig": str(sim.kubeconfig),
-        "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "store")}}},
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "clusters": [
+                    {
+                        "id": CLUSTER,
+                        "kubeconfig": str(sim.kubeconfig),
+                        "backup": {
+                            "object_store": {
+                                "type": "FILESYSTEM",
+                                "config": {"directory": str(tmp_path / "store")},
+                            }
+                        },
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
     return sim, etl, tmp_path / "store"
 

@@ -27,10 +27,24 @@ def cluster(tmp_path, monkeypatch, simulator):
     etl = make_etl_dir(tmp_path, days=4, hourly_hours=6, file_bytes=20_000, seed=3)
     sim = simulator(etl)
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(json.dumps({"clusters": [{
-        "id": CLUSTER, "kubeconfig": str(sim.kubeconfig),
-        "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "store")}}},
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "clusters": [
+                    {
+                        "id": CLUSTER,
+                        "kubeconfig": str(sim.kubeconfig),
+                        "backup": {
+                            "object_store": {
+                                "type": "FILESYSTEM",
+                                "config": {"directory": str(tmp_path / "store")},
+                            }
+                        },
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
     return sim, etl
 
@@ -49,7 +63,9 @@ def bad_repair(etl: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("unreachable_after", [0, 1], ids=["status-lost", "status-lost-then-api-unreachable"])
-def test_lost_status_of_the_second_rename_never_ends_in_a_false_success(cluster, airflow_db, unreachable_after):
+def test_lost_status_of_the_second_rename_never_ends_in_a_false_success(
+    cluster, airflow_db, unreachable_after
+):
     """Finding 1 of issue 10: the rename staging -> live ran, its exec status was lost.
 
     ``status-lost`` is the probe's case (on the code before the fix the swap's clean-up deleted the

@@ -4,7 +4,10 @@ from kubecost_etl.config import ConfigError, load_config, parse_config
 
 GOOD = {
     "backup_schedule": "0 2 * * *",
-    "defaults": {"namespace": "kubecost", "backup": {"object_store": {"conn_id": "aws_backups", "bucket": "b"}}},
+    "defaults": {
+        "namespace": "kubecost",
+        "backup": {"object_store": {"conn_id": "aws_backups", "bucket": "b"}},
+    },
     "clusters": [
         {"id": "prod-east", "kubeconfig": "kube/prod.yaml", "context": "prod"},
         {"id": "dev", "kubernetes_conn_id": "k8s_dev", "backup": {"compression": "gzip"}},
@@ -43,33 +46,86 @@ def load_config_from(directory, raw):
     return load_config(path)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda c: c["clusters"].append({"id": "dev"}), r"cluster 'dev': id: duplicate"),
-    (lambda c: c["clusters"][0].update(colour="red"), r"cluster 'prod-east': unknown key\(s\) \['colour'\]"),
-    (lambda c: c["clusters"][0].update(id="Prod East"), r"clusters\[0\]: id: 'Prod East' is not a valid"),
-    (lambda c: c["clusters"][1].update(backup={"compression": "lz4"}), r"cluster 'dev': backup.compression"),
-    (lambda c: c["defaults"]["backup"]["object_store"].pop("bucket"), r"cluster 'prod-east': backup.object_store: bucket: missing"),
-    (lambda c: c["clusters"][1].update(kubeconfig="x"), r"cluster 'dev': kubernetes_conn_id and kubeconfig"),
-    (lambda c: c["clusters"][0].update(etl_path="var/db"), r"cluster 'prod-east': etl_path: must be an absolute"),
-    (lambda c: c.update(clusters=[]), r"clusters: expected a non-empty list"),
-    (lambda c: c.update(extra=1), r"unknown key\(s\) \['extra'\]"),
-    (lambda c: c["clusters"][0].update(hourly_hours=0), r"cluster 'prod-east': hourly_hours: expected a positive"),
-    (lambda c: c["defaults"].update(debug_container_seconds="4h"),
-     r"cluster 'prod-east': debug_container_seconds: expected a positive"),
-    (lambda c: c["defaults"].pop("backup"), r"cluster 'dev': backup.object_store: missing"),
-    (lambda c: c["clusters"][0].update(repair={"max_window_day": 3}), r"cluster 'prod-east': repair: unknown key"),
-    (lambda c: c["defaults"].update(repair={"prometheus_retention": "forever"}), r"cluster 'prod-east': repair.prometheus_retention"),
-    (lambda c: c["clusters"][1].update(repair=["x"]), r"cluster 'dev': repair: expected a mapping"),
-    (lambda c: c["clusters"][1].update(backup={"hash_in_pod": True}), r"cluster 'dev': backup: unknown key\(s\) \['hash_in_pod'\]"),
-    (lambda c: c["clusters"][0].update(use_debug_container="maybe"), r"use_debug_container: 'maybe' is not one of auto, always, never"),
-    (lambda c: c.update(alerts={"notifier": "pager"}), r"alerts.notifier: 'pager' is not one of none, slack, email"),
-    (lambda c: c.update(alerts={"notifier": "email", "email_to": [3]}), r"alerts.email_to: expected an address"),
-    (lambda c: c.update(backup_schedule="0 25 * * *"), r"backup_schedule: '0 25 \* \* \*' is not a valid cron expression"),
-    (lambda c: c.update(backup_schedule="61 * * * *"), r"backup_schedule: '61 \* \* \* \*' is not a valid cron"),
-    (lambda c: c.update(backup_schedule="0 0 * * * *"), r"backup_schedule: '0 0 \* \* \* \*' has 6 field\(s\)"),
-    (lambda c: c.update(backup_schedule="@midnight"), r"backup_schedule: '@midnight' is not an Airflow preset"),
-    (lambda c: c.update(backup_schedule=5), r"backup_schedule: expected a cron expression"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["clusters"].append({"id": "dev"}), r"cluster 'dev': id: duplicate"),
+        (
+            lambda c: c["clusters"][0].update(colour="red"),
+            r"cluster 'prod-east': unknown key\(s\) \['colour'\]",
+        ),
+        (lambda c: c["clusters"][0].update(id="Prod East"), r"clusters\[0\]: id: 'Prod East' is not a valid"),
+        (
+            lambda c: c["clusters"][1].update(backup={"compression": "lz4"}),
+            r"cluster 'dev': backup.compression",
+        ),
+        (
+            lambda c: c["defaults"]["backup"]["object_store"].pop("bucket"),
+            r"cluster 'prod-east': backup.object_store: bucket: missing",
+        ),
+        (
+            lambda c: c["clusters"][1].update(kubeconfig="x"),
+            r"cluster 'dev': kubernetes_conn_id and kubeconfig",
+        ),
+        (
+            lambda c: c["clusters"][0].update(etl_path="var/db"),
+            r"cluster 'prod-east': etl_path: must be an absolute",
+        ),
+        (lambda c: c.update(clusters=[]), r"clusters: expected a non-empty list"),
+        (lambda c: c.update(extra=1), r"unknown key\(s\) \['extra'\]"),
+        (
+            lambda c: c["clusters"][0].update(hourly_hours=0),
+            r"cluster 'prod-east': hourly_hours: expected a positive",
+        ),
+        (
+            lambda c: c["defaults"].update(debug_container_seconds="4h"),
+            r"cluster 'prod-east': debug_container_seconds: expected a positive",
+        ),
+        (lambda c: c["defaults"].pop("backup"), r"cluster 'dev': backup.object_store: missing"),
+        (
+            lambda c: c["clusters"][0].update(repair={"max_window_day": 3}),
+            r"cluster 'prod-east': repair: unknown key",
+        ),
+        (
+            lambda c: c["defaults"].update(repair={"prometheus_retention": "forever"}),
+            r"cluster 'prod-east': repair.prometheus_retention",
+        ),
+        (lambda c: c["clusters"][1].update(repair=["x"]), r"cluster 'dev': repair: expected a mapping"),
+        (
+            lambda c: c["clusters"][1].update(backup={"hash_in_pod": True}),
+            r"cluster 'dev': backup: unknown key\(s\) \['hash_in_pod'\]",
+        ),
+        (
+            lambda c: c["clusters"][0].update(use_debug_container="maybe"),
+            r"use_debug_container: 'maybe' is not one of auto, always, never",
+        ),
+        (
+            lambda c: c.update(alerts={"notifier": "pager"}),
+            r"alerts.notifier: 'pager' is not one of none, slack, email",
+        ),
+        (
+            lambda c: c.update(alerts={"notifier": "email", "email_to": [3]}),
+            r"alerts.email_to: expected an address",
+        ),
+        (
+            lambda c: c.update(backup_schedule="0 25 * * *"),
+            r"backup_schedule: '0 25 \* \* \*' is not a valid cron expression",
+        ),
+        (
+            lambda c: c.update(backup_schedule="61 * * * *"),
+            r"backup_schedule: '61 \* \* \* \*' is not a valid cron",
+        ),
+        (
+            lambda c: c.update(backup_schedule="0 0 * * * *"),
+            r"backup_schedule: '0 0 \* \* \* \*' has 6 field\(s\)",
+        ),
+        (
+            lambda c: c.update(backup_schedule="@midnight"),
+            r"backup_schedule: '@midnight' is not an Airflow preset",
+        ),
+        (lambda c: c.update(backup_schedule=5), r"backup_schedule: expected a cron expression"),
+    ],
+)
 def test_every_mistake_names_the_cluster_and_field(mutate, message):
     raw = yaml.safe_load(yaml.safe_dump(GOOD))
     mutate(raw)
@@ -104,15 +160,36 @@ def test_alert_settings_are_readable_even_when_the_rest_is_wrong(tmp_path):
     from kubecost_etl.config import load_alert_settings
 
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"alerts": {"notifier": "email", "email_to": "ops@example.com"},
-                                    "clusters": [{"id": "a"}, {"id": "a"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "alerts": {"notifier": "email", "email_to": "ops@example.com"},
+                "clusters": [{"id": "a"}, {"id": "a"}],
+            }
+        )
+    )
     with pytest.raises(ConfigError, match="duplicate"):
         load_config(path)
     assert load_alert_settings(path).email_to == ("ops@example.com",)
 
 
-@pytest.mark.parametrize("schedule", [None, "@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly",
-                                      "@quarterly", "@yearly", "*/15 * * * *", "30 2 * * 1-5", "0 0 1 jan *"])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        None,
+        "@once",
+        "@continuous",
+        "@hourly",
+        "@daily",
+        "@weekly",
+        "@monthly",
+        "@quarterly",
+        "@yearly",
+        "*/15 * * * *",
+        "30 2 * * 1-5",
+        "0 0 1 jan *",
+    ],
+)
 def test_valid_schedules(schedule):
     assert parse_config({**GOOD, "backup_schedule": schedule}).backup_schedule == schedule
 
@@ -139,8 +216,23 @@ def test_duplicate_clusters_in_a_trigger_are_refused():
 
 
 def test_settings_reprs_never_show_inline_store_secrets():
-    raw = {"clusters": [{"id": "a", "backup": {"object_store": {
-        "type": "S3", "config": {"bucket": "b", "access_key": "AKIAIOSFODNN7EXAMPLE", "secret_key": "Zq8TkXr2Wv9"}}}}]}
+    raw = {
+        "clusters": [
+            {
+                "id": "a",
+                "backup": {
+                    "object_store": {
+                        "type": "S3",
+                        "config": {
+                            "bucket": "b",
+                            "access_key": "AKIAIOSFODNN7EXAMPLE",
+                            "secret_key": "Zq8TkXr2Wv9",
+                        },
+                    }
+                },
+            }
+        ]
+    }
     cluster = parse_config(raw).cluster("a")
     for text in (repr(cluster), str(cluster), repr(cluster.backup), repr(cluster.backup.object_store)):
         assert "Zq8TkXr2Wv9" not in text and "AKIAIOSFODNN7EXAMPLE" not in text
@@ -149,7 +241,11 @@ def test_settings_reprs_never_show_inline_store_secrets():
 
 def test_a_yaml_mistake_names_the_line_but_never_quotes_it(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text('clusters:\n  - id: a\n    backup: {object_store: {type: S3, config: {secret_key: "Zq8TkXr2Wv9" x}}}\n')
+    bad.write_text(
+        'clusters:\n  - id: a\n    backup: {object_store: {type: S3, config: {secret_key: "Zq8TkXr2Wv9" x}}}\n'
+    )
     with pytest.raises(ConfigError) as refused:
         load_config(bad)
-    assert "is not valid YAML: line 3, column" in str(refused.value) and "Zq8TkXr2Wv9" not in str(refused.value)
+    assert "is not valid YAML: line 3, column" in str(refused.value) and "Zq8TkXr2Wv9" not in str(
+        refused.value
+    )

@@ -35,8 +35,12 @@ class Pod:
     def __init__(self, root: Path, with_tar: bool = True):
         self.db = root / "db"
         self.etl = self.db / "etl"
-        files = {"bingen/assets/1d/100-200": b"a" * 1000, "bingen/assets/1h/100-200": b"b" * 10,
-                 "bingen/allocations/1d/100-200": os.urandom(70_000), "cloudcosts/x": b""}
+        files = {
+            "bingen/assets/1d/100-200": b"a" * 1000,
+            "bingen/assets/1h/100-200": b"b" * 10,
+            "bingen/allocations/1d/100-200": os.urandom(70_000),
+            "cloudcosts/x": b"",
+        }
         for name, data in files.items():
             (self.etl / name).parent.mkdir(parents=True, exist_ok=True)
             (self.etl / name).write_bytes(data)
@@ -61,14 +65,17 @@ def pod(tmp_path: Path) -> Pod:
 
 # ------------------------------------------------------------------------------ tar
 
+
 def test_tar_round_trip_through_stdout_and_stdin(pod: Pod):
     archive = pod.run("tar", "cf", "-", "-C", ETL, ".")
     assert archive.code == 0, archive.err
     assert len(archive.out) % 10240 == 0  # GNU tar pads to whole records
     names = [m.name for m in tarfile.open(fileobj=io.BytesIO(archive.out))]
     assert names[:2] == [".", "./bingen"]  # (tarfile drops a directory's trailing "/")
-    extracted = pod.sh("mkdir -p /var/configs/db/etl.staging-1 && tar -xmf - -C /var/configs/db/etl.staging-1",
-                       stdin=archive.out)
+    extracted = pod.sh(
+        "mkdir -p /var/configs/db/etl.staging-1 && tar -xmf - -C /var/configs/db/etl.staging-1",
+        stdin=archive.out,
+    )
     assert extracted.code == 0, extracted.err
     assert tree_digests(pod.db / "etl.staging-1") == tree_digests(pod.etl)
 
@@ -166,6 +173,7 @@ def test_debug_container_reaches_the_target_through_proc_1_root(tmp_path: Path):
 
 # ---------------------------------------------------------------------- path safety
 
+
 def test_paths_cannot_escape_the_mapped_folders(pod: Pod, tmp_path: Path):
     (tmp_path / "secret").write_text("host secret")
     os.symlink(tmp_path / "secret", pod.etl / "evil")
@@ -188,15 +196,18 @@ def test_mount_point_cannot_be_removed(pod: Pod):
 
 # ------------------------------------------------------------------------ other tools
 
+
 def test_find_printf_and_print0(pod: Pod):
-    found = pod.run("find", ETL, "-mindepth", "1", "-type", "f", "-name", "100-*",
-                    "-printf", "%P %s %y %m %T@\\n")
+    found = pod.run(
+        "find", ETL, "-mindepth", "1", "-type", "f", "-name", "100-*", "-printf", "%P %s %y %m %T@\\n"
+    )
     assert found.code == 0
     lines = found.text.splitlines()
     assert [line.split()[:4] for line in lines] == [
         ["bingen/allocations/1d/100-200", "70000", "f", "644"],
         ["bingen/assets/1d/100-200", "1000", "f", "644"],
-        ["bingen/assets/1h/100-200", "10", "f", "644"]]
+        ["bingen/assets/1h/100-200", "10", "f", "644"],
+    ]
     mtime = (pod.etl / "bingen/assets/1d/100-200").stat().st_mtime_ns
     assert lines[1].split()[4] == f"{mtime // 10**9}.{mtime % 10**9:09d}0"
     zero = pod.run("find", ETL, "-maxdepth", "1", "-print0")
@@ -237,12 +248,18 @@ def test_exit_codes_and_shell_operators(pod: Pod):
 
 
 def test_shell_expansions(pod: Pod):
-    script = f"d=$(mktemp -d) && cd $d && echo \"in ${{d:-none}}\" > note && cat note | wc -c && ls {ETL}/bingen/*/1d"
+    script = f'd=$(mktemp -d) && cd $d && echo "in ${{d:-none}}" > note && cat note | wc -c && ls {ETL}/bingen/*/1d'
     result = pod.sh(script)
     assert result.code == 0, result.err
     lines = result.text.splitlines()
     assert lines[0] == str(len("in /tmp/tmp.XXXXXXXXXX\n"))
-    assert lines[1:] == [f"{ETL}/bingen/allocations/1d:", "100-200", "", f"{ETL}/bingen/assets/1d:", "100-200"]
+    assert lines[1:] == [
+        f"{ETL}/bingen/allocations/1d:",
+        "100-200",
+        "",
+        f"{ETL}/bingen/assets/1d:",
+        "100-200",
+    ]
 
 
 def test_stat_ls_du_tail_wc(pod: Pod):
@@ -251,17 +268,24 @@ def test_stat_ls_du_tail_wc(pod: Pod):
     assert pod.run("stat", "-c", "%F", f"{ETL}/cloudcosts/x").text == "regular empty file\n"
     assert pod.run("stat", "/nope").err == "stat: cannot stat '/nope': No such file or directory\n"
     long = pod.run("ls", "-la", f"{ETL}/bingen/assets/1d").text.splitlines()
-    assert long[0].startswith("total ") and long[-1].startswith("-rw-r--r--") and long[-1].endswith(" 100-200")
+    assert (
+        long[0].startswith("total ") and long[-1].startswith("-rw-r--r--") and long[-1].endswith(" 100-200")
+    )
     assert " 1000 " in long[-1]
     usage = pod.run("du", "-sb", f"{ETL}/bingen/assets/1d").text
-    assert usage.split("\t") == [str(1000 + os.stat(pod.etl / "bingen/assets/1d").st_size), f"{ETL}/bingen/assets/1d\n"]
+    assert usage.split("\t") == [
+        str(1000 + os.stat(pod.etl / "bingen/assets/1d").st_size),
+        f"{ETL}/bingen/assets/1d\n",
+    ]
     assert pod.sh(f"tail -c+991 {file} | wc -c").text == "10\n"
     assert pod.run("wc", "-c", file).text == f"1000 {file}\n"
 
 
 def test_mkdir_mv_rm_like_a_restore(pod: Pod):
-    script = (f"mkdir -p {ETL}.new/bingen && echo x > {ETL}.new/bingen/f && rm -rf {ETL} && "
-              f"mv {ETL}.new {ETL} && ls {ETL}/bingen")
+    script = (
+        f"mkdir -p {ETL}.new/bingen && echo x > {ETL}.new/bingen/f && rm -rf {ETL} && "
+        f"mv {ETL}.new {ETL} && ls {ETL}/bingen"
+    )
     result = pod.sh(script)
     assert (result.code, result.text) == (0, "f\n")
     assert (pod.etl / "bingen" / "f").read_text() == "x\n"

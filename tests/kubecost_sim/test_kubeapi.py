@@ -26,8 +26,15 @@ class Api:
         self.token = sim.token if token == "default" else token
         self.http = urllib3.PoolManager(ca_certs=sim.ca_cert, cert_reqs="CERT_REQUIRED")
 
-    def request(self, method: str, path: str, body=None, content_type: str = "application/json",
-                headers: dict | None = None, **kwargs):
+    def request(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        content_type: str = "application/json",
+        headers: dict | None = None,
+        **kwargs,
+    ):
         all_headers = {"Content-Type": content_type, **(headers or {})}
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
@@ -39,17 +46,37 @@ class Api:
         text = response.data.decode()
         return response.status, json.loads(text) if text.startswith("{") else text
 
-    def open_exec(self, pod: str, command: list[str], container: str = "cost-model", stdin: bool = False,
-                  protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io")) -> websocket.WebSocket:
+    def open_exec(
+        self,
+        pod: str,
+        command: list[str],
+        container: str = "cost-model",
+        stdin: bool = False,
+        protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io"),
+    ) -> websocket.WebSocket:
         query = [("command", part) for part in command] + [
-            ("container", container), ("stdout", "true"), ("stderr", "true"), ("stdin", str(stdin).lower())]
+            ("container", container),
+            ("stdout", "true"),
+            ("stderr", "true"),
+            ("stdin", str(stdin).lower()),
+        ]
         url = self.sim.api_url.replace("https://", "wss://") + f"{NS}/pods/{pod}/exec?{urlencode(query)}"
-        return websocket.create_connection(url, header=[f"Authorization: Bearer {self.token}"],
-                                           subprotocols=list(protocols), sslopt={"ca_certs": self.sim.ca_cert},
-                                           timeout=30)
+        return websocket.create_connection(
+            url,
+            header=[f"Authorization: Bearer {self.token}"],
+            subprotocols=list(protocols),
+            sslopt={"ca_certs": self.sim.ca_cert},
+            timeout=30,
+        )
 
-    def exec(self, pod: str, command: list[str], container: str = "cost-model", stdin: bytes | None = None,
-             protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io")) -> ExecResult:
+    def exec(
+        self,
+        pod: str,
+        command: list[str],
+        container: str = "cost-model",
+        stdin: bytes | None = None,
+        protocols: tuple[str, ...] = ("v5.channel.k8s.io", "v4.channel.k8s.io"),
+    ) -> ExecResult:
         ws = self.open_exec(pod, command, container, stdin is not None, protocols)
         if stdin is not None:
             ws.send_binary(b"\x00" + stdin)
@@ -104,12 +131,20 @@ def pods(kube: Api, selector: str = "", fields: str = "") -> list[str]:
 
 # --------------------------------------------------------------------- auth, errors
 
+
 def test_token_is_required(sim: SimulatorProcess):
     for token in (None, "wrong"):
         status, body = Api(sim, token=token).get(f"{NS}/pods")
         assert status == 401
-        assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                        "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+        assert body == {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "Unauthorized",
+            "reason": "Unauthorized",
+            "code": 401,
+        }
     assert sim.state()["namespace"] == "kubecost"  # the admin endpoints need no token
 
 
@@ -127,7 +162,10 @@ def test_not_found_is_a_status(kube: Api):
     status, body = kube.get(f"{NS}/pods/nope")
     assert status == 404
     assert (body["message"], body["reason"], body["details"]) == (
-        'pods "nope" not found', "NotFound", {"name": "nope", "kind": "pods"})
+        'pods "nope" not found',
+        "NotFound",
+        {"name": "nope", "kind": "pods"},
+    )
     status, body = kube.get(f"{DEPLOYMENTS}/nope")
     assert status == 404 and body["message"] == 'deployments.apps "nope" not found'
     assert kube.get("/api/v1/namespaces/elsewhere")[1]["message"] == 'namespaces "elsewhere" not found'
@@ -139,13 +177,21 @@ def test_discovery(kube: Api):
     assert kube.get("/version")[1]["gitVersion"].startswith("v1.")
     assert kube.get("/api")[1]["versions"] == ["v1"]
     core = {r["name"] for r in kube.get("/api/v1")[1]["resources"]}
-    assert {"pods", "pods/log", "pods/exec", "pods/ephemeralcontainers", "services", "services/proxy",
-            "namespaces"} <= core
+    assert {
+        "pods",
+        "pods/log",
+        "pods/exec",
+        "pods/ephemeralcontainers",
+        "services",
+        "services/proxy",
+        "namespaces",
+    } <= core
     assert kube.get("/apis")[1]["groups"][0]["preferredVersion"]["groupVersion"] == "apps/v1"
     assert "deployments" in {r["name"] for r in kube.get("/apis/apps/v1")[1]["resources"]}
 
 
 # ----------------------------------------------------------------------------- pods
+
 
 def test_pods_frontend_decoy_first_and_selectors(kube: Api, sim: SimulatorProcess):
     cost_model = sim.cost_model_pod()
@@ -154,7 +200,9 @@ def test_pods_frontend_decoy_first_and_selectors(kube: Api, sim: SimulatorProces
     assert everything[0].startswith("kubecost-cost-analyzer-frontend-")
     assert pods(kube, "app=cost-analyzer") == everything  # the naive selector: decoy first
     assert pods(kube, "app.kubernetes.io/name==cost-analyzer") == [cost_model]
-    assert pods(kube, "app in (cost-analyzer,x),app.kubernetes.io/name notin (cost-analyzer-frontend)") == [cost_model]
+    assert pods(kube, "app in (cost-analyzer,x),app.kubernetes.io/name notin (cost-analyzer-frontend)") == [
+        cost_model
+    ]
     assert pods(kube, "app!=cost-analyzer") == []
     assert pods(kube, "pod-template-hash") == everything and pods(kube, "!pod-template-hash") == []
     assert pods(kube, fields=f"metadata.name={cost_model},status.phase=Running") == [cost_model]
@@ -173,12 +221,19 @@ def test_pods_frontend_decoy_first_and_selectors(kube: Api, sim: SimulatorProces
 def test_table_for_kubectl_get(kube: Api):
     status, table = kube.get(f"{NS}/pods", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
     assert status == 200 and table["kind"] == "Table"
-    assert [c["name"] for c in table["columnDefinitions"]][:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert [c["name"] for c in table["columnDefinitions"]][:5] == [
+        "Name",
+        "Ready",
+        "Status",
+        "Restarts",
+        "Age",
+    ]
     assert [row["cells"][1:4] for row in table["rows"]] == [["1/1", "Running", 0], ["2/2", "Running", 0]]
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
 
 
 # ----------------------------------------------------------------------------- logs
+
 
 def test_pod_logs_options(kube: Api, sim: SimulatorProcess):
     pod = sim.cost_model_pod()
@@ -198,14 +253,17 @@ def test_pod_logs_options(kube: Api, sim: SimulatorProcess):
     assert (status, body["message"]) == (400, f"container nope is not valid for pod {pod}")
     status, body = kube.get(f"{NS}/pods/{pod}/log")
     assert status == 400 and body["message"] == (
-        f"a container name must be specified for pod {pod}, choose one of: [cost-model cost-analyzer-frontend]")
+        f"a container name must be specified for pod {pod}, choose one of: [cost-model cost-analyzer-frontend]"
+    )
     assert kube.get(path + "&sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z")[0] == 422
 
 
 def test_log_follow_streams_until_the_pod_is_replaced(kube: Api, sim: SimulatorProcess):
     pod = sim.cost_model_pod()
     sim.append_log("before")
-    response = kube.request("GET", f"{NS}/pods/{pod}/log?container=cost-model&follow=true", preload_content=False)
+    response = kube.request(
+        "GET", f"{NS}/pods/{pod}/log?container=cost-model&follow=true", preload_content=False
+    )
     lines: queue.Queue[bytes] = queue.Queue()
 
     def read():
@@ -223,15 +281,19 @@ def test_log_follow_streams_until_the_pod_is_replaced(kube: Api, sim: SimulatorP
 
 # ----------------------------------------------------------------------------- exec
 
+
 def test_exec_v5_stdin_close_stderr_and_exit_code(kube: Api, sim: SimulatorProcess):
     result = kube.exec(sim.cost_model_pod(), ["sh", "-c", "cat; echo done >&2; exit 4"], stdin=b"hello")
     assert result.protocol == "v5.channel.k8s.io"
     assert (result.stdout, result.stderr) == (b"hello", b"done\n")
     assert result.status == {
-        "metadata": {}, "status": "Failure",
+        "metadata": {},
+        "status": "Failure",
         "message": "command terminated with non-zero exit code: error executing command "
-                   "[sh -c cat; echo done >&2; exit 4], exit code 4",
-        "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": "4"}]}}
+        "[sh -c cat; echo done >&2; exit 4], exit code 4",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": "4"}]},
+    }
     assert result.closed_cleanly
 
 
@@ -287,7 +349,11 @@ def test_lost_status_fault_runs_the_command_then_drops_its_status(kube: Api, sim
     assert kube.exec(pod, ["test", "-d", "/tmp/lost"]).status["status"] == "Success"  # it did run
     sim.set_faults(exec_lose_status_pattern=r"^mkdir -p /tmp/again", exec_lose_status_following=2)
     assert kube.exec(pod, ["mkdir", "-p", "/tmp/again"]).status is None
-    assert [kube.exec(pod, ["true"]).status for _ in range(3)] == [None, None, {"metadata": {}, "status": "Success"}]
+    assert [kube.exec(pod, ["true"]).status for _ in range(3)] == [
+        None,
+        None,
+        {"metadata": {}, "status": "Success"},
+    ]
 
 
 def test_debug_containers_end_with_their_sleep_or_a_cost_model_restart(kube: Api, sim: SimulatorProcess):
@@ -295,17 +361,25 @@ def test_debug_containers_end_with_their_sleep_or_a_cost_model_restart(kube: Api
     path = f"{NS}/pods/{pod}/ephemeralcontainers"
 
     def add(name: str, seconds: str) -> None:
-        debug = {"name": name, "image": "busybox:1.36", "targetContainerName": "cost-model",
-                 "command": ["sleep", seconds]}
+        debug = {
+            "name": name,
+            "image": "busybox:1.36",
+            "targetContainerName": "cost-model",
+            "command": ["sleep", seconds],
+        }
         patch = [{"op": "add", "path": "/spec/ephemeralContainers/-", "value": debug}]
         first = kube.get(f"{NS}/pods/{pod}")[1]["spec"].get("ephemeralContainers") is None
         body = {"spec": {"ephemeralContainers": [debug]}} if first else patch
-        response = kube.request("PATCH", path, body, content_type=SMP if first else "application/json-patch+json")
+        response = kube.request(
+            "PATCH", path, body, content_type=SMP if first else "application/json-patch+json"
+        )
         assert response.status == 200, response.data
 
     def states() -> dict:
-        return {s["name"]: next(iter(s["state"]))
-                for s in kube.get(f"{NS}/pods/{pod}")[1]["status"]["ephemeralContainerStatuses"]}
+        return {
+            s["name"]: next(iter(s["state"]))
+            for s in kube.get(f"{NS}/pods/{pod}")[1]["status"]["ephemeralContainerStatuses"]
+        }
 
     add("short", "0")  # its sleep is already over
     add("long", "3600")
@@ -333,11 +407,16 @@ def test_exec_is_killed_when_the_pod_is_replaced(kube: Api, sim: SimulatorProces
 
 # --------------------------------------------------------------- ephemeral containers
 
+
 def test_ephemeral_container_added_running_and_validated(kube: Api, sim: SimulatorProcess):
     pod = sim.cost_model_pod()
     path = f"{NS}/pods/{pod}/ephemeralcontainers"
-    debug = {"name": "debugger", "image": "busybox:1.36", "targetContainerName": "cost-model",
-             "command": ["sleep", "3600"]}
+    debug = {
+        "name": "debugger",
+        "image": "busybox:1.36",
+        "targetContainerName": "cost-model",
+        "command": ["sleep", "3600"],
+    }
     response = kube.request("PATCH", path, {"spec": {"ephemeralContainers": [debug]}}, content_type=SMP)
     assert response.status == 200
     status = json.loads(response.data)["status"]["ephemeralContainerStatuses"]
@@ -345,28 +424,45 @@ def test_ephemeral_container_added_running_and_validated(kube: Api, sim: Simulat
     listing = kube.exec(pod, ["ls", "/proc/1/root/var/configs/db/etl"], container="debugger")
     assert listing.stdout == b"bingen\n"
 
-    duplicate = kube.request("PATCH", path, [{"op": "add", "path": "/spec/ephemeralContainers/-", "value": debug}],
-                             content_type="application/json-patch+json")
+    duplicate = kube.request(
+        "PATCH",
+        path,
+        [{"op": "add", "path": "/spec/ephemeralContainers/-", "value": debug}],
+        content_type="application/json-patch+json",
+    )
     body = json.loads(duplicate.data)
     assert duplicate.status == 422 and body["reason"] == "Invalid"
-    assert body["message"] == (f'Pod "{pod}" is invalid: spec.ephemeralContainers[1].name: '
-                               'Duplicate value: "debugger"')
-    changed = kube.request("PATCH", path, {"spec": {"ephemeralContainers": [{**debug, "command": ["sh"]}]}},
-                           content_type=SMP)
+    assert body["message"] == (
+        f'Pod "{pod}" is invalid: spec.ephemeralContainers[1].name: Duplicate value: "debugger"'
+    )
+    changed = kube.request(
+        "PATCH", path, {"spec": {"ephemeralContainers": [{**debug, "command": ["sh"]}]}}, content_type=SMP
+    )
     assert changed.status == 422 and "may not be changed" in json.loads(changed.data)["message"]
     bad_target = {**debug, "name": "other", "targetContainerName": "nope"}
     wrong = kube.request("PATCH", path, {"spec": {"ephemeralContainers": [bad_target]}}, content_type=SMP)
-    assert wrong.status == 422 and 'targetContainerName: Not found: "nope"' in json.loads(wrong.data)["message"]
+    assert (
+        wrong.status == 422 and 'targetContainerName: Not found: "nope"' in json.loads(wrong.data)["message"]
+    )
 
 
 # ------------------------------------------------------------------ restart, scale
 
+
 def test_rollout_restart_patch_replaces_the_cost_model_pod(kube: Api, sim: SimulatorProcess):
     old = kube.get(f"{NS}/pods/{sim.cost_model_pod()}")[1]
     sim.append_log("old log line")
-    assert kube.exec(old["metadata"]["name"], ["sh", "-c", "echo x > /tmp/scratch"]).status["status"] == "Success"
-    patch = {"spec": {"template": {"metadata": {"annotations": {
-        "kubectl.kubernetes.io/restartedAt": "2024-05-01T00:00:00Z"}}}}}
+    assert (
+        kube.exec(old["metadata"]["name"], ["sh", "-c", "echo x > /tmp/scratch"]).status["status"]
+        == "Success"
+    )
+    patch = {
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2024-05-01T00:00:00Z"}}
+            }
+        }
+    }
     response = kube.request("PATCH", f"{DEPLOYMENTS}/kubecost-cost-analyzer", patch, content_type=SMP)
     assert response.status == 200
     deployment = json.loads(response.data)
@@ -392,7 +488,9 @@ def test_rollout_restart_patch_replaces_the_cost_model_pod(kube: Api, sim: Simul
 def test_scale_to_zero_and_back_and_delete_pod(kube: Api, sim: SimulatorProcess):
     scale = f"{DEPLOYMENTS}/kubecost-cost-analyzer/scale"
     first = sim.cost_model_pod()
-    response = kube.request("PATCH", scale, {"spec": {"replicas": 0}}, content_type="application/merge-patch+json")
+    response = kube.request(
+        "PATCH", scale, {"spec": {"replicas": 0}}, content_type="application/merge-patch+json"
+    )
     assert response.status == 200 and json.loads(response.data)["spec"]["replicas"] == 0
     assert pods(kube, "app.kubernetes.io/name=cost-analyzer") == []
     status, body = kube.get(f"{NS}/services/kubecost-cost-analyzer:9090/proxy/model/etl/status")
@@ -404,14 +502,22 @@ def test_scale_to_zero_and_back_and_delete_pod(kube: Api, sim: SimulatorProcess)
     assert deleted.status == 200 and json.loads(deleted.data)["metadata"]["deletionTimestamp"]
     third = sim.cost_model_pod()
     assert third not in (None, second) and third.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]
-    assert kube.request("PATCH", scale, {"spec": {"replicas": 3}},
-                        content_type="application/merge-patch+json").status == 422
+    assert (
+        kube.request(
+            "PATCH", scale, {"spec": {"replicas": 3}}, content_type="application/merge-patch+json"
+        ).status
+        == 422
+    )
 
 
 def test_watch_sees_the_restart(kube: Api, sim: SimulatorProcess):
     old = sim.cost_model_pod()
-    response = kube.request("GET", f"{NS}/pods?watch=true&timeoutSeconds=20&labelSelector="
-                                   + quote("app.kubernetes.io/name=cost-analyzer"), preload_content=False)
+    response = kube.request(
+        "GET",
+        f"{NS}/pods?watch=true&timeoutSeconds=20&labelSelector="
+        + quote("app.kubernetes.io/name=cost-analyzer"),
+        preload_content=False,
+    )
     events: queue.Queue[dict | None] = queue.Queue()
 
     def read():
@@ -441,11 +547,14 @@ def test_watch_sees_the_restart(kube: Api, sim: SimulatorProcess):
 
 # ---------------------------------------------------------------------------- proxy
 
+
 def test_service_and_pod_proxy_reach_the_cost_model_and_prometheus(kube: Api, sim: SimulatorProcess):
-    for path in (f"{NS}/services/kubecost-cost-analyzer:9090/proxy/model/etl/status",
-                 f"{NS}/services/http:kubecost-cost-analyzer:tcp-model/proxy/etl/status",
-                 f"{NS}/services/kubecost-cost-analyzer/proxy/etl/status",
-                 f"{NS}/pods/{sim.cost_model_pod()}:9003/proxy/etl/status"):
+    for path in (
+        f"{NS}/services/kubecost-cost-analyzer:9090/proxy/model/etl/status",
+        f"{NS}/services/http:kubecost-cost-analyzer:tcp-model/proxy/etl/status",
+        f"{NS}/services/kubecost-cost-analyzer/proxy/etl/status",
+        f"{NS}/pods/{sim.cost_model_pod()}:9003/proxy/etl/status",
+    ):
         status, body = kube.get(path)
         assert status == 200 and body["code"] == 200, path
     status, body = kube.get(f"{NS}/services/kubecost-prometheus-server:80/proxy/api/v1/status/flags")

@@ -24,7 +24,11 @@ def test_get_pods_lists_both_pods(sim: SimulatorProcess):
     output = text(sim.kubectl("get", "pods", "-n", "kubecost")).splitlines()
     assert output[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     rows = [line.split() for line in output[1:]]
-    assert rows[0][0].startswith("kubecost-cost-analyzer-frontend-") and rows[0][1:4] == ["1/1", "Running", "0"]
+    assert rows[0][0].startswith("kubecost-cost-analyzer-frontend-") and rows[0][1:4] == [
+        "1/1",
+        "Running",
+        "0",
+    ]
     assert rows[1][0] == sim.cost_model_pod() and rows[1][1:4] == ["2/2", "Running", "0"]
 
 
@@ -32,12 +36,18 @@ def test_logs_with_container_since_time_timestamps_and_deployment(sim: Simulator
     pod = sim.cost_model_pod()
     sim.append_log("2024-01-01T00:00:00Z INF one", "2024-01-01T00:00:01Z INF two")
     assert text(sim.kubectl("logs", "-n", "kubecost", pod, "-c", "cost-model")) == (
-        "2024-01-01T00:00:00Z INF one\n2024-01-01T00:00:01Z INF two\n")
+        "2024-01-01T00:00:00Z INF one\n2024-01-01T00:00:01Z INF two\n"
+    )
     stamped = text(sim.kubectl("logs", "-n", "kubecost", pod, "-c", "cost-model", "--timestamps"))
     assert [line.split(" ", 1)[1] for line in stamped.splitlines()] == [
-        "2024-01-01T00:00:00Z INF one", "2024-01-01T00:00:01Z INF two"]
+        "2024-01-01T00:00:00Z INF one",
+        "2024-01-01T00:00:01Z INF two",
+    ]
     assert text(sim.kubectl("logs", pod, "-c", "cost-model", "--since-time=2999-01-01T00:00:00Z")) == ""
-    assert text(sim.kubectl("logs", pod, "-c", "cost-model", "--since-time=2000-01-01T00:00:00Z")).count("\n") == 2
+    assert (
+        text(sim.kubectl("logs", pod, "-c", "cost-model", "--since-time=2000-01-01T00:00:00Z")).count("\n")
+        == 2
+    )
     by_deployment = sim.kubectl("logs", "-n", "kubecost", "deploy/kubecost-cost-analyzer", "--tail=1")
     assert text(by_deployment) == "2024-01-01T00:00:01Z INF two\n"
     assert b'Defaulted container "cost-model"' in by_deployment.stderr
@@ -70,8 +80,16 @@ def test_rollout_restart_gives_a_new_pod(sim: SimulatorProcess):
     before = sim.cost_model_pod()
     result = sim.kubectl("rollout", "restart", "deployment/kubecost-cost-analyzer", "-n", "kubecost")
     assert text(result) == "deployment.apps/kubecost-cost-analyzer restarted\n"
-    after = text(sim.kubectl("get", "pods", "-l", "app.kubernetes.io/name=cost-analyzer",
-                                   "-o", "jsonpath={.items[*].metadata.name}"))
+    after = text(
+        sim.kubectl(
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=cost-analyzer",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        )
+    )
     assert after not in ("", before) and after == sim.cost_model_pod()
     status = sim.kubectl("rollout", "status", "deployment/kubecost-cost-analyzer", "--timeout=20s")
     assert b"successfully rolled out" in status.stdout
@@ -82,12 +100,40 @@ def test_debug_container_copies_through_proc_1_root_without_tar(simulator, etl_d
     pod = sim.cost_model_pod()
     no_tar = sim.kubectl("exec", pod, "-c", "cost-model", "--", "tar", "cf", "-", ETL, check=False)
     assert no_tar.returncode == 1 and b'exec: "tar": executable file not found' in no_tar.stderr
-    sim.kubectl("debug", "-n", "kubecost", pod, "--image=busybox:1.36", "--target=cost-model",
-                      "--container=etl-copy", "--", "sleep", "3600")
+    sim.kubectl(
+        "debug",
+        "-n",
+        "kubecost",
+        pod,
+        "--image=busybox:1.36",
+        "--target=cost-model",
+        "--container=etl-copy",
+        "--",
+        "sleep",
+        "3600",
+    )
     archive = tmp_path / "etl.tar"
     with open(archive, "wb") as out:
-        subprocess.run(["kubectl", "exec", pod, "-c", "etl-copy", "--", "tar", "cf", "-", "-C", "/proc/1/root" + ETL, "."],
-                       env=sim.kubectl_env(), stdout=out, check=True, timeout=60)
+        subprocess.run(
+            [
+                "kubectl",
+                "exec",
+                pod,
+                "-c",
+                "etl-copy",
+                "--",
+                "tar",
+                "cf",
+                "-",
+                "-C",
+                "/proc/1/root" + ETL,
+                ".",
+            ],
+            env=sim.kubectl_env(),
+            stdout=out,
+            check=True,
+            timeout=60,
+        )
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "copy", filter="data")
     assert tree_digests(tmp_path / "copy") == tree_digests(etl_dir)
@@ -99,12 +145,31 @@ def test_exec_tar_throughput(simulator, big_etl_dir: Path, tmp_path: Path):
     archive = tmp_path / "big.tar"
     started = time.monotonic()
     with open(archive, "wb") as out:
-        subprocess.run(["kubectl", "exec", sim.cost_model_pod(), "-c", "cost-model", "--",
-                        "tar", "cf", "-", "-C", ETL, "."], env=sim.kubectl_env(), stdout=out, check=True,
-                       timeout=120)
+        subprocess.run(
+            [
+                "kubectl",
+                "exec",
+                sim.cost_model_pod(),
+                "-c",
+                "cost-model",
+                "--",
+                "tar",
+                "cf",
+                "-",
+                "-C",
+                ETL,
+                ".",
+            ],
+            env=sim.kubectl_env(),
+            stdout=out,
+            check=True,
+            timeout=120,
+        )
     seconds = time.monotonic() - started
     size = archive.stat().st_size
-    print(f"\nkubectl exec tar cf -: {size / 1e6:.0f} MB in {seconds:.2f} s = {size / 1e6 / seconds:.0f} MB/s")
+    print(
+        f"\nkubectl exec tar cf -: {size / 1e6:.0f} MB in {seconds:.2f} s = {size / 1e6 / seconds:.0f} MB/s"
+    )
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "copy", filter="data")
     assert tree_digests(tmp_path / "copy") == tree_digests(big_etl_dir)

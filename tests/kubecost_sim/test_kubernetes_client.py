@@ -19,10 +19,22 @@ from tests.etl_trees import tree_digests
 ETL = "/var/configs/db/etl"
 
 
-def open_exec(api: client.CoreV1Api, pod: str, command: list[str], container: str = "cost-model",
-              stdin: bool = False):
-    return stream(api.connect_get_namespaced_pod_exec, pod, "kubecost", container=container, command=command,
-                  stdin=stdin, stdout=True, stderr=True, tty=False, binary=True, _preload_content=False)
+def open_exec(
+    api: client.CoreV1Api, pod: str, command: list[str], container: str = "cost-model", stdin: bool = False
+):
+    return stream(
+        api.connect_get_namespaced_pod_exec,
+        pod,
+        "kubecost",
+        container=container,
+        command=command,
+        stdin=stdin,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        binary=True,
+        _preload_content=False,
+    )
 
 
 class _Sink:
@@ -64,10 +76,14 @@ def test_list_pods_with_label_selector_and_read_deployment(sim: SimulatorProcess
     pods = api.list_namespaced_pod("kubecost", label_selector="app=cost-analyzer").items
     assert [p.metadata.name for p in pods][1] == sim.cost_model_pod()
     assert [c.name for c in pods[0].spec.containers] == ["cost-analyzer-frontend"]  # the HA decoy comes first
-    [cost_model] = api.list_namespaced_pod("kubecost", label_selector="app.kubernetes.io/name=cost-analyzer").items
+    [cost_model] = api.list_namespaced_pod(
+        "kubecost", label_selector="app.kubernetes.io/name=cost-analyzer"
+    ).items
     assert cost_model.status.phase == "Running" and cost_model.status.start_time is not None
     assert [s.name for s in cost_model.status.container_statuses] == ["cost-model", "cost-analyzer-frontend"]
-    deployment = client.AppsV1Api(api.api_client).read_namespaced_deployment("kubecost-cost-analyzer", "kubecost")
+    deployment = client.AppsV1Api(api.api_client).read_namespaced_deployment(
+        "kubecost-cost-analyzer", "kubecost"
+    )
     assert deployment.spec.selector.match_labels["app.kubernetes.io/name"] == "cost-analyzer"
     assert deployment.status.ready_replicas == 1
 
@@ -78,8 +94,14 @@ def test_read_log_since_seconds(sim: SimulatorProcess):
 
     def read(**options) -> str:
         # Raw bytes: client 36.x turns a preloaded log into the repr "b'...'" (kubernetes-client/python#2596).
-        response = api.read_namespaced_pod_log(sim.cost_model_pod(), "kubecost", container="cost-model",
-                                               since_seconds=60, _preload_content=False, **options)
+        response = api.read_namespaced_pod_log(
+            sim.cost_model_pod(),
+            "kubecost",
+            container="cost-model",
+            since_seconds=60,
+            _preload_content=False,
+            **options,
+        )
         return response.data.decode()
 
     assert read() == "2024-01-01T00:00:00Z INF ETL: Asset[1d]: repairing\n"
@@ -107,15 +129,23 @@ def test_exec_tar_of_200_mb_arrives_intact(simulator, big_etl_dir: Path, tmp_pat
     response = open_exec(api, sim.cost_model_pod(), ["tar", "cf", "-", "-C", ETL, "."])
     stderr, status = drain(response, sink)
     seconds = time.monotonic() - started
-    print(f"\nkubernetes client exec tar cf -: {sink.size / 1e6:.0f} MB in {seconds:.2f} s "
-          f"= {sink.size / 1e6 / seconds:.0f} MB/s")
+    print(
+        f"\nkubernetes client exec tar cf -: {sink.size / 1e6:.0f} MB in {seconds:.2f} s "
+        f"= {sink.size / 1e6 / seconds:.0f} MB/s"
+    )
     assert json.loads(status) == {"metadata": {}, "status": "Success"} and stderr == b""
     assert sink.size > 200_000_000
     assert sink.finish() == tree_digests(big_etl_dir)
-    peak_kib = int(next(line.split()[1] for line in
-                        Path(f"/proc/{sim.process.pid}/status").read_text().splitlines()
-                        if line.startswith("VmHWM:")))
-    assert peak_kib < 150 * 1024, f"the server's memory peaked at {peak_kib // 1024} MiB: output is being buffered"
+    peak_kib = int(
+        next(
+            line.split()[1]
+            for line in Path(f"/proc/{sim.process.pid}/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        )
+    )
+    assert peak_kib < 150 * 1024, (
+        f"the server's memory peaked at {peak_kib // 1024} MiB: output is being buffered"
+    )
 
 
 def test_exec_in_ephemeral_container_when_the_image_has_no_tar(simulator, etl_dir: Path, tmp_path: Path):
@@ -125,14 +155,25 @@ def test_exec_in_ephemeral_container_when_the_image_has_no_tar(simulator, etl_di
     _, status = drain(open_exec(api, pod, ["tar", "cf", "-", ETL]), _Sink(tmp_path / "unused"))
     assert 'exec: "tar": executable file not found in $PATH' in json.loads(status)["message"]
 
-    body = {"spec": {"ephemeralContainers": [{"name": "etl-debug", "image": "busybox:1.36",
-                                              "targetContainerName": "cost-model", "command": ["sleep", "3600"]}]}}
+    body = {
+        "spec": {
+            "ephemeralContainers": [
+                {
+                    "name": "etl-debug",
+                    "image": "busybox:1.36",
+                    "targetContainerName": "cost-model",
+                    "command": ["sleep", "3600"],
+                }
+            ]
+        }
+    }
     api.patch_namespaced_pod_ephemeralcontainers(pod, "kubecost", body)
     [debug] = api.read_namespaced_pod(pod, "kubecost").status.ephemeral_container_statuses
     assert debug.name == "etl-debug" and debug.state.running is not None
     sink = _Sink(tmp_path / "copy")
-    _, status = drain(open_exec(api, pod, ["tar", "cf", "-", "-C", "/proc/1/root" + ETL, "."], container="etl-debug"),
-                      sink)
+    _, status = drain(
+        open_exec(api, pod, ["tar", "cf", "-", "-C", "/proc/1/root" + ETL, "."], container="etl-debug"), sink
+    )
     assert json.loads(status)["status"] == "Success"
     assert sink.finish() == tree_digests(etl_dir)
 
@@ -153,13 +194,16 @@ def test_cut_exec_stream_ends_without_a_status(sim: SimulatorProcess):
             stdout_bytes += len(frame.data) - 1
         elif frame.data[:1] == b"\x03":
             status = frame.data[1:]
-    assert status is None and stdout_bytes == 50_000  # no Success: the caller must treat the copy as incomplete
+    assert (
+        status is None and stdout_bytes == 50_000
+    )  # no Success: the caller must treat the copy as incomplete
 
 
 def test_cut_while_sending_stdin_ends_without_a_status(sim: SimulatorProcess):
     sim.set_faults(exec_cut_stdin_after_bytes=10_000)
-    response = open_exec(sim.core_v1(), sim.cost_model_pod(), ["sh", "-c", "cat > /var/configs/db/received"],
-                         stdin=True)
+    response = open_exec(
+        sim.core_v1(), sim.cost_model_pod(), ["sh", "-c", "cat > /var/configs/db/received"], stdin=True
+    )
     response.sock.settimeout(30)  # without the fault, cat would wait for more stdin: fail, don't hang
     status = None
     try:

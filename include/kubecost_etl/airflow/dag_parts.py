@@ -20,8 +20,11 @@ def stages(name: str):
 
 
 def cluster_param() -> Param:
-    return Param("", type="string",
-                 description="Cluster id from the configuration; empty means the only configured cluster.")
+    return Param(
+        "",
+        type="string",
+        description="Cluster id from the configuration; empty means the only configured cluster.",
+    )
 
 
 def label(cluster_id: str) -> None:

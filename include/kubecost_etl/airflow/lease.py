@@ -39,11 +39,18 @@ def cluster_lease(cluster: ClusterConfig) -> ClusterLease:
         return ClusterLease(open_repository(cluster).store, cluster.id, cluster.lease)
     federated = getattr(cluster, "federated", None)
     share = getattr(cluster, "share", None)
-    ref = (federated.object_store if federated is not None else
-           share.object_store if share is not None and share.object_store is not None else None)
+    ref = (
+        federated.object_store
+        if federated is not None
+        else share.object_store
+        if share is not None and share.object_store is not None
+        else None
+    )
     if ref is None:
-        raise ConfigError(f"cluster {cluster.id!r}: no object store to keep the cluster's lease in "
-                          "(configure backup.object_store)")
+        raise ConfigError(
+            f"cluster {cluster.id!r}: no object store to keep the cluster's lease in "
+            "(configure backup.object_store)"
+        )
     return ClusterLease(open_store(ref), cluster.id, cluster.lease)
 
 
@@ -54,7 +61,11 @@ def lease_for_one_task(cluster: ClusterConfig, context: Any | None) -> Iterator[
     the task works, release it whatever happens. Without a task context (a stage called directly, as
     tests and scripts do) the holder is named after this process."""
     lease = cluster_lease(cluster)
-    me = holder_for(context) if context is not None else Holder(dag_id="(direct call)", run_id=f"pid-{os.getpid()}")
+    me = (
+        holder_for(context)
+        if context is not None
+        else Holder(dag_id="(direct call)", run_id=f"pid-{os.getpid()}")
+    )
     holder = lease.acquire(me)
     try:
         with lease.held(holder):

@@ -14,8 +14,10 @@ from kubecost_etl.redact import redact
 
 log = logging.getLogger(__name__)
 
-MESSAGE = ("Kubecost ETL task failed: {{ ti.dag_id }}.{{ ti.task_id }}"
-           "{% if ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %} run {{ run_id }}: {{ exception }}")
+MESSAGE = (
+    "Kubecost ETL task failed: {{ ti.dag_id }}.{{ ti.task_id }}"
+    "{% if ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %} run {{ run_id }}: {{ exception }}"
+)
 
 
 def notify_failure(context) -> None:
@@ -50,11 +52,18 @@ def build_notifier(alerts):
     if alerts.notifier == Notifier.SLACK:
         from airflow.providers.slack.notifications.slack import SlackNotifier
 
-        return SlackNotifier(slack_conn_id=alerts.slack_conn_id, text=MESSAGE,
-                             **({"channel": alerts.slack_channel} if alerts.slack_channel else {}))
+        return SlackNotifier(
+            slack_conn_id=alerts.slack_conn_id,
+            text=MESSAGE,
+            **({"channel": alerts.slack_channel} if alerts.slack_channel else {}),
+        )
     if alerts.notifier == Notifier.EMAIL:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-        return SmtpNotifier(to=list(alerts.email_to), smtp_conn_id=alerts.smtp_conn_id,
-                            subject="Kubecost ETL: {{ ti.dag_id }}.{{ ti.task_id }} failed", html_content=MESSAGE)
+        return SmtpNotifier(
+            to=list(alerts.email_to),
+            smtp_conn_id=alerts.smtp_conn_id,
+            subject="Kubecost ETL: {{ ti.dag_id }}.{{ ti.task_id }} failed",
+            html_content=MESSAGE,
+        )
     return None

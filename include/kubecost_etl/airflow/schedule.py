@@ -42,15 +42,20 @@ def _schedule(key: str, default: str) -> str | None:
         with open(path) as handle:
             raw = yaml.safe_load(handle) or {}
     except (OSError, yaml.YAMLError):  # not the exception's text: a YAML excerpt may hold a secret
-        log.warning("cannot read %s for the schedule; using %s (the run's first task reports the error)",
-                    path, default)
+        log.warning(
+            "cannot read %s for the schedule; using %s (the run's first task reports the error)",
+            path,
+            default,
+        )
         return default
     if not isinstance(raw, dict):
         return default
     try:
         return check_schedule(raw.get(key, default), key)
     except ConfigError as exc:
-        log.warning("%s; using %s until it is fixed (every run's first task fails with this error)", exc, default)
+        log.warning(
+            "%s; using %s until it is fixed (every run's first task fails with this error)", exc, default
+        )
         return default
 
 

@@ -14,8 +14,9 @@ from .stream import BackupError, Streamed
 log = logging.getLogger(__name__)
 
 
-def commit_snapshot(repo: Repository, plan: Plan, streamed: Streamed | dict, source: dict,
-                    hourly_hours: int = 49) -> Manifest:
+def commit_snapshot(
+    repo: Repository, plan: Plan, streamed: Streamed | dict, source: dict, hourly_hours: int = 49
+) -> Manifest:
     """Write the manifest, the snapshot's only commit point, after checking every object is stored."""
     streamed = Streamed.from_dict(streamed)
     entries = [FileEntry(**e) for e in plan.reuse] + list(streamed.entries)
@@ -25,19 +26,35 @@ def commit_snapshot(repo: Repository, plan: Plan, streamed: Streamed | dict, sou
     stored = repo.object_sizes()
     missing = [e.object for e in entries if stored.get(e.object) != e.stored_size]
     if missing:
-        raise BackupError(f"{len(missing)} object(s) missing or of the wrong size, not committing: {missing[:5]}")
+        raise BackupError(
+            f"{len(missing)} object(s) missing or of the wrong size, not committing: {missing[:5]}"
+        )
     stats = streamed.stats.as_dict()
-    stats.update(reused_files=len(plan.reuse), total_files=len(entries),
-                 total_bytes=sum(e.size for e in entries), transferred_bytes=stats.pop("bytes"),
-                 transferred_files=stats.pop("files"), uploaded_bytes=stats.pop("stored_bytes"),
-                 stored_bytes=sum({e.object: e.stored_size for e in entries}.values()))
+    stats.update(
+        reused_files=len(plan.reuse),
+        total_files=len(entries),
+        total_bytes=sum(e.size for e in entries),
+        transferred_bytes=stats.pop("bytes"),
+        transferred_files=stats.pop("files"),
+        uploaded_bytes=stats.pop("stored_bytes"),
+        stored_bytes=sum({e.object: e.stored_size for e in entries}.values()),
+    )
     manifest = Manifest(
-        snapshot_id=plan.snapshot_id, cluster_id=plan.cluster_id,
-        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), files=entries, source=source,
-        base_snapshot=plan.base_snapshot, stats=stats,
+        snapshot_id=plan.snapshot_id,
+        cluster_id=plan.cluster_id,
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        files=entries,
+        source=source,
+        base_snapshot=plan.base_snapshot,
+        stats=stats,
         coverage={k: v.as_dict() for k, v in coverage([e.path for e in entries], hourly_hours).items()},
     )
     repo.commit(manifest)
-    log.info("committed snapshot %s of %s: %d files, %.1f MB", manifest.snapshot_id, repo.cluster_id,
-             len(entries), manifest.total_bytes / 1e6)
+    log.info(
+        "committed snapshot %s of %s: %d files, %.1f MB",
+        manifest.snapshot_id,
+        repo.cluster_id,
+        len(entries),
+        manifest.total_bytes / 1e6,
+    )
     return manifest

@@ -16,8 +16,15 @@ from .plan import plan_backup
 from .stream import stream_files
 
 
-def back_up(core_api, target: ExecTarget, repo: Repository, settings: BackupSettings, source: dict,
-            full_verify: bool = False, hourly_hours: int = 49) -> tuple[Manifest, dict]:
+def back_up(
+    core_api,
+    target: ExecTarget,
+    repo: Repository,
+    settings: BackupSettings,
+    source: dict,
+    full_verify: bool = False,
+    hourly_hours: int = 49,
+) -> tuple[Manifest, dict]:
     """All four stages in one call: the committed manifest and its verification report."""
     plan = plan_backup(core_api, target, repo, settings)
     streamed = stream_files(core_api, target, repo, plan.transfer, settings)

@@ -48,9 +48,12 @@ class Plan:
 
     def summary(self) -> dict:
         return {
-            "snapshot_id": self.snapshot_id, "base_snapshot": self.base_snapshot,
-            "files": len(self.reuse) + len(self.transfer), "reused_files": len(self.reuse),
-            "transfer_files": len(self.transfer), "transfer_bytes": sum(t["size"] for t in self.transfer),
+            "snapshot_id": self.snapshot_id,
+            "base_snapshot": self.base_snapshot,
+            "files": len(self.reuse) + len(self.transfer),
+            "reused_files": len(self.reuse),
+            "transfer_files": len(self.transfer),
+            "transfer_bytes": sum(t["size"] for t in self.transfer),
             "refused": len(self.refused),
         }
 
@@ -66,8 +69,12 @@ def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: Backup
     reuse, changed = [], []
     for f in files:
         previous = base.get(f.path)
-        if (previous and previous.size == f.size and previous.mtime == f.mtime
-                and previous.compression == settings.compression):
+        if (
+            previous
+            and previous.size == f.size
+            and previous.mtime == f.mtime
+            and previous.compression == settings.compression
+        ):
             reuse.append(asdict(previous))
         else:
             changed.append(f)
@@ -78,7 +85,9 @@ def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: Backup
         digest = digests[f.path]
         key = object_key(digest, settings.compression)
         if key in stored:  # same content is already in the repository (e.g. a file touched, not changed)
-            reuse.append(asdict(FileEntry(f.path, f.size, f.mtime, digest, key, stored[key], settings.compression)))
+            reuse.append(
+                asdict(FileEntry(f.path, f.size, f.mtime, digest, key, stored[key], settings.compression))
+            )
         else:
             transfer.append({"path": f.path, "size": f.size, "mtime": f.mtime, "sha256": digest})
     plan = Plan(new_snapshot_id(), repo.cluster_id, base_id, reuse, transfer, refused)

@@ -64,19 +64,34 @@ class StreamStats:
     reused_stored_files: int | None = None  # stored by an earlier try (pod streams only)
     seconds: float | None = None
     mb_per_s: float | None = None
-    dropped: tuple[str, ...] | None = None  # planned files deleted at the source meanwhile (Kubecost's retention)
+    dropped: tuple[str, ...] | None = (
+        None  # planned files deleted at the source meanwhile (Kubecost's retention)
+    )
 
     def as_dict(self) -> dict:
-        recorded = {"files": self.files, "bytes": self.bytes, "stored_bytes": self.stored_bytes,
-                    "reused_stored_files": self.reused_stored_files, "seconds": self.seconds,
-                    "mb_per_s": self.mb_per_s, "dropped": None if self.dropped is None else list(self.dropped)}
+        recorded = {
+            "files": self.files,
+            "bytes": self.bytes,
+            "stored_bytes": self.stored_bytes,
+            "reused_stored_files": self.reused_stored_files,
+            "seconds": self.seconds,
+            "mb_per_s": self.mb_per_s,
+            "dropped": None if self.dropped is None else list(self.dropped),
+        }
         return {key: value for key, value in recorded.items() if value is not None}
 
     @classmethod
     def from_dict(cls, data: dict) -> StreamStats:
         dropped = data.get("dropped")
-        return cls(data["files"], data["bytes"], data["stored_bytes"], data.get("reused_stored_files"),
-                   data.get("seconds"), data.get("mb_per_s"), None if dropped is None else tuple(dropped))
+        return cls(
+            data["files"],
+            data["bytes"],
+            data["stored_bytes"],
+            data.get("reused_stored_files"),
+            data.get("seconds"),
+            data.get("mb_per_s"),
+            None if dropped is None else tuple(dropped),
+        )
 
 
 @dataclass(frozen=True)
@@ -108,16 +123,23 @@ class _Progress:
         now = time.monotonic()
         if now - self._last >= PROGRESS_EVERY_S:
             self._last = now
-            log.info("streamed %d/%d files, %.1f/%.1f MB, %.1f MB/s", self.files, self.total_files,
-                     self.bytes / 1e6, self.total_bytes / 1e6, self.rate_mb_s)
+            log.info(
+                "streamed %d/%d files, %.1f/%.1f MB, %.1f MB/s",
+                self.files,
+                self.total_files,
+                self.bytes / 1e6,
+                self.total_bytes / 1e6,
+                self.rate_mb_s,
+            )
 
     @property
     def rate_mb_s(self) -> float:
         return self.bytes / 1e6 / max(time.monotonic() - self.started, 1e-6)
 
 
-def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[dict],
-                 settings: BackupSettings) -> Streamed:
+def stream_files(
+    core_api, target: ExecTarget, repo: Repository, transfer: list[dict], settings: BackupSettings
+) -> Streamed:
     """Move the planned files pod -> store, one tar exec per batch; return entries and stats.
 
     A file whose bytes no longer match the planned hash is re-hashed and read again (it changed
@@ -132,7 +154,9 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
         if not pending:
             break
         changed: list[str] = []
-        for names in command_batches(_tar_command(target, []), sorted(pending), max_count=settings.batch_files):
+        for names in command_batches(
+            _tar_command(target, []), sorted(pending), max_count=settings.batch_files
+        ):
             batch = {p: pending[p] for p in names}
             got, changed_here = _stream_batch(core_api, target, repo, batch, settings, progress)
             entries.extend(got)
@@ -148,20 +172,40 @@ def stream_files(core_api, target: ExecTarget, repo: Repository, transfer: list[
                     pending.pop(path)
             still = [p for p in pending if p in current]
             if still:
-                log.warning("attempt %d: %d file(s) changed while read, reading again: %s",
-                            attempt, len(still), still[:5])
+                log.warning(
+                    "attempt %d: %d file(s) changed while read, reading again: %s",
+                    attempt,
+                    len(still),
+                    still[:5],
+                )
                 digests = hash_files(core_api, target, still, settings.batch_files)
                 for path in still:
-                    pending[path].update(size=current[path].size, mtime=current[path].mtime, sha256=digests[path])
+                    pending[path].update(
+                        size=current[path].size, mtime=current[path].mtime, sha256=digests[path]
+                    )
     if pending:
-        raise BackupError(f"{len(pending)} file(s) kept changing over {MAX_READ_ATTEMPTS} reads: "
-                          f"{sorted(pending)[:5]}")
+        raise BackupError(
+            f"{len(pending)} file(s) kept changing over {MAX_READ_ATTEMPTS} reads: {sorted(pending)[:5]}"
+        )
     uploaded = entries[reused:]
-    stats = StreamStats(files=len(entries), bytes=progress.bytes, stored_bytes=sum(e.stored_size for e in uploaded),
-                        seconds=round(time.monotonic() - progress.started, 3), mb_per_s=round(progress.rate_mb_s, 1),
-                        dropped=tuple(dropped), reused_stored_files=reused)
-    log.info("streamed %d files, %.1f MB in %.1f s (%.1f MB/s), stored %.1f MB; %d already stored", stats.files,
-             stats.bytes / 1e6, stats.seconds, stats.mb_per_s, stats.stored_bytes / 1e6, reused)
+    stats = StreamStats(
+        files=len(entries),
+        bytes=progress.bytes,
+        stored_bytes=sum(e.stored_size for e in uploaded),
+        seconds=round(time.monotonic() - progress.started, 3),
+        mb_per_s=round(progress.rate_mb_s, 1),
+        dropped=tuple(dropped),
+        reused_stored_files=reused,
+    )
+    log.info(
+        "streamed %d files, %.1f MB in %.1f s (%.1f MB/s), stored %.1f MB; %d already stored",
+        stats.files,
+        stats.bytes / 1e6,
+        stats.seconds,
+        stats.mb_per_s,
+        stats.stored_bytes / 1e6,
+        reused,
+    )
     return Streamed(tuple(entries), stats)
 
 
@@ -176,21 +220,41 @@ def _already_stored(repo: Repository, pending: dict[str, dict], settings: Backup
     for path, planned in list(pending.items()):
         key = object_key(planned["sha256"], settings.compression)
         if stored.get(key):
-            entries.append(FileEntry(path, planned["size"], planned["mtime"], planned["sha256"], key, stored[key],
-                                     settings.compression))
+            entries.append(
+                FileEntry(
+                    path,
+                    planned["size"],
+                    planned["mtime"],
+                    planned["sha256"],
+                    key,
+                    stored[key],
+                    settings.compression,
+                )
+            )
             del pending[path]
     if entries:
-        log.info("%d of %d planned file(s) already stored (an earlier try): reused, not sent again",
-                 len(entries), len(entries) + len(pending))
+        log.info(
+            "%d of %d planned file(s) already stored (an earlier try): reused, not sent again",
+            len(entries),
+            len(entries) + len(pending),
+        )
     return entries
 
 
-def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[str, dict],
-                  settings: BackupSettings, progress: _Progress) -> tuple[list[FileEntry], list[str]]:
+def _stream_batch(
+    core_api,
+    target: ExecTarget,
+    repo: Repository,
+    batch: dict[str, dict],
+    settings: BackupSettings,
+    progress: _Progress,
+) -> tuple[list[FileEntry], list[str]]:
     changed: list[str] = []
     started: list[tuple[dict, tarfile.TarInfo, FileFeed]] = []
-    with target.exec(core_api, _tar_command(target, list(batch))) as session, \
-            UploadPool(UPLOAD_WORKERS, FEED_PIECES) as uploads:
+    with (
+        target.exec(core_api, _tar_command(target, list(batch))) as session,
+        UploadPool(UPLOAD_WORKERS, FEED_PIECES) as uploads,
+    ):
         frames = prefetch(session.stdout(), PREFETCH_FRAMES, name=f"exec-{target.pod.name}")
         reader = ChunkReader(frames)
         try:
@@ -225,9 +289,17 @@ def _stream_batch(core_api, target: ExecTarget, repo: Repository, batch: dict[st
             changed.append(planned["path"])
             continue
         progress.add(0, file_done=True)
-        entries.append(FileEntry(planned["path"], member.size, int(member.mtime), planned["sha256"],
-                                 object_key(planned["sha256"], settings.compression), info.size,
-                                 settings.compression))
+        entries.append(
+            FileEntry(
+                planned["path"],
+                member.size,
+                int(member.mtime),
+                planned["sha256"],
+                object_key(planned["sha256"], settings.compression),
+                info.size,
+                settings.compression,
+            )
+        )
     return entries, changed
 
 
@@ -235,8 +307,9 @@ def _tar_command(target: ExecTarget, paths: list[str]) -> list[str]:
     return ["tar", "cf", "-", "-C", target.etl_root.rstrip("/"), *paths]
 
 
-def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, planned: dict, feed: FileFeed,
-                 progress: _Progress) -> None:
+def _read_member(
+    archive: tarfile.TarFile, member: tarfile.TarInfo, planned: dict, feed: FileFeed, progress: _Progress
+) -> None:
     """Hash the member's bytes as they are handed to its upload; a wrong hash aborts the upload."""
     digest = hashlib.sha256()
     try:
@@ -258,5 +331,6 @@ def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, planned: dic
 def _upload(repo: Repository, planned: dict, settings: BackupSettings, feed: FileFeed):
     threads = ZSTD_THREADS if planned["size"] >= ZSTD_THREADS_FROM else 0
     key = object_key(planned["sha256"], settings.compression)
-    return repo.store.put(repo.key(key), compress(feed.pieces(), settings.compression,
-                                                  settings.compression_level, threads))
+    return repo.store.put(
+        repo.key(key), compress(feed.pieces(), settings.compression, settings.compression_level, threads)
+    )

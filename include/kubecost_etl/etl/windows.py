@@ -50,12 +50,16 @@ _DURATION_OFFSET = re.compile(r"^(\d+)([mhdw]) offset (\d+)([mhdw])$", re.ASCII)
 _UNIX_PAIR = re.compile(r"^(\d+)[,|-](\d+)$", re.ASCII)
 _RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", re.ASCII)
 # Looser shapes, only to say precisely what is wrong with a near miss.
-_RFC3339_FRACTION = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE | re.ASCII)
+_RFC3339_FRACTION = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE | re.ASCII
+)
 _RFC3339_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:?\d\d)$", re.ASCII)
 _RFC3339_NO_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?$", re.IGNORECASE | re.ASCII)
 _DATE_ONLY = re.compile(r"^\d{4}-\d\d-\d\d$", re.ASCII)
-_SHAPES = ("today, yesterday, week, month, lastweek, lastmonth; <n>m|h|d|w such as 7d; "
-           "'<n><u> offset <m><u>'; unix seconds S,E; or YYYY-MM-DDTHH:MM:SSZ,YYYY-MM-DDTHH:MM:SSZ")
+_SHAPES = (
+    "today, yesterday, week, month, lastweek, lastmonth; <n>m|h|d|w such as 7d; "
+    "'<n><u> offset <m><u>'; unix seconds S,E; or YYYY-MM-DDTHH:MM:SSZ,YYYY-MM-DDTHH:MM:SSZ"
+)
 _MILLISECONDS_FROM = 100_000_000_000  # unix seconds this large are the year 5138: milliseconds by mistake
 
 
@@ -93,8 +97,10 @@ class RepairWindow:
 
     def describe(self) -> str:
         last = ceil_to(self.end, DAY) - DAY
-        return (f"{self.text!r} = [{iso(self.start)}, {iso(self.end)}); Kubecost rebuilds {self.day_count} whole "
-                f"day(s) {iso(self.first_day)[:10]} .. {iso(last)[:10]}")
+        return (
+            f"{self.text!r} = [{iso(self.start)}, {iso(self.end)}); Kubecost rebuilds {self.day_count} whole "
+            f"day(s) {iso(self.first_day)[:10]} .. {iso(last)[:10]}"
+        )
 
     def as_dict(self) -> dict:
         return {"text": self.text, "start": self.start, "end": self.end, "query": self.query}
@@ -146,11 +152,15 @@ def resolve_window(text: str, now: float, max_days: int) -> RepairWindow:
 
 def _check_text(text: str) -> None:
     if len(text) > MAX_TEXT:  # before anything else looks at it (and without quoting it)
-        raise WindowError(f"the window is {len(text)} characters long; a window is at most {MAX_TEXT}: "
-                          f"give one of {_SHAPES}")
+        raise WindowError(
+            f"the window is {len(text)} characters long; a window is at most {MAX_TEXT}: "
+            f"give one of {_SHAPES}"
+        )
     if not text.isascii():
-        raise WindowError(f"window {text!r}: only ASCII letters, digits and punctuation are accepted "
-                          "(a full-width or other non-ASCII digit is not a digit to Kubecost)")
+        raise WindowError(
+            f"window {text!r}: only ASCII letters, digits and punctuation are accepted "
+            "(a full-width or other non-ASCII digit is not a digit to Kubecost)"
+        )
 
 
 def _latest_end(end: int, now: int) -> int:
@@ -180,7 +190,9 @@ def parse_window(text: str, now: int) -> tuple[int, int]:
         start, end = int(match[1]), int(match[2])
         for value in (start, end):
             if value >= _MILLISECONDS_FROM:
-                raise WindowError(f"window {text!r}: {value} looks like milliseconds; Kubecost takes unix seconds")
+                raise WindowError(
+                    f"window {text!r}: {value} looks like milliseconds; Kubecost takes unix seconds"
+                )
         return start, end
     if "," in text and ("T" in text or re.search(r"\d{4}-\d\d-\d\d", text)):
         return _rfc3339_pair(text)
@@ -191,8 +203,10 @@ def _count(text: str, digits: str, unit: str) -> int:
     """``digits`` as a count of ``unit``, refused when it reaches further than ``MAX_SPAN_DAYS``."""
     count = int(digits)  # at most MAX_TEXT digits: cheap
     if count * _UNITS[unit] > MAX_SPAN_DAYS * DAY:
-        raise WindowError(f"window {text!r}: {count}{unit} reaches further than {MAX_SPAN_DAYS} days; no repair "
-                          "window is that long")
+        raise WindowError(
+            f"window {text!r}: {count}{unit} reaches further than {MAX_SPAN_DAYS} days; no repair "
+            "window is that long"
+        )
     return count
 
 
@@ -225,13 +239,19 @@ def _rfc3339_time(window: str, part: str, which: str) -> int:
     if part != part.strip():
         raise WindowError(f"{where} has spaces around it; write the pair without spaces")
     if _RFC3339_FRACTION.match(part):
-        raise WindowError(f"{where} has fractional seconds, which Kubecost does not accept; use whole seconds")
+        raise WindowError(
+            f"{where} has fractional seconds, which Kubecost does not accept; use whole seconds"
+        )
     if offset := _RFC3339_OFFSET.match(part):
-        raise WindowError(f"{where} has the UTC offset {offset[1]}; Kubecost accepts only 'Z' (convert to UTC)")
+        raise WindowError(
+            f"{where} has the UTC offset {offset[1]}; Kubecost accepts only 'Z' (convert to UTC)"
+        )
     if _DATE_ONLY.match(part):
         raise WindowError(f"{where} is a date without a time; write {part}T00:00:00Z")
     if _RFC3339_NO_ZONE.match(part):
-        raise WindowError(f"{where} has no zone; Kubecost needs YYYY-MM-DDTHH:MM:SSZ (UTC, with seconds and 'Z')")
+        raise WindowError(
+            f"{where} has no zone; Kubecost needs YYYY-MM-DDTHH:MM:SSZ (UTC, with seconds and 'Z')"
+        )
     if not _RFC3339_UTC.match(part):
         raise WindowError(f"{where} is not YYYY-MM-DDTHH:MM:SSZ (uppercase 'T' and 'Z', UTC)")
     try:

@@ -55,17 +55,33 @@ class ExecResult:
 class PodExec:
     """One running exec session. Iterate ``stdout()`` to the end, then read ``result``."""
 
-    def __init__(self, core_api, namespace: str, pod: str, container: str, command: list[str],
-                 stdin: bool = False, read_timeout: float = 300.0):
+    def __init__(
+        self,
+        core_api,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: list[str],
+        stdin: bool = False,
+        read_timeout: float = 300.0,
+    ):
         from kubernetes.stream import stream  # imported lazily: the client is heavy to import
 
         self.command = command
         self.description = f"exec {command[0]!r} in {namespace}/{pod}[{container}]"
         try:
             self._client = stream(
-                core_api.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                command=command, stdin=stdin, stdout=True, stderr=True, tty=False,
-                _preload_content=False, binary=True,
+                core_api.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=command,
+                stdin=stdin,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+                binary=True,
             )
         except Exception as exc:  # the client reports a refused handshake in several shapes
             why = _handshake_failure(exc)
@@ -93,7 +109,7 @@ class PodExec:
     def write_stdin(self, data: bytes) -> None:
         view = memoryview(data)
         for start in range(0, len(view), _STDIN_FRAME):
-            self._sock.send(b"\x00" + bytes(view[start:start + _STDIN_FRAME]), opcode=ABNF.OPCODE_BINARY)
+            self._sock.send(b"\x00" + bytes(view[start : start + _STDIN_FRAME]), opcode=ABNF.OPCODE_BINARY)
 
     def close_stdin(self) -> bool:
         """Signal end of stdin. Only v5.channel.k8s.io can; returns False on v4."""
@@ -172,13 +188,19 @@ class PodExec:
             raise CommandNotFound(f"{self.description}: command not found ({stderr[-300:]})", 127, stderr)
         raise ExecError(
             f"{self.description} exited with {exit_code}" + (f": {stderr[-1000:]}" if stderr else ""),
-            exit_code, stderr,
+            exit_code,
+            stderr,
         )
 
 
-def command_batches(base: list[str], arguments: list[str], max_count: int | None = None,
-                    max_url_bytes: int = MAX_COMMAND_URL_BYTES) -> Iterator[list[str]]:
+def command_batches(
+    base: list[str],
+    arguments: list[str],
+    max_count: int | None = None,
+    max_url_bytes: int = MAX_COMMAND_URL_BYTES,
+) -> Iterator[list[str]]:
     """Split ``arguments`` into runs that, appended to ``base``, keep the exec URL within budget."""
+
     def url_bytes(arg: str) -> int:
         return len("&command=") + len(quote(arg, safe=""))
 

@@ -51,8 +51,9 @@ def list_files(core_api, target: ExecTarget) -> tuple[list[PodFile], list[str]]:
     root = target.etl_root.rstrip("/")
     for attempt in range(1, LISTING_ATTEMPTS + 1):
         try:
-            out = target.exec(core_api, ["find", root, "-type", "f", "-exec", "stat", "-c", "%s %Y %n", "{}",
-                                         "+"]).output()
+            out = target.exec(
+                core_api, ["find", root, "-type", "f", "-exec", "stat", "-c", "%s %Y %n", "{}", "+"]
+            ).output()
             odd = target.exec(core_api, ["find", root, "!", "-type", "f", "!", "-type", "d"]).output()
             break
         except CommandNotFound:
@@ -63,14 +64,23 @@ def list_files(core_api, target: ExecTarget) -> tuple[list[PodFile], list[str]]:
             if not dir_exists(core_api, target, root):
                 raise EtlDirMissing(f"ETL directory {root} not found in pod {target.pod.name}") from None
             if attempt == LISTING_ATTEMPTS:
-                raise ExecError(f"listing {root} in pod {target.pod.name} failed {attempt} times although it "
-                                f"exists: {exc}", exc.exit_code, exc.stderr) from exc
-            log.info("listing %s in pod %s failed although it exists (a file vanished meanwhile?): %s; "
-                     "listing again", root, target.pod.name, exc)
+                raise ExecError(
+                    f"listing {root} in pod {target.pod.name} failed {attempt} times although it "
+                    f"exists: {exc}",
+                    exc.exit_code,
+                    exc.stderr,
+                ) from exc
+            log.info(
+                "listing %s in pod %s failed although it exists (a file vanished meanwhile?): %s; "
+                "listing again",
+                root,
+                target.pod.name,
+                exc,
+            )
     files, refused = [], []
     for line in out.decode("utf-8", "surrogateescape").splitlines():
         size, mtime, name = line.split(" ", 2)
-        relative = name[len(root) + 1:] if name.startswith(root + "/") else name
+        relative = name[len(root) + 1 :] if name.startswith(root + "/") else name
         try:
             files.append(PodFile(check_relative_path(relative), int(size), int(mtime)))
         except UnsafePathError as exc:
@@ -89,7 +99,7 @@ def hash_files(core_api, target: ExecTarget, paths: Iterable[str], batch: int = 
         out = target.exec(core_api, ["sha256sum", *chunk]).output()
         for line in out.decode("utf-8", "surrogateescape").splitlines():
             digest, name = line.split(None, 1)
-            digests[name.lstrip("*")[len(root) + 1:]] = digest
+            digests[name.lstrip("*")[len(root) + 1 :]] = digest
     missing = [p for p in paths if p not in digests]
     if missing:
         raise ExecError(f"sha256sum in pod {target.pod.name} returned no digest for {missing[:5]}")

@@ -25,8 +25,13 @@ class PodRef:
     started_at: str | None = None
 
     def as_dict(self) -> dict:
-        return {"namespace": self.namespace, "name": self.name, "uid": self.uid,
-                "container": self.container, "started_at": self.started_at}
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "container": self.container,
+            "started_at": self.started_at,
+        }
 
 
 def find_cost_model_pod(core_api, namespace: str, selector: str, container: str = "cost-model") -> PodRef:
@@ -74,7 +79,9 @@ def find_running_pod(core_api, namespace: str, selector: str, container: str = "
         if status is not None and status.state is not None and status.state.running is not None:
             candidates.append(pod)
     if not candidates:
-        raise PodNotFound(f"no pod matching {selector!r} in namespace {namespace!r} has a running {container!r}")
+        raise PodNotFound(
+            f"no pod matching {selector!r} in namespace {namespace!r} has a running {container!r}"
+        )
     return _newest(candidates, namespace, container)
 
 

@@ -45,8 +45,10 @@ def owning_workload(core_api, apps_api, pod: PodRef) -> Workload:
     if owner is not None and owner.kind == "StatefulSet":
         return Workload("StatefulSet", owner.name, pod.namespace)
     found = f"{owner.kind} {owner.name}" if owner is not None else "no controller"
-    raise RolloutError(f"pod {pod.namespace}/{pod.name} is not run by a Deployment or StatefulSet ({found}): "
-                       "restart Kubecost yourself so it reloads the restored files")
+    raise RolloutError(
+        f"pod {pod.namespace}/{pod.name} is not run by a Deployment or StatefulSet ({found}): "
+        "restart Kubecost yourself so it reloads the restored files"
+    )
 
 
 def _controller(metadata):
@@ -58,16 +60,26 @@ def restart_workload(apps_api, workload: Workload, now: datetime | None = None) 
     # Microseconds keep two restarts within one second distinct (a same-second value changes nothing).
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-    patch = (apps_api.patch_namespaced_deployment if workload.kind == "Deployment"
-             else apps_api.patch_namespaced_stateful_set)
+    patch = (
+        apps_api.patch_namespaced_deployment
+        if workload.kind == "Deployment"
+        else apps_api.patch_namespaced_stateful_set
+    )
     patch(workload.name, workload.namespace, body, _content_type=_STRATEGIC_MERGE)
     return stamp
 
 
-def wait_for_replacement(core_api, namespace: str, selector: str, container: str, old: PodRef,
-                         timeout_s: float = 600.0, poll_s: float = 2.0,
-                         clock: Callable[[], float] = time.monotonic,
-                         sleep: Callable[[float], None] = time.sleep) -> PodRef:
+def wait_for_replacement(
+    core_api,
+    namespace: str,
+    selector: str,
+    container: str,
+    old: PodRef,
+    timeout_s: float = 600.0,
+    poll_s: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PodRef:
     """The Ready pod that replaced ``old``, once ``old`` itself is gone (or, for a StatefulSet, renewed)."""
     deadline = clock() + timeout_s
     while True:
@@ -82,5 +94,7 @@ def wait_for_replacement(core_api, namespace: str, selector: str, container: str
         except PodNotFound as exc:
             waiting_for = str(exc)
         if clock() > deadline:
-            raise RolloutError(f"no Ready replacement for pod {old.name} after {timeout_s:.0f} s: {waiting_for}")
+            raise RolloutError(
+                f"no Ready replacement for pod {old.name} after {timeout_s:.0f} s: {waiting_for}"
+            )
         sleep(poll_s)  # polling the API for the rollout to progress; not test timing

@@ -32,16 +32,29 @@ class ExecTarget:
     via_debug_container: bool = False
 
     def exec(self, core_api, command: list[str], stdin: bool = False, read_timeout: float = 300.0) -> PodExec:
-        return PodExec(core_api, self.pod.namespace, self.pod.name, self.container, command,
-                       stdin=stdin, read_timeout=read_timeout)
+        return PodExec(
+            core_api,
+            self.pod.namespace,
+            self.pod.name,
+            self.container,
+            command,
+            stdin=stdin,
+            read_timeout=read_timeout,
+        )
 
     def as_dict(self) -> dict:
-        return {"pod": self.pod.as_dict(), "container": self.container, "etl_root": self.etl_root,
-                "via_debug_container": self.via_debug_container}
+        return {
+            "pod": self.pod.as_dict(),
+            "container": self.container,
+            "etl_root": self.etl_root,
+            "via_debug_container": self.via_debug_container,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> ExecTarget:
-        return cls(PodRef(**data["pod"]), data["container"], data["etl_root"], bool(data["via_debug_container"]))
+        return cls(
+            PodRef(**data["pod"]), data["container"], data["etl_root"], bool(data["via_debug_container"])
+        )
 
 
 def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bool:
@@ -56,9 +69,15 @@ def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bo
     return True
 
 
-def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto",
-                        debug_image: str = "busybox:1.36", wait_seconds: float = 120.0,
-                        lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S) -> ExecTarget:
+def resolve_exec_target(
+    core_api,
+    pod: PodRef,
+    etl_path: str,
+    mode: str = "auto",
+    debug_image: str = "busybox:1.36",
+    wait_seconds: float = 120.0,
+    lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S,
+) -> ExecTarget:
     """Where to run tar: in ``cost-model`` itself (mode never, or auto when it has tar), else a debug container.
 
     With mode never and no tar in the image, the first tar exec fails with CommandNotFound.
@@ -66,19 +85,26 @@ def resolve_exec_target(core_api, pod: PodRef, etl_path: str, mode: str = "auto"
     if mode == "never" or (mode == "auto" and has_command(core_api, pod, pod.container, ["tar", "--help"])):
         return ExecTarget(pod, pod.container, etl_path)
     # Ephemeral containers can never be removed from a pod: reuse ours while it still runs.
-    name = running_debug_container(core_api, pod) or add_debug_container(core_api, pod, debug_image, wait_seconds,
-                                                                          lifetime_seconds)
+    name = running_debug_container(core_api, pod) or add_debug_container(
+        core_api, pod, debug_image, wait_seconds, lifetime_seconds
+    )
     return ExecTarget(pod, name, "/proc/1/root" + etl_path, via_debug_container=True)
 
 
-def ensure_running(core_api, target: ExecTarget, debug_image: str = "busybox:1.36", wait_seconds: float = 120.0,
-                   lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S) -> ExecTarget:
+def ensure_running(
+    core_api,
+    target: ExecTarget,
+    debug_image: str = "busybox:1.36",
+    wait_seconds: float = 120.0,
+    lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S,
+) -> ExecTarget:
     """``target`` if its container still runs; for a debug container that ended, another running one
     of ours or a fresh one (same pod, same ETL root)."""
     if not target.via_debug_container or _container_running(core_api, target.pod, target.container):
         return target
     name = running_debug_container(core_api, target.pod) or add_debug_container(
-        core_api, target.pod, debug_image, wait_seconds, lifetime_seconds)
+        core_api, target.pod, debug_image, wait_seconds, lifetime_seconds
+    )
     return ExecTarget(target.pod, name, target.etl_root, via_debug_container=True)
 
 
@@ -99,14 +125,29 @@ def running_debug_container(core_api, pod: PodRef) -> str | None:
     return None
 
 
-def add_debug_container(core_api, pod: PodRef, image: str, wait_seconds: float,
-                        lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S) -> str:
+def add_debug_container(
+    core_api,
+    pod: PodRef,
+    image: str,
+    wait_seconds: float,
+    lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S,
+) -> str:
     """Add an ephemeral container sharing cost-model's process namespace; return its name once running."""
     name = DEBUG_CONTAINER_PREFIX + secrets.token_hex(3)  # names must be unique per pod
-    body = {"spec": {"ephemeralContainers": [{
-        "name": name, "image": image, "targetContainerName": pod.container,
-        "command": ["sleep", str(int(lifetime_seconds))], "stdin": False, "tty": False,
-    }]}}
+    body = {
+        "spec": {
+            "ephemeralContainers": [
+                {
+                    "name": name,
+                    "image": image,
+                    "targetContainerName": pod.container,
+                    "command": ["sleep", str(int(lifetime_seconds))],
+                    "stdin": False,
+                    "tty": False,
+                }
+            ]
+        }
+    }
     core_api.patch_namespaced_pod_ephemeralcontainers(pod.name, pod.namespace, body)
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -115,7 +156,9 @@ def add_debug_container(core_api, pod: PodRef, image: str, wait_seconds: float,
             if cs.name == name and cs.state and cs.state.running:
                 return name
             if cs.name == name and cs.state and cs.state.terminated:
-                raise ExecError(f"debug container {name} in {pod.name} terminated: {cs.state.terminated.reason}")
+                raise ExecError(
+                    f"debug container {name} in {pod.name} terminated: {cs.state.terminated.reason}"
+                )
         if time.monotonic() > deadline:
             raise ExecError(f"debug container {name} in {pod.name} not running after {wait_seconds:.0f} s")
         time.sleep(1.0)  # polling the API for the container to start; not test timing

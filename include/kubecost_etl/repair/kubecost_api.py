@@ -52,7 +52,9 @@ class KubecostApi:
         self.http = http
 
     def describe(self, step: Step, window_query: str, provider: str | None) -> str:
-        return f"GET {self.http.description}{step.path}?{urlencode(self._params(step, window_query, provider))}"
+        return (
+            f"GET {self.http.description}{step.path}?{urlencode(self._params(step, window_query, provider))}"
+        )
 
     def repair(self, step: Step, window_query: str, provider: str | None = None) -> RepairAnswer:
         request = self.describe(step, window_query, provider)
@@ -62,7 +64,9 @@ class KubecostApi:
         except TransportError as exc:
             raise RepairRequestFailed(f"{step.title} repair: no answer: {exc}", retryable=True) from None
         code, data = _check(step, answer)
-        return RepairAnswer(step.name, request, answer.status, code, data, round(time.monotonic() - started, 3))
+        return RepairAnswer(
+            step.name, request, answer.status, code, data, round(time.monotonic() - started, 3)
+        )
 
     def cloud_integration_keys(self) -> list[str] | None:
         """The cloud integration keys ``/etl/status`` lists (its shape is unconfirmed: None if unreadable)."""
@@ -91,18 +95,24 @@ def _check(step: Step, answer: HttpAnswer) -> tuple[int, str]:
     if answer.status >= 500 or (isinstance(code, int) and code >= 500):
         raise RepairRequestFailed(f"{what}: Kubecost answered HTTP {answer.status}: {detail}", retryable=True)
     if answer.status >= 400:
-        hint = {401: " (check the credentials of repair.kubecost_conn_id)",
-                403: " (check the credentials of repair.kubecost_conn_id)",
-                404: " (is repair.kubecost_api_path right for this URL?)"}.get(answer.status, "")
-        raise RepairRequestFailed(f"{what}: Kubecost refused it with HTTP {answer.status}{hint}: {detail}",
-                                  retryable=False)
+        hint = {
+            401: " (check the credentials of repair.kubecost_conn_id)",
+            403: " (check the credentials of repair.kubecost_conn_id)",
+            404: " (is repair.kubecost_api_path right for this URL?)",
+        }.get(answer.status, "")
+        raise RepairRequestFailed(
+            f"{what}: Kubecost refused it with HTTP {answer.status}{hint}: {detail}", retryable=False
+        )
     if not isinstance(body, dict):
         raise RepairRequestFailed(
             f"{what}: HTTP {answer.status} but the body is not Kubecost's JSON ({answer.content_type or 'no type'}: "
-            f"{answer.excerpt(120)}); does the URL reach the cost-model API?", retryable=False)
+            f"{answer.excerpt(120)}); does the URL reach the cost-model API?",
+            retryable=False,
+        )
     if code != 200:
-        raise RepairRequestFailed(f"{what}: HTTP {answer.status} but the body says code {code!r}: {detail}",
-                                  retryable=False)
+        raise RepairRequestFailed(
+            f"{what}: HTTP {answer.status} but the body says code {code!r}: {detail}", retryable=False
+        )
     return code, str(body.get("data", ""))
 
 
@@ -128,5 +138,7 @@ def _proxy_failure(what: str, answer: HttpAnswer) -> RepairRequestFailed:
         hint = "the cluster's credentials may not 'get' services/proxy in this namespace (RBAC)"
     else:
         hint = "the service has no ready endpoint or the API server could not reach it"
-    return RepairRequestFailed(f"{what}: the Kubernetes API service proxy answered HTTP {answer.status}: {message} "
-                               f"({hint})", retryable=answer.status >= 500)
+    return RepairRequestFailed(
+        f"{what}: the Kubernetes API service proxy answered HTTP {answer.status}: {message} ({hint})",
+        retryable=answer.status >= 500,
+    )

@@ -25,6 +25,7 @@ _GLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] (?:\[\w+\] 
 
 # ------------------------------------------------------------------------------------------ lines
 
+
 def parse_k8s_timestamp(text: str) -> int:
     """Nanoseconds since the epoch of a Kubernetes log timestamp (RFC3339 with up to 9 fraction digits)."""
     match = _K8S_STAMP.match(text)
@@ -63,6 +64,7 @@ def _window_seconds(stamp: str) -> int:
 
 # ----------------------------------------------------------------------------------- expectations
 
+
 def hourly_mode(window_start: int, now: int, hourly_hours: int) -> str:
     """Whether a window's repair also rebuilds the hourly store: required, optional or none.
 
@@ -90,21 +92,38 @@ class Expectation:
     provider_keys: tuple[str, ...] | None  # keyed steps: None means whichever integrations the log shows
 
     def as_dict(self) -> dict:
-        return {"profile": self.profile, "step": self.step, "days": list(self.days), "hours": list(self.hours),
-                "hourly": self.hourly,
-                "provider_keys": None if self.provider_keys is None else list(self.provider_keys)}
+        return {
+            "profile": self.profile,
+            "step": self.step,
+            "days": list(self.days),
+            "hours": list(self.hours),
+            "hourly": self.hourly,
+            "provider_keys": None if self.provider_keys is None else list(self.provider_keys),
+        }
 
     @classmethod
     def from_dict(cls, data: dict | Expectation) -> Expectation:
         if isinstance(data, Expectation):
             return data
         keys = data["provider_keys"]
-        return cls(data["profile"], data["step"], tuple(data["days"]), tuple(data["hours"]), data["hourly"],
-                   None if keys is None else tuple(keys))
+        return cls(
+            data["profile"],
+            data["step"],
+            tuple(data["days"]),
+            tuple(data["hours"]),
+            data["hourly"],
+            None if keys is None else tuple(keys),
+        )
 
 
-def expectation(profile: RepairProfile, step_name: str, window: RepairWindow, now: int, hourly_hours: int,
-                provider_keys: list[str] | None) -> Expectation:
+def expectation(
+    profile: RepairProfile,
+    step_name: str,
+    window: RepairWindow,
+    now: int,
+    hourly_hours: int,
+    provider_keys: list[str] | None,
+) -> Expectation:
     """What must appear in the log for one step to be complete.
 
     Days (and hours) cover the window and stop with the period in progress, as Kubecost does.
@@ -113,13 +132,19 @@ def expectation(profile: RepairProfile, step_name: str, window: RepairWindow, no
     step = profile.step(step_name)
     days = range(window.first_day, min(ceil_to(window.end, DAY), now - now % DAY + DAY), DAY)
     hourly = hourly_mode(window.start, now, hourly_hours) if step.hourly else NONE
-    hours = () if hourly == NONE else range(
-        window.start - window.start % HOUR, min(ceil_to(window.end, HOUR), now - now % HOUR + HOUR), HOUR)
+    hours = (
+        ()
+        if hourly == NONE
+        else range(
+            window.start - window.start % HOUR, min(ceil_to(window.end, HOUR), now - now % HOUR + HOUR), HOUR
+        )
+    )
     keys = None if not step.keyed or provider_keys is None else tuple(provider_keys)
     return Expectation(profile.name, step_name, tuple(days), tuple(hours), hourly, keys)
 
 
 # ------------------------------------------------------------------------------------------ passes
+
 
 @dataclass
 class _Pass:
@@ -142,9 +167,14 @@ class _Pass:
 
     def summary(self) -> dict:
         missing = [iso(p) for p in self.expected if p not in self.covered]
-        return {"pass": self.label, "expected": len(self.expected), "done": len(self.expected) - len(missing),
-                "missing": missing[:6] + (["..."] if len(missing) > 6 else []), "announced": self.announced,
-                "required": self.required}
+        return {
+            "pass": self.label,
+            "expected": len(self.expected),
+            "done": len(self.expected) - len(missing),
+            "missing": missing[:6] + (["..."] if len(missing) > 6 else []),
+            "announced": self.announced,
+            "required": self.required,
+        }
 
 
 @dataclass(frozen=True)
@@ -171,8 +201,9 @@ class StepTracker:
         else:
             self.passes["1d"] = _Pass(f"{self.step.title}[1d]", DAY, self.days, required=True)
             if expected.hourly != NONE:
-                self.passes["1h"] = _Pass(f"{self.step.title}[1h]", HOUR, list(expected.hours),
-                                          required=expected.hourly == REQUIRED)
+                self.passes["1h"] = _Pass(
+                    f"{self.step.title}[1h]", HOUR, list(expected.hours), required=expected.hourly == REQUIRED
+                )
 
     def _add_key(self, key: str) -> _Pass:
         self.passes[key] = _Pass(f"{self.step.title}[{key}]", DAY, self.days, required=True)
@@ -226,14 +257,17 @@ class StepTracker:
             if (sweep.required or sweep.started) and not sweep.complete:
                 info = sweep.summary()
                 state = "started" if sweep.started else "not started"
-                parts.append(f"{sweep.label} {state}, {info['done']}/{info['expected']} done, waiting for "
-                             f"{', '.join(info['missing'])}")
+                parts.append(
+                    f"{sweep.label} {state}, {info['done']}/{info['expected']} done, waiting for "
+                    f"{', '.join(info['missing'])}"
+                )
         if not self.passes:
             parts.append(f"no {self.step.title} pass seen for any cloud integration")
         return "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------ cursor
+
 
 @dataclass
 class LogCursor:
@@ -287,7 +321,7 @@ class LogCursor:
 def split_lines(raw: bytes) -> list[tuple[int, str]]:
     """``(ns, text)`` of the complete lines of a ``timestamps=true`` read (a cut last line is left for the next)."""
     lines = []
-    for row in raw[:raw.rfind(b"\n") + 1].decode("utf-8", "replace").splitlines():
+    for row in raw[: raw.rfind(b"\n") + 1].decode("utf-8", "replace").splitlines():
         stamp, _, text = row.partition(" ")
         try:
             lines.append((parse_k8s_timestamp(stamp), text))

@@ -43,14 +43,22 @@ class PodState:
 
 def pod_state(pod, container: str) -> PodState:
     """From a ``V1Pod`` of either client (``kubernetes`` or ``kubernetes_asyncio``)."""
-    restarts = sum(status.restart_count or 0 for status in (pod.status.container_statuses or [])
-                   if status.name == container)
+    restarts = sum(
+        status.restart_count or 0
+        for status in (pod.status.container_statuses or [])
+        if status.name == container
+    )
     return PodState(pod.metadata.uid, restarts)
 
 
 class RepairLogWatch:
-    def __init__(self, expected: Expectation | dict, cursor: dict | None, pod: WatchedPod | dict,
-                 limit_bytes: int = DEFAULT_LIMIT_BYTES):
+    def __init__(
+        self,
+        expected: Expectation | dict,
+        cursor: dict | None,
+        pod: WatchedPod | dict,
+        limit_bytes: int = DEFAULT_LIMIT_BYTES,
+    ):
         expected = Expectation.from_dict(expected)
         self.tracker = StepTracker(get_profile(expected.profile), expected)
         self.cursor = LogCursor.from_dict(cursor)  # a copy of its own: it advances with every read
@@ -77,13 +85,19 @@ class RepairLogWatch:
         """A failure if the cost-model restarted since the request (``state`` None: the pod is gone)."""
         name = f"{self.pod.namespace}/{self.pod.name}"
         if state is None or state.uid != self.pod.uid:
-            return Outcome("failed", f"the cost-model pod {name} was replaced (a restart) during the {self.title} "
-                           "repair: the repair stopped with it. Find out why it restarted (often OOM during a "
-                           "repair), then run the repair again")
+            return Outcome(
+                "failed",
+                f"the cost-model pod {name} was replaced (a restart) during the {self.title} "
+                "repair: the repair stopped with it. Find out why it restarted (often OOM during a "
+                "repair), then run the repair again",
+            )
         if state.restarts > self.pod.restarts:
-            return Outcome("failed", f"the {self.pod.container} container of {name} restarted during the "
-                           f"{self.title} repair ({self.pod.restarts} -> {state.restarts} restarts): the repair "
-                           "stopped with it. Find out why it restarted (often OOM), then run the repair again")
+            return Outcome(
+                "failed",
+                f"the {self.pod.container} container of {name} restarted during the "
+                f"{self.title} repair ({self.pod.restarts} -> {state.restarts} restarts): the repair "
+                "stopped with it. Find out why it restarted (often OOM), then run the repair again",
+            )
         return None
 
     def read(self, status: int, body: bytes) -> Outcome | None:
@@ -118,19 +132,32 @@ class RepairLogWatch:
         """The timeout failure once ``deadline`` (unix time; ``minutes`` after the request) has passed."""
         if time.time() <= deadline:
             return None
-        return Outcome("failed", f"the {self.title} repair did not finish within {minutes:g} minutes "
-                       f"(repair.step_timeout_minutes): {self.tracker.missing()}")
+        return Outcome(
+            "failed",
+            f"the {self.title} repair did not finish within {minutes:g} minutes "
+            f"(repair.step_timeout_minutes): {self.tracker.missing()}",
+        )
 
     def event(self, outcome: Outcome) -> WatchEvent:
         """How the watch ended (the trigger event / poke result; JSON via ``as_dict``)."""
-        return WatchEvent(status=outcome.status, message=outcome.message, line=outcome.line,
-                          finished_at=time.time(), **self.stats())
+        return WatchEvent(
+            status=outcome.status,
+            message=outcome.message,
+            line=outcome.line,
+            finished_at=time.time(),
+            **self.stats(),
+        )
 
     def stats(self) -> dict:
-        return {"polls": self.polls, "bytes_read": sum(self.bytes_read),
-                "max_bytes_per_poll": max(self.bytes_read, default=0), "passes": self.tracker.summary(),
-                "days_done": self.tracker.days_done(), "days_expected": len(self.tracker.days),
-                "last_line_ns": self.cursor.last_ns}
+        return {
+            "polls": self.polls,
+            "bytes_read": sum(self.bytes_read),
+            "max_bytes_per_poll": max(self.bytes_read, default=0),
+            "passes": self.tracker.summary(),
+            "days_done": self.tracker.days_done(),
+            "days_expected": len(self.tracker.days),
+            "last_line_ns": self.cursor.last_ns,
+        }
 
     def _stuck_in_one_second(self, raw: bytes) -> None:
         """A full read brought nothing new: the lines of the cursor's second (or one line) fill a read.

@@ -135,21 +135,39 @@ KUBECOST_LOG_V1 = LogPatterns(
 )
 
 ASSET = Step("asset", "Asset", "/etl/asset/repair", keyed=False, accepts_provider=False, hourly=True)
-CLOUD_USAGE = Step("cloudUsage", "CloudUsage", "/etl/cloudUsage/repair", keyed=True, accepts_provider=True,
-                   hourly=False)
-RECONCILIATION = Step("reconciliation", "Reconciliation", "/etl/asset/reconciliation/repair", keyed=True,
-                      accepts_provider=True, hourly=False)
-ALLOCATION = Step("allocation", "Allocation", "/etl/allocation/repair", keyed=False, accepts_provider=False,
-                  hourly=True)
-CLOUD_COST = Step("cloudCost", "CloudCost", "/cloudCost/repair", keyed=True, accepts_provider=False, hourly=False)
+CLOUD_USAGE = Step(
+    "cloudUsage", "CloudUsage", "/etl/cloudUsage/repair", keyed=True, accepts_provider=True, hourly=False
+)
+RECONCILIATION = Step(
+    "reconciliation",
+    "Reconciliation",
+    "/etl/asset/reconciliation/repair",
+    keyed=True,
+    accepts_provider=True,
+    hourly=False,
+)
+ALLOCATION = Step(
+    "allocation", "Allocation", "/etl/allocation/repair", keyed=False, accepts_provider=False, hourly=True
+)
+CLOUD_COST = Step(
+    "cloudCost", "CloudCost", "/cloudCost/repair", keyed=True, accepts_provider=False, hourly=False
+)
 
 PROFILES = {
     profile.name: profile
     for profile in (
-        RepairProfile("v1", "Asset, CloudUsage, Reconciliation, Allocation (the product documents, Kubecost 1.x)",
-                      (ASSET, CLOUD_USAGE, RECONCILIATION, ALLOCATION), KUBECOST_LOG_V1),
-        RepairProfile("v2", "Asset, Allocation, CloudCost (Kubecost 2.x)", (ASSET, ALLOCATION, CLOUD_COST),
-                      KUBECOST_LOG_V1),
+        RepairProfile(
+            "v1",
+            "Asset, CloudUsage, Reconciliation, Allocation (the product documents, Kubecost 1.x)",
+            (ASSET, CLOUD_USAGE, RECONCILIATION, ALLOCATION),
+            KUBECOST_LOG_V1,
+        ),
+        RepairProfile(
+            "v2",
+            "Asset, Allocation, CloudCost (Kubecost 2.x)",
+            (ASSET, ALLOCATION, CLOUD_COST),
+            KUBECOST_LOG_V1,
+        ),
     )
 }
 DEFAULT_PROFILE = "v1"

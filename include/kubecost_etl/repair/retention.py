@@ -22,7 +22,9 @@ from kubecost_etl.errors import Refusal
 from kubecost_etl.etl.windows import DAY, RepairWindow, ceil_to, iso
 from kubecost_etl.repair.transport import TransportError
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
 _DURATION_UNITS = (365 * DAY, 7 * DAY, DAY, 3600, 60, 1, 0.001)
 _SIZE = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?)?B$")  # Prometheus' byte sizes: 512MB, 10GiB, 1TB
 _PROMETHEUS_DEFAULT = "15d"  # what Prometheus uses when neither time nor size retention is set
@@ -79,8 +81,10 @@ def parse_retention(text: str) -> tuple[int | None, str | None]:
         elif _DURATION.match(part) and any(_DURATION.match(part).groups()) and seconds is None:
             seconds = parse_duration(part) or None  # "0s": no time limit
         else:
-            raise ValueError(f"{text!r} is not a retention such as 15d, 10GiB or '15d or 10GiB' (a Prometheus "
-                             "duration, a size in bytes, or both joined by ' or ')")
+            raise ValueError(
+                f"{text!r} is not a retention such as 15d, 10GiB or '15d or 10GiB' (a Prometheus "
+                "duration, a size in bytes, or both joined by ' or ')"
+            )
     if seconds is None and size is None:
         raise ValueError(f"{text!r} sets neither a time nor a size limit")
     return seconds, size
@@ -95,7 +99,10 @@ def ask_prometheus(http) -> Retention:
     """The retention a Prometheus reports (``http``: a transport to its API root)."""
     where = http.description
     problems = []
-    for path, read in (("/api/v1/status/runtimeinfo", _from_runtimeinfo), ("/api/v1/status/flags", _from_flags)):
+    for path, read in (
+        ("/api/v1/status/runtimeinfo", _from_runtimeinfo),
+        ("/api/v1/status/flags", _from_flags),
+    ):
         try:
             answer = http.get(path)
         except TransportError as exc:

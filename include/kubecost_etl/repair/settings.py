@@ -84,7 +84,9 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
     if "kubecost_api_path" in raw:
         path = raw["kubecost_api_path"] or ""
         if not isinstance(path, str) or (path and not path.startswith("/")):
-            raise ConfigError(f"{where}.kubecost_api_path: expected '' or a path starting with '/', got {path!r}")
+            raise ConfigError(
+                f"{where}.kubecost_api_path: expected '' or a path starting with '/', got {path!r}"
+            )
         values["kubecost_api_path"] = path.rstrip("/")
     for key in ("kubecost_service", "prometheus_service"):
         if key in raw:
@@ -113,14 +115,21 @@ def parse_repair_settings(raw: Any, where: str) -> RepairSettings:
     if "min_coverage" in raw:
         values["min_coverage"] = check_min_coverage(raw["min_coverage"], f"{where}.min_coverage")
     if values.get("kubecost_conn_id") and not values.get("kubecost_url"):
-        raise ConfigError(f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
-                          "cluster's own Kubernetes credentials)")
+        raise ConfigError(
+            f"{where}.kubecost_conn_id: only used with kubecost_url (the service proxy uses the "
+            "cluster's own Kubernetes credentials)"
+        )
     for url_key, conn_key in (("kubecost_url", "kubecost_conn_id"), ("prometheus_url", "prometheus_conn_id")):
-        if (values.get(conn_key) and urlsplit(values.get(url_key) or "").scheme == "http"
-                and not values.get("allow_insecure_http")):
-            raise ConfigError(f"{where}.{url_key}: plain http:// would send the credentials of {conn_key} "
-                              f"unencrypted; use https://, or set {where.rsplit(': ', 1)[-1]}.allow_insecure_http: "
-                              "true if the network is trusted")
+        if (
+            values.get(conn_key)
+            and urlsplit(values.get(url_key) or "").scheme == "http"
+            and not values.get("allow_insecure_http")
+        ):
+            raise ConfigError(
+                f"{where}.{url_key}: plain http:// would send the credentials of {conn_key} "
+                f"unencrypted; use https://, or set {where.rsplit(': ', 1)[-1]}.allow_insecure_http: "
+                "true if the network is trusted"
+            )
     if values.get("ca_file") and not os.access(values["ca_file"], os.R_OK):
         raise ConfigError(f"{where}.ca_file: {values['ca_file']} does not exist or is not readable")
     return RepairSettings(**values)
@@ -130,8 +139,10 @@ def _url(value: Any, where: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
         raise ConfigError(f"{where}: expected an http(s) URL, got {value!r}")
     if urlsplit(value).username is not None:  # never echo the value: it holds a credential
-        raise ConfigError(f"{where}: the URL holds credentials; put them in an Airflow connection "
-                          "(repair.kubecost_conn_id) instead")
+        raise ConfigError(
+            f"{where}: the URL holds credentials; put them in an Airflow connection "
+            "(repair.kubecost_conn_id) instead"
+        )
     return value.rstrip("/")
 
 

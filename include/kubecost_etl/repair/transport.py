@@ -39,7 +39,9 @@ class HttpAnswer:
         return text if len(text) <= limit else text[:limit] + "..."
 
 
-def check_headers(headers: dict[str, str] | None, where: str = "the connection's extra.headers") -> dict[str, str]:
+def check_headers(
+    headers: dict[str, str] | None, where: str = "the connection's extra.headers"
+) -> dict[str, str]:
     """Header names and values ``requests`` will send; a bad one is a ``ConfigError`` naming the header, never
     its value (``requests`` itself would raise ``InvalidHeader`` quoting the value: a bearer token)."""
     checked = {}
@@ -50,8 +52,10 @@ def check_headers(headers: dict[str, str] | None, where: str = "the connection's
             raise ConfigError(f"{where}: the value of header {name!r} is not a string")
         register_secrets([value])  # header values are credentials: never in a log line or a message
         if not _HEADER_VALUE.match(value) or value != value.strip(" \t"):
-            raise ConfigError(f"{where}: the value of header {name!r} holds a line break, a control character or "
-                              "leading/trailing whitespace (value not shown); fix it in the connection")
+            raise ConfigError(
+                f"{where}: the value of header {name!r} holds a line break, a control character or "
+                "leading/trailing whitespace (value not shown); fix it in the connection"
+            )
         checked[name] = value
     return checked
 
@@ -65,8 +69,15 @@ class DirectHttp:
     refuses that combination too).
     """
 
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None, auth: tuple[str, str] | None = None,
-                 verify: bool | str = True, timeout: float = 30.0, allow_insecure_http: bool = False):
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        allow_insecure_http: bool = False,
+    ):
         import requests
 
         parts = urlsplit(base_url)
@@ -76,10 +87,14 @@ class DirectHttp:
         if auth:
             register_secrets([auth[1]])
         if parts.scheme == "http" and (headers or auth) and not allow_insecure_http:
-            raise ConfigError(f"{parts.scheme}://{parts.hostname}: refusing to send credentials over plain http; "
-                              "use https:// or set repair.allow_insecure_http: true")
+            raise ConfigError(
+                f"{parts.scheme}://{parts.hostname}: refusing to send credentials over plain http; "
+                "use https:// or set repair.allow_insecure_http: true"
+            )
         self.base_url = base_url.rstrip("/")
-        self.description = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        self.description = (
+            f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        )
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers.update(headers or {})
@@ -101,26 +116,40 @@ class ServiceProxyHttp:
 
     def __init__(self, api_client, namespace: str, service: str, api_path: str = "", timeout: float = 30.0):
         self.api_client = api_client
-        self.base_path = f"/api/v1/namespaces/{quote(namespace)}/services/{quote(service, safe=':')}/proxy{api_path}"
+        self.base_path = (
+            f"/api/v1/namespaces/{quote(namespace)}/services/{quote(service, safe=':')}/proxy{api_path}"
+        )
         self.description = f"service {namespace}/{service} (Kubernetes API service proxy){api_path}"
         self.timeout = timeout
 
     def get(self, path: str, params: dict[str, str] | None = None) -> HttpAnswer:
-        answer = raw_get(self.api_client, self.base_path + path, params, "application/json, text/plain, */*",
-                         self.timeout, f"GET {self.description}{path}")
+        answer = raw_get(
+            self.api_client,
+            self.base_path + path,
+            params,
+            "application/json, text/plain, */*",
+            self.timeout,
+            f"GET {self.description}{path}",
+        )
         return HttpAnswer(answer.status, answer.body, answer.content_type, _kubernetes_status(answer))
 
 
-def raw_get(api_client, resource_path: str, params: dict[str, str] | None, accept: str, timeout: float,
-            what: str) -> HttpAnswer:
+def raw_get(
+    api_client, resource_path: str, params: dict[str, str] | None, accept: str, timeout: float, what: str
+) -> HttpAnswer:
     """A GET on the Kubernetes API with a (sync) ``kubernetes`` ApiClient, any status returned as an answer."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
         response = api_client.call_api(
-            resource_path, "GET", query_params=list((params or {}).items()), header_params={"Accept": accept},
-            auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+            resource_path,
+            "GET",
+            query_params=list((params or {}).items()),
+            header_params={"Accept": accept},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
             _request_timeout=timeout,
         )
     except ApiException as exc:  # the client raises on non-2xx statuses even without preloading

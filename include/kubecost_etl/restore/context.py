@@ -34,18 +34,37 @@ class RestoreContext:
         return RestoreDirs(self.target.etl_root, self.token)
 
     def as_dict(self) -> dict:
-        return {"cluster_id": self.cluster_id, "snapshot_id": self.snapshot_id,
-                "manifest_sha256": self.manifest_sha256, "mode": self.mode, "restart": self.restart,
-                "dry_run": self.dry_run, "token": self.token, "target": self.target.as_dict(),
-                "dirs": self.dirs.as_dict(), "files": self.files, "bytes": self.bytes,
-                "leftovers": list(self.leftovers), "source": self.source}
+        return {
+            "cluster_id": self.cluster_id,
+            "snapshot_id": self.snapshot_id,
+            "manifest_sha256": self.manifest_sha256,
+            "mode": self.mode,
+            "restart": self.restart,
+            "dry_run": self.dry_run,
+            "token": self.token,
+            "target": self.target.as_dict(),
+            "dirs": self.dirs.as_dict(),
+            "files": self.files,
+            "bytes": self.bytes,
+            "leftovers": list(self.leftovers),
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, data: dict | RestoreContext) -> RestoreContext:
         if isinstance(data, RestoreContext):
             return data
-        return cls(cluster_id=data["cluster_id"], snapshot_id=data["snapshot_id"],
-                   manifest_sha256=data["manifest_sha256"], mode=data["mode"], restart=bool(data["restart"]),
-                   dry_run=bool(data["dry_run"]), token=data["token"], target=ExecTarget.from_dict(data["target"]),
-                   files=int(data["files"]), bytes=int(data["bytes"]), leftovers=tuple(data.get("leftovers", ())),
-                   source=data.get("source", "snapshot"))
+        return cls(
+            cluster_id=data["cluster_id"],
+            snapshot_id=data["snapshot_id"],
+            manifest_sha256=data["manifest_sha256"],
+            mode=data["mode"],
+            restart=bool(data["restart"]),
+            dry_run=bool(data["dry_run"]),
+            token=data["token"],
+            target=ExecTarget.from_dict(data["target"]),
+            files=int(data["files"]),
+            bytes=int(data["bytes"]),
+            leftovers=tuple(data.get("leftovers", ())),
+            source=data.get("source", "snapshot"),
+        )

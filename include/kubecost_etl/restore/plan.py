@@ -56,8 +56,11 @@ def scan_tree(core_api, target: ExecTarget) -> PodTree:
 def _find_relative(core_api, target: ExecTarget, tests: list[str]) -> set[str]:
     root = target.etl_root.rstrip("/")
     out = target.exec(core_api, ["find", root, "-mindepth", "1", *tests]).output()
-    return {line[len(root) + 1:] for line in out.decode("utf-8", "surrogateescape").splitlines()
-            if line.startswith(root + "/")}
+    return {
+        line[len(root) + 1 :]
+        for line in out.decode("utf-8", "surrogateescape").splitlines()
+        if line.startswith(root + "/")
+    }
 
 
 def pod_digests(core_api, target: ExecTarget, paths: list[str], batch: int) -> dict[str, str] | None:
@@ -67,7 +70,9 @@ def pod_digests(core_api, target: ExecTarget, paths: list[str], batch: int) -> d
     try:
         return hash_files(core_api, target, paths, batch)
     except CommandNotFound:
-        log.warning("pod %s has no sha256sum: files of equal size are compared by mtime only", target.pod.name)
+        log.warning(
+            "pod %s has no sha256sum: files of equal size are compared by mtime only", target.pod.name
+        )
         return None
 
 
@@ -81,7 +86,9 @@ class RestorePlan:
     remove: list[dict] = field(default_factory=list)  # {path, size}; replace mode only
     keep: list[dict] = field(default_factory=list)  # fill-missing: {path, size, pod_size, differs}
     blocked: list[dict] = field(default_factory=list)  # fill-missing: {path, reason}
-    dropped: list[str] = field(default_factory=list)  # replace: entries never carried (links, odd names) go away
+    dropped: list[str] = field(
+        default_factory=list
+    )  # replace: entries never carried (links, odd names) go away
     unchanged: int = 0
     compared_by: str = "sha256"
     pod_files: int = 0
@@ -92,13 +99,23 @@ class RestorePlan:
 
     def summary(self) -> dict:
         return {
-            "mode": self.mode, "snapshot_id": self.snapshot_id, "live_exists": self.live_exists,
-            "add": len(self.add), "add_bytes": sum(f["size"] for f in self.add),
-            "replace": len(self.replace), "replace_bytes": sum(f["size"] for f in self.replace),
-            "remove": len(self.remove), "remove_bytes": sum(f["size"] for f in self.remove),
-            "keep": len(self.keep), "keep_differing": sum(1 for f in self.keep if f["differs"]),
-            "blocked": len(self.blocked), "dropped": len(self.dropped), "unchanged": self.unchanged,
-            "compared_by": self.compared_by, "pod_files": self.pod_files, "pod_bytes": self.pod_bytes,
+            "mode": self.mode,
+            "snapshot_id": self.snapshot_id,
+            "live_exists": self.live_exists,
+            "add": len(self.add),
+            "add_bytes": sum(f["size"] for f in self.add),
+            "replace": len(self.replace),
+            "replace_bytes": sum(f["size"] for f in self.replace),
+            "remove": len(self.remove),
+            "remove_bytes": sum(f["size"] for f in self.remove),
+            "keep": len(self.keep),
+            "keep_differing": sum(1 for f in self.keep if f["differs"]),
+            "blocked": len(self.blocked),
+            "dropped": len(self.dropped),
+            "unchanged": self.unchanged,
+            "compared_by": self.compared_by,
+            "pod_files": self.pod_files,
+            "pod_bytes": self.pod_bytes,
         }
 
     def lines(self) -> list[str]:
@@ -111,19 +128,29 @@ class RestorePlan:
         out += [f"replace  {f['path']} ({f['pod_size']} -> {f['size']} bytes)" for f in self.replace]
         out += [f"remove   {f['path']} ({f['size']} bytes)" for f in self.remove]
         out += [f"remove   {reason}" for reason in self.dropped]
-        out += [f"keep     {f['path']} (differs from the snapshot; exists in the pod, so left as it is)"
-                for f in self.keep if f["differs"]]
+        out += [
+            f"keep     {f['path']} (differs from the snapshot; exists in the pod, so left as it is)"
+            for f in self.keep
+            if f["differs"]
+        ]
         out += [f"skip     {f['path']} ({f['reason']})" for f in self.blocked]
         return out
 
 
-def plan_restore(mode: str, snapshot_id: str, files: list[FileEntry], tree: PodTree,
-                 digests: dict[str, str] | None) -> RestorePlan:
+def plan_restore(
+    mode: str, snapshot_id: str, files: list[FileEntry], tree: PodTree, digests: dict[str, str] | None
+) -> RestorePlan:
     """Compare the snapshot with the pod. ``digests``: sha256 of pod files of the same size, or None."""
     check_mode(mode)
     pod = {f.path: f for f in tree.files}
-    plan = RestorePlan(mode, snapshot_id, tree.exists, compared_by="sha256" if digests is not None else "size+mtime",
-                       pod_files=len(tree.files), pod_bytes=tree.total_bytes)
+    plan = RestorePlan(
+        mode,
+        snapshot_id,
+        tree.exists,
+        compared_by="sha256" if digests is not None else "size+mtime",
+        pod_files=len(tree.files),
+        pod_bytes=tree.total_bytes,
+    )
     if mode == FILL_MISSING:
         _refuse_odd_entries_on_paths(files, tree)
     for entry in files:
@@ -137,7 +164,9 @@ def plan_restore(mode: str, snapshot_id: str, files: list[FileEntry], tree: PodT
             continue
         same = _same_content(entry, current, digests)
         if mode == FILL_MISSING:
-            plan.keep.append({"path": entry.path, "size": entry.size, "pod_size": current.size, "differs": not same})
+            plan.keep.append(
+                {"path": entry.path, "size": entry.size, "pod_size": current.size, "differs": not same}
+            )
         elif same:
             plan.unchanged += 1
         else:
@@ -181,6 +210,7 @@ def _refuse_odd_entries_on_paths(files: list[FileEntry], tree: PodTree) -> None:
     for entry in files:
         on_path = [p for p in [*parent_directories([entry.path]), entry.path] if p in odd]
         if on_path:
-            raise RestoreRefused(f"fill-missing refused: {on_path[0]!r} in the pod's ETL dir is a link or special "
-                                 f"file on the way to {entry.path!r}; remove it or use mode replace")
-
+            raise RestoreRefused(
+                f"fill-missing refused: {on_path[0]!r} in the pod's ETL dir is a link or special "
+                f"file on the way to {entry.path!r}; remove it or use mode replace"
+            )

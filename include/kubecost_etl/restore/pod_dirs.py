@@ -74,13 +74,20 @@ class RestoreDirs:
         return f"{directory.rstrip('/')}/{self.marker_name}"
 
     def as_dict(self) -> dict:
-        return {"live": self.live, "staging": self.staging, "previous": self.previous, "discarded": self.discarded}
+        return {
+            "live": self.live,
+            "staging": self.staging,
+            "previous": self.previous,
+            "discarded": self.discarded,
+        }
 
     def manual_rollback(self, namespace: str, pod: str, container: str) -> str:
         """The commands to put the previous data back by hand, for error messages."""
         run = f"kubectl exec -n {namespace} {pod} -c {container} --"
-        return (f"{run} mv -T {self.live} {self.discarded} ; {run} mv -T {self.previous} {self.live} ; "
-                f"then {run} rm -rf {self.discarded} {self.staging}")
+        return (
+            f"{run} mv -T {self.live} {self.discarded} ; {run} mv -T {self.previous} {self.live} ; "
+            f"then {run} rm -rf {self.discarded} {self.staging}"
+        )
 
 
 def restore_token(snapshot_id: str, run_id: str) -> str:
@@ -103,8 +110,23 @@ def inspect(core_api, target: ExecTarget, dirs: RestoreDirs) -> DirState:
     """What lies next to the ETL dir. "Nothing" only when ``test -d`` proves even the parent absent."""
     for attempt in range(1, _INSPECT_ATTEMPTS + 1):
         try:
-            out = target.exec(core_api, ["find", dirs.parent, "-mindepth", "1", "-maxdepth", "1",
-                                         "-exec", "stat", "-c", "%F|%n", "{}", "+"]).output()
+            out = target.exec(
+                core_api,
+                [
+                    "find",
+                    dirs.parent,
+                    "-mindepth",
+                    "1",
+                    "-maxdepth",
+                    "1",
+                    "-exec",
+                    "stat",
+                    "-c",
+                    "%F|%n",
+                    "{}",
+                    "+",
+                ],
+            ).output()
             break
         except ExecError as exc:
             if exc.exit_code is None:
@@ -113,22 +135,33 @@ def inspect(core_api, target: ExecTarget, dirs: RestoreDirs) -> DirState:
                 return DirState(False, False, False, False)  # not even the parent: a wiped volume
             if attempt == _INSPECT_ATTEMPTS:
                 raise
-            log.info("listing %s failed although it exists (an entry vanished meanwhile?): %s; again",
-                     dirs.parent, exc)
+            log.info(
+                "listing %s failed although it exists (an entry vanished meanwhile?): %s; again",
+                dirs.parent,
+                exc,
+            )
     kinds: dict[str, str] = {}
     for line in out.decode("utf-8", "surrogateescape").splitlines():
         kind, _, path = line.partition("|")
         kinds[posixpath.basename(path)] = kind
     ours = {posixpath.basename(p) for p in (dirs.staging, dirs.previous, dirs.discarded)}
-    others = sorted(f"{dirs.parent.rstrip('/')}/{n}" for n in kinds
-                    if n not in ours and any(n.startswith(f"{dirs.name}.{k}-") for k in KINDS))
+    others = sorted(
+        f"{dirs.parent.rstrip('/')}/{n}"
+        for n in kinds
+        if n not in ours and any(n.startswith(f"{dirs.name}.{k}-") for k in KINDS)
+    )
 
     def is_dir(path: str) -> bool:
         return kinds.get(posixpath.basename(path)) == "directory"
 
-    return DirState(live=is_dir(dirs.live), staging=is_dir(dirs.staging), previous=is_dir(dirs.previous),
-                    discarded=is_dir(dirs.discarded),
-                    live_not_a_directory=dirs.name in kinds and not is_dir(dirs.live), other_runs=others)
+    return DirState(
+        live=is_dir(dirs.live),
+        staging=is_dir(dirs.staging),
+        previous=is_dir(dirs.previous),
+        discarded=is_dir(dirs.discarded),
+        live_not_a_directory=dirs.name in kinds and not is_dir(dirs.live),
+        other_runs=others,
+    )
 
 
 def mark_staging(core_api, target: ExecTarget, dirs: RestoreDirs) -> int:
@@ -193,10 +226,14 @@ def remove(core_api, target: ExecTarget, dirs: RestoreDirs, path: str) -> None:
             complaint = f" (rm: {exc})"  # e.g. "Directory not empty": something still writes into it
             log.warning("removing %s in pod %s: %s", path, target.pod.name, exc)
         state = inspect(core_api, target, dirs)
-        if not {dirs.staging: state.staging, dirs.previous: state.previous, dirs.discarded: state.discarded}[path]:
+        if not {dirs.staging: state.staging, dirs.previous: state.previous, dirs.discarded: state.discarded}[
+            path
+        ]:
             log.info("removed %s in pod %s", path, target.pod.name)
             return
-    raise ExecError(f"{path} in pod {target.pod.name} is still there after {_REMOVE_ATTEMPTS} removals{complaint}")
+    raise ExecError(
+        f"{path} in pod {target.pod.name} is still there after {_REMOVE_ATTEMPTS} removals{complaint}"
+    )
 
 
 def remove_stale_staging(core_api, target: ExecTarget, dirs: RestoreDirs, state: DirState) -> None:

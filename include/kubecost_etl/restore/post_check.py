@@ -60,8 +60,16 @@ class PostCheckReport:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def check_restored(core_api, target: ExecTarget, expected: list[FileEntry], now: datetime, hourly_hours: int,
-                   swapped_at: int | None, batch: int = 400, report_extra: bool = True) -> PostCheckReport:
+def check_restored(
+    core_api,
+    target: ExecTarget,
+    expected: list[FileEntry],
+    now: datetime,
+    hourly_hours: int,
+    swapped_at: int | None,
+    batch: int = 400,
+    report_extra: bool = True,
+) -> PostCheckReport:
     """Check ``expected`` against the live dir; raise ``PostCheckFailed`` listing every real problem.
 
     ``swapped_at`` (epoch seconds, the pod's clock) is when the swap began: only a file whose mtime is
@@ -89,22 +97,41 @@ def check_restored(core_api, target: ExecTarget, expected: list[FileEntry], now:
         try:
             digests = hash_files(core_api, target, [e.path for e in candidates], batch)
             checksums = True
-            problems += [f"{e.path}: sha256 differs from the snapshot" for e in candidates
-                         if digests[e.path] != e.sha256]
+            problems += [
+                f"{e.path}: sha256 differs from the snapshot"
+                for e in candidates
+                if digests[e.path] != e.sha256
+            ]
         except CommandNotFound:
             log.warning("pod %s has no sha256sum: restored files checked by size only", target.pod.name)
     extra = sorted(set(present) - {e.path for e in expected}) if report_extra else []
     if pruned:
         log.info("%d restored file(s) already pruned by Kubecost's retention: %s", len(pruned), pruned[:5])
     if rewritten:
-        log.info("%d restored file(s) written by Kubecost after the swap (mtime after %s): %s", len(rewritten),
-                 swapped_at, rewritten[:5])
+        log.info(
+            "%d restored file(s) written by Kubecost after the swap (mtime after %s): %s",
+            len(rewritten),
+            swapped_at,
+            rewritten[:5],
+        )
     if extra:
-        log.info("%d file(s) in the ETL dir that the snapshot does not have (written by Kubecost since): %s",
-                 len(extra), extra[:5])
+        log.info(
+            "%d file(s) in the ETL dir that the snapshot does not have (written by Kubecost since): %s",
+            len(extra),
+            extra[:5],
+        )
     if problems:
-        raise PostCheckFailed(f"{len(problems)} restored file(s) are not in place in pod {target.pod.name}: "
-                              + "; ".join(problems[:10]))
-    return PostCheckReport(ok=True, files=len(expected), checksums=checksums, pruned_by_retention=len(pruned),
-                           rewritten_since=len(rewritten), extra_files=len(extra), pod=target.pod.as_dict(),
-                           swapped_at=swapped_at)
+        raise PostCheckFailed(
+            f"{len(problems)} restored file(s) are not in place in pod {target.pod.name}: "
+            + "; ".join(problems[:10])
+        )
+    return PostCheckReport(
+        ok=True,
+        files=len(expected),
+        checksums=checksums,
+        pruned_by_retention=len(pruned),
+        rewritten_since=len(rewritten),
+        extra_files=len(extra),
+        pod=target.pod.as_dict(),
+        swapped_at=swapped_at,
+    )

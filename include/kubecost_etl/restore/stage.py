@@ -36,8 +36,14 @@ class StagingFailed(KubecostEtlError, RuntimeError):
     """The staged files are not what the snapshot holds; the staging dir was removed."""
 
 
-def stage_files(core_api, target: ExecTarget, repo: Repository | None, files: list[FileEntry], dirs: RestoreDirs,
-                content: Callable[[FileEntry], Callable[[], Iterable[bytes]]] | None = None) -> dict:
+def stage_files(
+    core_api,
+    target: ExecTarget,
+    repo: Repository | None,
+    files: list[FileEntry],
+    dirs: RestoreDirs,
+    content: Callable[[FileEntry], Callable[[], Iterable[bytes]]] | None = None,
+) -> dict:
     """Unpack ``files`` into the staging dir (created here, replacing this run's own leftover).
 
     Each file's bytes come from the snapshot's object in ``repo``, or from ``content(entry)`` (a mirror's
@@ -58,13 +64,26 @@ def stage_files(core_api, target: ExecTarget, repo: Repository | None, files: li
     except BaseException:
         _remove_after_failure(core_api, target, dirs)
         raise
-    log.info("staged %d files, %.1f MB in %.1f s (%.1f MB/s) into %s", stats["files"], stats["bytes"] / 1e6,
-             stats["seconds"], stats["mb_per_s"], dirs.staging)
+    log.info(
+        "staged %d files, %.1f MB in %.1f s (%.1f MB/s) into %s",
+        stats["files"],
+        stats["bytes"] / 1e6,
+        stats["seconds"],
+        stats["mb_per_s"],
+        dirs.staging,
+    )
     return stats
 
 
-def _stream(core_api, target: ExecTarget, opener: Callable[[FileEntry], Callable[[], Iterable[bytes]]],
-            files: list[FileEntry], dirs: RestoreDirs, uid: int, gid: int) -> dict:
+def _stream(
+    core_api,
+    target: ExecTarget,
+    opener: Callable[[FileEntry], Callable[[], Iterable[bytes]]],
+    files: list[FileEntry],
+    dirs: RestoreDirs,
+    uid: int,
+    gid: int,
+) -> dict:
     command = ["tar", "-x", "-f", "-", "-C", dirs.parent]
     started = last_report = time.monotonic()
     done, total = 0, sum(e.size for e in files)
@@ -75,21 +94,34 @@ def _stream(core_api, target: ExecTarget, opener: Callable[[FileEntry], Callable
         now = time.monotonic()
         if now - last_report >= PROGRESS_EVERY_S:
             last_report = now
-            log.info("streamed %.1f/%.1f MB, %.1f MB/s", done / 1e6, total / 1e6, done / 1e6 / (now - started))
+            log.info(
+                "streamed %.1f/%.1f MB, %.1f MB/s", done / 1e6, total / 1e6, done / 1e6 / (now - started)
+            )
 
     archive = [ArchiveFile(e.path, e.size, e.mtime, e.sha256, opener(e)) for e in files]
     with target.exec(core_api, command, stdin=True) as session:
         sink = FrameSink(session.write_stdin)
         try:
-            stats = write_archive(sink, posixpath.basename(dirs.staging), archive, uid=uid, gid=gid,
-                                  dir_mtime=int(time.time()), on_progress=progress)
+            stats = write_archive(
+                sink,
+                posixpath.basename(dirs.staging),
+                archive,
+                uid=uid,
+                gid=gid,
+                dir_mtime=int(time.time()),
+                on_progress=progress,
+            )
             session.close_stdin()  # v5 only; on v4 tar stops at the archive's end marker
             session.run()  # tar's exit status: raises if it failed or the stream was cut
         except (WebSocketException, OSError) as exc:
             raise _why_tar_stopped(session, exc) from exc
     seconds = time.monotonic() - started
-    return {**stats, "seconds": round(seconds, 3), "mb_per_s": round(stats["bytes"] / 1e6 / max(seconds, 1e-6), 1),
-            "staging": dirs.staging}
+    return {
+        **stats,
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(stats["bytes"] / 1e6 / max(seconds, 1e-6), 1),
+        "staging": dirs.staging,
+    }
 
 
 def _content(repo: Repository, entry: FileEntry):
@@ -104,7 +136,9 @@ def _why_tar_stopped(session: PodExec, exc: BaseException) -> ExecError:
         return tar_error
     except (WebSocketException, OSError):
         pass
-    return ExecStreamCut(f"{session.description}: the connection broke before tar's exit status arrived: {exc}")
+    return ExecStreamCut(
+        f"{session.description}: the connection broke before tar's exit status arrived: {exc}"
+    )
 
 
 def _remove_after_failure(core_api, target: ExecTarget, dirs: RestoreDirs) -> None:
@@ -114,7 +148,9 @@ def _remove_after_failure(core_api, target: ExecTarget, dirs: RestoreDirs) -> No
         log.error("could not remove the staging dir %s after the failure: %s", dirs.staging, exc)
 
 
-def check_staged(core_api, target: ExecTarget, files: list[FileEntry], dirs: RestoreDirs, batch: int = 400) -> dict:
+def check_staged(
+    core_api, target: ExecTarget, files: list[FileEntry], dirs: RestoreDirs, batch: int = 400
+) -> dict:
     """Count, sizes and (where the pod has sha256sum) checksums of the staged files; remove them if wrong."""
     staged = dataclasses.replace(target, etl_root=dirs.staging)
     try:
@@ -124,20 +160,27 @@ def check_staged(core_api, target: ExecTarget, files: list[FileEntry], dirs: Res
         raise
     if problems:
         _remove_after_failure(core_api, target, dirs)
-        raise StagingFailed(f"the staged files in {dirs.staging} do not match the snapshot ({len(problems)} "
-                            "problem(s)); nothing was swapped: " + "; ".join(problems[:10]))
+        raise StagingFailed(
+            f"the staged files in {dirs.staging} do not match the snapshot ({len(problems)} "
+            "problem(s)); nothing was swapped: " + "; ".join(problems[:10])
+        )
     return report
 
 
-def _staged_problems(core_api, staged: ExecTarget, files: list[FileEntry], batch: int) -> tuple[list[str], dict]:
+def _staged_problems(
+    core_api, staged: ExecTarget, files: list[FileEntry], batch: int
+) -> tuple[list[str], dict]:
     expected = {e.path: e for e in files}
     found, refused = list_files(core_api, staged)
     present = {f.path: f for f in found}
     problems = [f"not a plain file in staging: {reason}" for reason in refused]
     problems += [f"{p}: missing" for p in sorted(set(expected) - set(present))]
     problems += [f"{p}: not in the snapshot" for p in sorted(set(present) - set(expected))]
-    problems += [f"{p}: {present[p].size} bytes, snapshot has {e.size}" for p, e in expected.items()
-                 if p in present and present[p].size != e.size]
+    problems += [
+        f"{p}: {present[p].size} bytes, snapshot has {e.size}"
+        for p, e in expected.items()
+        if p in present and present[p].size != e.size
+    ]
     mtimes_off = sum(1 for p, e in expected.items() if p in present and present[p].mtime != e.mtime)
     if mtimes_off:
         log.warning("%d staged file(s) did not keep the snapshot's mtime", mtimes_off)
@@ -146,9 +189,19 @@ def _staged_problems(core_api, staged: ExecTarget, files: list[FileEntry], batch
         try:
             digests = hash_files(core_api, staged, sorted(expected), batch)
             checksums = True
-            problems += [f"{p}: sha256 differs from the snapshot" for p, e in expected.items() if digests[p] != e.sha256]
+            problems += [
+                f"{p}: sha256 differs from the snapshot"
+                for p, e in expected.items()
+                if digests[p] != e.sha256
+            ]
         except CommandNotFound:
-            log.warning("pod %s has no sha256sum: staged files checked by count and size only", staged.pod.name)
-    report = {"files": len(present), "bytes": sum(f.size for f in present.values()), "checksums": checksums,
-              "mtime_mismatches": mtimes_off}
+            log.warning(
+                "pod %s has no sha256sum: staged files checked by count and size only", staged.pod.name
+            )
+    report = {
+        "files": len(present),
+        "bytes": sum(f.size for f in present.values()),
+        "checksums": checksums,
+        "mtime_mismatches": mtimes_off,
+    }
     return problems, report

@@ -59,9 +59,14 @@ class SwapResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> SwapResult:
-        return cls(outcome=data["outcome"], pod=dict(data["pod"]), swapped_at=data.get("swapped_at"),
-                   previous=data.get("previous"), moved=int(data.get("moved", 0)),
-                   skipped=tuple(data.get("skipped", ())))
+        return cls(
+            outcome=data["outcome"],
+            pod=dict(data["pod"]),
+            swapped_at=data.get("swapped_at"),
+            previous=data.get("previous"),
+            moved=int(data.get("moved", 0)),
+            skipped=tuple(data.get("skipped", ())),
+        )
 
 
 def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> SwapResult:
@@ -72,11 +77,15 @@ def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> SwapResult:
     if state.live_not_a_directory:
         raise SwapFailed(f"{dirs.live} exists but is not a directory; nothing was swapped")
     if not state.staging:
-        raise SwapFailed(f"the staging dir {dirs.staging} is gone and {dirs.live} does not hold this run's staged "
-                         "files (no marker): nothing was swapped; the teardown puts back what is needed")
+        raise SwapFailed(
+            f"the staging dir {dirs.staging} is gone and {dirs.live} does not hold this run's staged "
+            "files (no marker): nothing was swapped; the teardown puts back what is needed"
+        )
     if state.live and state.previous:
-        raise SwapFailed(f"both {dirs.live} and {dirs.previous} exist next to the staged files, and {dirs.live} is "
-                         "not the staged tree; not swapping over either")
+        raise SwapFailed(
+            f"both {dirs.live} and {dirs.previous} exist next to the staged files, and {dirs.live} is "
+            "not the staged tree; not swapping over either"
+        )
     marked = pod_dirs.mark_staging(core_api, target, dirs)
     if state.live:
         _rename_checked(core_api, target, dirs, dirs.live, dirs.previous)
@@ -85,18 +94,29 @@ def swap_replace(core_api, target: ExecTarget, dirs: RestoreDirs) -> SwapResult:
     except ExecError as exc:
         if pod_dirs.marked_at(core_api, target, dirs, dirs.live) is None:
             undone = _undo_first_rename(core_api, target, dirs)
-            raise SwapFailed(f"moving the staged files into {dirs.live} failed ({exc}); {undone}; the staged "
-                             f"files are kept in {dirs.staging} for the retry") from exc
+            raise SwapFailed(
+                f"moving the staged files into {dirs.live} failed ({exc}); {undone}; the staged "
+                f"files are kept in {dirs.staging} for the retry"
+            ) from exc
         log.info("the rename into %s ran although its exec reported %s", dirs.live, exc)
     return _replaced("swapped", target, dirs, marked, state.live or state.previous)
 
 
-def _replaced(outcome: str, target: ExecTarget, dirs: RestoreDirs, marked: int, previous_kept: bool) -> SwapResult:
-    log.info("%s: %s is now this run's staged tree (proven by its marker; swap began at %d on the pod's clock)%s",
-             outcome, dirs.live, marked,
-             f"; the previous data is kept in {dirs.previous}" if previous_kept else " (there was no previous ETL dir)")
-    return SwapResult(outcome, target.pod.as_dict(), swapped_at=marked,
-                      previous=dirs.previous if previous_kept else None)
+def _replaced(
+    outcome: str, target: ExecTarget, dirs: RestoreDirs, marked: int, previous_kept: bool
+) -> SwapResult:
+    log.info(
+        "%s: %s is now this run's staged tree (proven by its marker; swap began at %d on the pod's clock)%s",
+        outcome,
+        dirs.live,
+        marked,
+        f"; the previous data is kept in {dirs.previous}"
+        if previous_kept
+        else " (there was no previous ETL dir)",
+    )
+    return SwapResult(
+        outcome, target.pod.as_dict(), swapped_at=marked, previous=dirs.previous if previous_kept else None
+    )
 
 
 def _rename_checked(core_api, target: ExecTarget, dirs: RestoreDirs, source: str, destination: str) -> None:
@@ -123,8 +143,11 @@ def _undo_first_rename(core_api, target: ExecTarget, dirs: RestoreDirs) -> str:
             return f"put {dirs.previous} back into {dirs.live}"
         return "nothing to undo"
     except ExecError as exc:
-        log.error("could not put %s back after the failed swap: %s (the retry or the teardown will)", dirs.previous,
-                  exc)
+        log.error(
+            "could not put %s back after the failed swap: %s (the retry or the teardown will)",
+            dirs.previous,
+            exc,
+        )
         return f"{dirs.previous} could not be put back yet ({exc})"
 
 
@@ -139,20 +162,33 @@ def put_back_interrupted(core_api, target: ExecTarget, dirs: RestoreDirs) -> str
     earlier = [p for p in state.other_runs if posixpath.basename(p).startswith(f"{dirs.name}.previous-")]
     if len(earlier) != 1:
         if earlier:
-            raise SwapFailed(f"{dirs.live} is missing and several earlier restores left their previous data "
-                             f"{earlier}: put the right one back by hand (mv -T <dir> {dirs.live})")
+            raise SwapFailed(
+                f"{dirs.live} is missing and several earlier restores left their previous data "
+                f"{earlier}: put the right one back by hand (mv -T <dir> {dirs.live})"
+            )
         return None
-    log.warning("%s is missing: putting back %s, left by a restore that stopped between its two renames",
-                dirs.live, earlier[0])
+    log.warning(
+        "%s is missing: putting back %s, left by a restore that stopped between its two renames",
+        dirs.live,
+        earlier[0],
+    )
     pod_dirs.rename(core_api, target, earlier[0], dirs.live)
     return earlier[0]
 
 
-def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[str], batch: int = 400) -> SwapResult:
+def move_missing(
+    core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[str], batch: int = 400
+) -> SwapResult:
     """Move the staged ``paths`` that the pod still lacks into the live dir, never overwriting."""
+
     def result(outcome: str, skipped: list[str], swapped_at: int | None) -> SwapResult:
-        return SwapResult(outcome, target.pod.as_dict(), swapped_at=swapped_at, moved=len(paths) - len(skipped),
-                          skipped=tuple(skipped))
+        return SwapResult(
+            outcome,
+            target.pod.as_dict(),
+            swapped_at=swapped_at,
+            moved=len(paths) - len(skipped),
+            skipped=tuple(skipped),
+        )
 
     if not paths:
         return result("nothing to add", [], None)
@@ -181,8 +217,10 @@ def move_missing(core_api, target: ExecTarget, dirs: RestoreDirs, paths: list[st
         if attempt == _MOVE_PASSES:
             # Not a file Kubecost wrote meanwhile: the move itself failed. Never report it as skipped.
             unmoved = sorted(s for sources in moves.values() for s in sources)
-            raise SwapFailed(f"{len(unmoved)} staged file(s) or dir(s) could not be moved into {dirs.live} "
-                             f"after {_MOVE_PASSES} passes: {unmoved[:10]}")
+            raise SwapFailed(
+                f"{len(unmoved)} staged file(s) or dir(s) could not be moved into {dirs.live} "
+                f"after {_MOVE_PASSES} passes: {unmoved[:10]}"
+            )
         _run_moves(core_api, target, dirs, moves, batch)
     for path in left:
         log.warning("not added: %s appeared in the pod meanwhile (left as it is)", path)
@@ -209,7 +247,9 @@ def plan_moves(staged: list[str], live_files: set[str], live_dirs: set[str]) -> 
     return {dest: sorted(sources) for dest, sources in sorted(moves.items())}
 
 
-def _run_moves(core_api, target: ExecTarget, dirs: RestoreDirs, moves: dict[str, list[str]], batch: int) -> None:
+def _run_moves(
+    core_api, target: ExecTarget, dirs: RestoreDirs, moves: dict[str, list[str]], batch: int
+) -> None:
     for destination, sources in moves.items():
         into = f"{dirs.live}/{destination}/" if destination else f"{dirs.live}/"
         staged = [f"{dirs.staging}/{s}" for s in sources]
@@ -268,15 +308,18 @@ def _clean_up(core_api, target: ExecTarget, dirs: RestoreDirs, remove_previous: 
             pod_dirs.remove(core_api, target, dirs, dirs.previous)
             actions.append(f"removed {dirs.previous}")
         else:
-            log.error("%s is not proven to be the restored tree (no marker): keeping %s", dirs.live, dirs.previous)
+            log.error(
+                "%s is not proven to be the restored tree (no marker): keeping %s", dirs.live, dirs.previous
+            )
             actions.append(f"kept {dirs.previous}: {dirs.live} is not proven to hold the restored files")
     if live_is_ours and (remove_previous or not state.previous):
         pod_dirs.remove_marker(core_api, target, dirs, dirs.live)
     return actions
 
 
-def _remove_if_ours(core_api, target: ExecTarget, dirs: RestoreDirs, path: str, actions: list[str],
-                    required: bool = False) -> None:
+def _remove_if_ours(
+    core_api, target: ExecTarget, dirs: RestoreDirs, path: str, actions: list[str], required: bool = False
+) -> None:
     if pod_dirs.marked_at(core_api, target, dirs, path) is not None:
         pod_dirs.remove(core_api, target, dirs, path)
         actions.append(f"removed {path} (this run's restored copy of the snapshot)")

@@ -58,12 +58,16 @@ def resolve_snapshot(repo: Repository, requested: str, created_before: datetime)
         snapshot_id = repo.latest_good(created_before)
         if snapshot_id:
             return snapshot_id
-        raise RestoreRefused(f"no verified snapshot of cluster {repo.cluster_id!r} made before "
-                             f"{created_before:%Y-%m-%dT%H:%M:%SZ} in {repo.description}")
+        raise RestoreRefused(
+            f"no verified snapshot of cluster {repo.cluster_id!r} made before "
+            f"{created_before:%Y-%m-%dT%H:%M:%SZ} in {repo.description}"
+        )
     snapshot_id = check_snapshot_id(requested)
     if snapshot_id not in repo.snapshot_ids():
-        raise RestoreRefused(f"snapshot {snapshot_id!r} of cluster {repo.cluster_id!r} does not exist "
-                             f"(no manifest) in {repo.description}")
+        raise RestoreRefused(
+            f"snapshot {snapshot_id!r} of cluster {repo.cluster_id!r} does not exist "
+            f"(no manifest) in {repo.description}"
+        )
     return snapshot_id
 
 
@@ -73,20 +77,25 @@ def load_pinned(repo: Repository, snapshot_id: str, expected_sha256: str | None 
     try:
         raw = repo.store.read_bytes(repo.manifest_key(snapshot_id))
     except ObjectNotFound:
-        raise RestoreRefused(f"snapshot {snapshot_id!r} of cluster {repo.cluster_id!r} has no manifest "
-                             f"in {repo.description}") from None
+        raise RestoreRefused(
+            f"snapshot {snapshot_id!r} of cluster {repo.cluster_id!r} has no manifest in {repo.description}"
+        ) from None
     digest = hashlib.sha256(raw).hexdigest()
     if expected_sha256 is not None and digest != expected_sha256:
-        raise RestoreRefused(f"the manifest of snapshot {snapshot_id!r} changed since this restore pinned it "
-                             f"(sha256 {expected_sha256[:12]}.. now {digest[:12]}..)")
+        raise RestoreRefused(
+            f"the manifest of snapshot {snapshot_id!r} changed since this restore pinned it "
+            f"(sha256 {expected_sha256[:12]}.. now {digest[:12]}..)"
+        )
     try:
         manifest = Manifest.from_json(raw)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed JSON or fields
         raise RestoreRefused(f"the manifest of snapshot {snapshot_id!r} is not readable: {exc}") from None
     problems = manifest_problems(manifest, repo.cluster_id, snapshot_id)
     if problems:
-        raise RestoreRefused(f"the manifest of snapshot {snapshot_id!r} is refused ({len(problems)} problem(s)): "
-                             + "; ".join(problems[:_PROBLEMS_SHOWN]))
+        raise RestoreRefused(
+            f"the manifest of snapshot {snapshot_id!r} is refused ({len(problems)} problem(s)): "
+            + "; ".join(problems[:_PROBLEMS_SHOWN])
+        )
     return PinnedManifest(manifest, digest)
 
 
@@ -135,15 +144,25 @@ def verify_pinned(repo: Repository, pinned: PinnedManifest) -> dict:
     load_pinned(repo, snapshot_id, pinned.sha256)  # what was verified is still what is pinned
     if not report["ok"]:
         # Damaged set files are refused too: restoring them would hand Kubecost broken data again.
-        findings = report["problems"] + [f"{d['path']}: damaged in the source, {d['reason']}" for d in report["damaged"]]
-        raise RestoreRefused(f"snapshot {snapshot_id!r} failed verification ({len(findings)} finding(s)), "
-                             "nothing was restored: " + "; ".join(findings[:_PROBLEMS_SHOWN]))
-    return {"snapshot_id": snapshot_id, "objects": report["objects"], "rehashed": report["rehashed"],
-            "files": len(pinned.files), "bytes": pinned.manifest.total_bytes}
+        findings = report["problems"] + [
+            f"{d['path']}: damaged in the source, {d['reason']}" for d in report["damaged"]
+        ]
+        raise RestoreRefused(
+            f"snapshot {snapshot_id!r} failed verification ({len(findings)} finding(s)), "
+            "nothing was restored: " + "; ".join(findings[:_PROBLEMS_SHOWN])
+        )
+    return {
+        "snapshot_id": snapshot_id,
+        "objects": report["objects"],
+        "rehashed": report["rehashed"],
+        "files": len(pinned.files),
+        "bytes": pinned.manifest.total_bytes,
+    }
 
 
 def describe(pinned: PinnedManifest) -> str:
     m = pinned.manifest
-    return (f"snapshot {m.snapshot_id} of {m.cluster_id} made {m.created_at}: {len(m.files)} files, "
-            f"{m.total_bytes / 1e6:.1f} MB, manifest sha256 {pinned.sha256[:12]}..")
-
+    return (
+        f"snapshot {m.snapshot_id} of {m.cluster_id} made {m.created_at}: {len(m.files)} files, "
+        f"{m.total_bytes / 1e6:.1f} MB, manifest sha256 {pinned.sha256[:12]}.."
+    )

@@ -114,7 +114,7 @@ class Repository:
         ids = []
         prefix = self.key("snapshots/")
         for info in self.store.list(prefix):
-            rest = info.key[len(prefix):]
+            rest = info.key[len(prefix) :]
             if rest.endswith("/manifest.json") and rest.count("/") == 1:
                 ids.append(rest.split("/", 1)[0])
         return sorted(ids)
@@ -123,8 +123,10 @@ class Repository:
         try:
             return Manifest.from_json(self.store.read_bytes(self.manifest_key(snapshot_id)))
         except ObjectNotFound:
-            raise SnapshotNotFound(f"snapshot {snapshot_id!r} of cluster {self.cluster_id!r} does not exist "
-                                 f"in {self.description}") from None
+            raise SnapshotNotFound(
+                f"snapshot {snapshot_id!r} of cluster {self.cluster_id!r} does not exist "
+                f"in {self.description}"
+            ) from None
 
     def load_verification(self, snapshot_id: str) -> dict | None:
         try:
@@ -147,12 +149,16 @@ class Repository:
     def object_sizes(self) -> dict[str, int]:
         """Every stored object (key relative to the repository) and its size, in one listing."""
         prefix = self.key("objects/")
-        return {info.key[len(self.root):]: info.size for info in self.store.list(prefix)}
+        return {info.key[len(self.root) :]: info.size for info in self.store.list(prefix)}
 
     def commit(self, manifest: Manifest) -> None:
-        self.store.put_bytes(self.manifest_key(manifest.snapshot_id), manifest.to_json(),
-                             content_type="application/json")
+        self.store.put_bytes(
+            self.manifest_key(manifest.snapshot_id), manifest.to_json(), content_type="application/json"
+        )
 
     def record_verification(self, snapshot_id: str, report: dict) -> None:
-        self.store.put_bytes(self.verification_key(snapshot_id), json.dumps(report, indent=1).encode(),
-                             content_type="application/json")
+        self.store.put_bytes(
+            self.verification_key(snapshot_id),
+            json.dumps(report, indent=1).encode(),
+            content_type="application/json",
+        )

@@ -55,18 +55,37 @@ class VerificationReport:
     coverage: dict  # per store, from the manifest
 
     def as_dict(self) -> dict:
-        return {"snapshot_id": self.snapshot_id, "ok": self.ok, "integrity_ok": self.integrity_ok,
-                "checked_at": self.checked_at, "objects": self.objects, "objects_present": self.objects_present,
-                "rehashed": self.rehashed, "full": self.full, "problems": list(self.problems),
-                "damaged": [dict(d) for d in self.damaged], "coverage": self.coverage}
+        return {
+            "snapshot_id": self.snapshot_id,
+            "ok": self.ok,
+            "integrity_ok": self.integrity_ok,
+            "checked_at": self.checked_at,
+            "objects": self.objects,
+            "objects_present": self.objects_present,
+            "rehashed": self.rehashed,
+            "full": self.full,
+            "problems": list(self.problems),
+            "damaged": [dict(d) for d in self.damaged],
+            "coverage": self.coverage,
+        }
 
     @classmethod
     def from_dict(cls, data: dict | VerificationReport) -> VerificationReport:
         if isinstance(data, VerificationReport):
             return data
-        return cls(data["snapshot_id"], data["ok"], data["integrity_ok"], data["checked_at"], data["objects"],
-                   data["objects_present"], data["rehashed"], data["full"], tuple(data["problems"]),
-                   tuple(data["damaged"]), data["coverage"])
+        return cls(
+            data["snapshot_id"],
+            data["ok"],
+            data["integrity_ok"],
+            data["checked_at"],
+            data["objects"],
+            data["objects_present"],
+            data["rehashed"],
+            data["full"],
+            tuple(data["problems"]),
+            tuple(data["damaged"]),
+            data["coverage"],
+        )
 
 
 def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: bool = False) -> dict:
@@ -78,9 +97,16 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
     """
     manifest = repo.load_manifest(snapshot_id)
     stored = repo.object_sizes()
-    problems = [f"{e.path}: object {e.object} " + ("missing" if e.object not in stored else
-                f"is {stored[e.object]} bytes, manifest says {e.stored_size}")
-                for e in manifest.files if stored.get(e.object) != e.stored_size]
+    problems = [
+        f"{e.path}: object {e.object} "
+        + (
+            "missing"
+            if e.object not in stored
+            else f"is {stored[e.object]} bytes, manifest says {e.stored_size}"
+        )
+        for e in manifest.files
+        if stored.get(e.object) != e.stored_size
+    ]
     unique = sorted({e.object: e for e in manifest.files}.values(), key=lambda e: e.object)
     # A different pseudo-random sample each snapshot, so over time every object gets re-read.
     chosen = unique if full else random.Random(snapshot_id).sample(unique, min(sample, len(unique)))
@@ -92,10 +118,17 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
             if header:
                 damaged.append({"path": entry.path, "reason": header})
     report = VerificationReport(
-        snapshot_id=snapshot_id, ok=not problems and not damaged, integrity_ok=not problems,
-        checked_at=datetime.now(UTC).isoformat(), objects=len(unique),
-        objects_present=len(unique) - sum(e.object not in stored for e in unique), rehashed=len(chosen), full=full,
-        problems=tuple(problems[:100]), damaged=tuple(damaged[:100]), coverage=manifest.coverage,
+        snapshot_id=snapshot_id,
+        ok=not problems and not damaged,
+        integrity_ok=not problems,
+        checked_at=datetime.now(UTC).isoformat(),
+        objects=len(unique),
+        objects_present=len(unique) - sum(e.object not in stored for e in unique),
+        rehashed=len(chosen),
+        full=full,
+        problems=tuple(problems[:100]),
+        damaged=tuple(damaged[:100]),
+        coverage=manifest.coverage,
     ).as_dict()
     repo.record_verification(snapshot_id, report)
     return report
@@ -107,10 +140,17 @@ def _check_with_retries(repo: Repository, entry: FileEntry) -> tuple[list[str], 
             return _check_object(repo, entry)
         except _ReadFailed as exc:
             if attempt == READ_ATTEMPTS:
-                raise VerifyReadError(f"object {entry.object} ({entry.path}) could not be read back after "
-                                      f"{attempt} attempts: {exc.__cause__}; no verdict recorded") from exc.__cause__
-            log.warning("reading %s back failed (attempt %d of %d): %s; again", entry.object, attempt, READ_ATTEMPTS,
-                        exc.__cause__)
+                raise VerifyReadError(
+                    f"object {entry.object} ({entry.path}) could not be read back after "
+                    f"{attempt} attempts: {exc.__cause__}; no verdict recorded"
+                ) from exc.__cause__
+            log.warning(
+                "reading %s back failed (attempt %d of %d): %s; again",
+                entry.object,
+                attempt,
+                READ_ATTEMPTS,
+                exc.__cause__,
+            )
             time.sleep(READ_PAUSE_S * attempt)  # the store may recover; not test timing
     raise AssertionError("unreachable")
 
@@ -141,7 +181,7 @@ def _check_object(repo: Repository, entry: FileEntry) -> tuple[list[str], str | 
             digest.update(piece)
             size += len(piece)
             if len(head) < bingen.HEADER_PROBE_BYTES:
-                head += piece[:bingen.HEADER_PROBE_BYTES - len(head)]
+                head += piece[: bingen.HEADER_PROBE_BYTES - len(head)]
     except _ReadFailed:
         raise
     except ObjectNotFound:

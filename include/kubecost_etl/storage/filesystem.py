@@ -88,7 +88,9 @@ class FilesystemStore(StoreBase):
                 relative_dir = Path(dirpath).relative_to(self.root).as_posix()
                 for filename in filenames:
                     name = filename if relative_dir == "." else f"{relative_dir}/{filename}"
-                    if not name.startswith(name_prefix) or filename.endswith((TEMP_SUFFIX, LOCK_SUFFIX, METADATA_SUFFIX)):
+                    if not name.startswith(name_prefix) or filename.endswith(
+                        (TEMP_SUFFIX, LOCK_SUFFIX, METADATA_SUFFIX)
+                    ):
                         continue
                     try:
                         found.append((name, os.stat(os.path.join(dirpath, filename))))

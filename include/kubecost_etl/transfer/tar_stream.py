@@ -79,8 +79,16 @@ def parent_directories(paths: Iterable[str]) -> list[str]:
     return sorted(needed, key=lambda d: (d.count("/"), d))
 
 
-def write_archive(sink: FrameSink, top: str, files: Iterable[ArchiveFile], *, uid: int = 0, gid: int = 0,
-                  dir_mtime: int = 0, on_progress: Callable[[int], None] | None = None) -> dict:
+def write_archive(
+    sink: FrameSink,
+    top: str,
+    files: Iterable[ArchiveFile],
+    *,
+    uid: int = 0,
+    gid: int = 0,
+    dir_mtime: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
     """Write ``top/`` and ``top/<path>`` for every file, then tar's end marker; return counts.
 
     ``files`` must be sorted by path. Raises ``UnsafePathError`` for a refused name (before any
@@ -105,7 +113,9 @@ def write_archive(sink: FrameSink, top: str, files: Iterable[ArchiveFile], *, ui
     for file in files:
         path = check_relative_path(file.path)
         if path <= previous:
-            raise UnsafePathError(f"refusing {path!r}: files must come sorted and once each (after {previous!r})")
+            raise UnsafePathError(
+                f"refusing {path!r}: files must come sorted and once each (after {previous!r})"
+            )
         previous = path
         if path in written_dirs or any(parent in written_files for parent in parent_directories([path])):
             raise UnsafePathError(f"refusing {path!r}: it is both a file and a directory in this archive")
@@ -114,7 +124,9 @@ def write_archive(sink: FrameSink, top: str, files: Iterable[ArchiveFile], *, ui
                 add_directory(directory)
         if file.size < 0:
             raise ContentMismatch(f"{path}: negative size {file.size}")
-        _write_header(sink, _header(f"{top}/{path}", tarfile.REGTYPE, FILE_MODE, file.size, file.mtime, uid, gid))
+        _write_header(
+            sink, _header(f"{top}/{path}", tarfile.REGTYPE, FILE_MODE, file.size, file.mtime, uid, gid)
+        )
         for piece in _verified(path, file.size, file.sha256, file.content()):
             sink.write(piece)
             if on_progress:

@@ -37,8 +37,11 @@ def snapshot_digests(store, snapshot_id: str) -> dict[str, str]:
     out = {}
     for entry in manifest["files"]:
         raw = store.read_bytes(root + entry["object"])
-        data = zstandard.ZstdDecompressor().decompressobj().decompress(raw) if entry["compression"] == "zstd" \
+        data = (
+            zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+            if entry["compression"] == "zstd"
             else gzip.decompress(raw)
+        )
         assert len(data) == entry["size"]
         out[entry["path"]] = hashlib.sha256(data).hexdigest()
     return out
@@ -48,8 +51,9 @@ def run_backup(sim, store, **kw):
     core = sim.core_v1()
     pod = find_cost_model_pod(core, "kubecost", "app=cost-analyzer")
     target = resolve_exec_target(core, pod, "/var/configs/db/etl")
-    manifest, report = back_up(core, target, Repository(store, CLUSTER), settings(**kw), {"pod": pod.name},
-                                      full_verify=True)
+    manifest, report = back_up(
+        core, target, Repository(store, CLUSTER), settings(**kw), {"pod": pod.name}, full_verify=True
+    )
     return manifest, report, target
 
 
@@ -98,8 +102,9 @@ def test_incremental_runs_move_only_changes_and_old_snapshots_stay_intact(fs_sto
 def planned(sim, store):
     """The state between the plan and the stream stages: the client, the target, the repository, the plan."""
     core = sim.core_v1()
-    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"),
-                                 "/var/configs/db/etl")
+    target = resolve_exec_target(
+        core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), "/var/configs/db/etl"
+    )
     repo = Repository(store, CLUSTER)
     return core, target, repo, plan_backup(core, target, repo, settings())
 
@@ -205,8 +210,12 @@ def test_a_damaged_set_file_in_the_pod_is_copied_but_fails_verification(fs_store
     victim.write_bytes(b"XXXX" + victim.read_bytes()[4:])
     manifest, report, _ = run_backup(simulator(etl_tree), fs_store)
     assert report["integrity_ok"] and not report["ok"]  # the copy is exact; the source is damaged
-    assert report["damaged"] == [{"path": f"bingen/assets/1d/{victim.name}",
-                                  "reason": "bingen header check failed: missing BGST magic (starts with b'XXXX')"}]
+    assert report["damaged"] == [
+        {
+            "path": f"bingen/assets/1d/{victim.name}",
+            "reason": "bingen header check failed: missing BGST magic (starts with b'XXXX')",
+        }
+    ]
     assert snapshot_digests(fs_store, manifest.snapshot_id) == tree_digests(etl_tree)
     assert Repository(fs_store, CLUSTER).latest_good() is None
 
@@ -216,7 +225,9 @@ def test_a_wrong_etl_path_is_a_clear_error(fs_store, etl_tree, simulator):
 
     sim = simulator(etl_tree)
     core = sim.core_v1()
-    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), "/var/db/etl")
+    target = resolve_exec_target(
+        core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), "/var/db/etl"
+    )
     with pytest.raises(EtlDirMissing, match="ETL directory /var/db/etl not found in pod"):
         list_files(core, target)
 

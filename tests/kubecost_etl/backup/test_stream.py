@@ -27,12 +27,16 @@ def etl_tree(tmp_path):
 
 def tar_execs(sim) -> list[list[str]]:
     """The file lists of every `tar cf` exec the simulator served."""
-    return [line["query"]["command"][5:] for line in sim.request_log_lines()
-            if line["path"].endswith("/exec") and line["query"]["command"][:2] == ["tar", "cf"]]
+    return [
+        line["query"]["command"][5:]
+        for line in sim.request_log_lines()
+        if line["path"].endswith("/exec") and line["query"]["command"][:2] == ["tar", "cf"]
+    ]
 
 
-def test_a_retried_stream_sends_only_what_the_cut_one_did_not_store(moto_s3_server, unique_bucket_name, etl_tree,
-                                                                      simulator):
+def test_a_retried_stream_sends_only_what_the_cut_one_did_not_store(
+    moto_s3_server, unique_bucket_name, etl_tree, simulator
+):
     """A worker killed (here: the exec cut) half-way: the retry lists the store, reuses every complete
     object, and asks the pod only for the rest."""
     s3 = make_s3(moto_s3_server, unique_bucket_name)
@@ -49,8 +53,7 @@ def test_a_retried_stream_sends_only_what_the_cut_one_did_not_store(moto_s3_serv
     streamed = stream_files(core, target, repo, plan.transfer, settings())  # the task's retry
 
     assert streamed.stats.reused_stored_files == len(stored_before)
-    reused_paths = {t["path"] for t in plan.transfer
-                    if any(t["sha256"] in key for key in stored_before)}
+    reused_paths = {t["path"] for t in plan.transfer if any(t["sha256"] in key for key in stored_before)}
     assert streamed.stats.bytes == total - sum(t["size"] for t in plan.transfer if t["path"] in reused_paths)
     assert not reused_paths & set(tar_execs(sim)[-1])  # never read from the pod again
     manifest = commit_snapshot(repo, plan, streamed, {})

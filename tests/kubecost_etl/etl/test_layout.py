@@ -11,10 +11,14 @@ def test_parse_set_file():
     assert parse_set_file(f"bingen/allocations/1d/{D0}-{D0 + HOUR}") is None  # wrong length
     assert parse_set_file(f"bingen/assets/1h/{D0 + 5}-{D0 + 5 + HOUR}") is None  # not aligned
     assert parse_set_file("bingen/assets/1h/readme") is None
-    assert parse_set_file(f"bingen/cloudcosts/1w/{D0}-{D0 + 7 * DAY}").pipeline == "cloudcosts"  # unknown res kept
+    assert (
+        parse_set_file(f"bingen/cloudcosts/1w/{D0}-{D0 + 7 * DAY}").pipeline == "cloudcosts"
+    )  # unknown res kept
 
 
-@pytest.mark.parametrize("bad", ["/etc/passwd", "../x", "bingen/../../x", "bingen//x", "-rf", "a/./b", "", "a/-x"])
+@pytest.mark.parametrize(
+    "bad", ["/etc/passwd", "../x", "bingen/../../x", "bingen//x", "-rf", "a/./b", "", "a/-x"]
+)
 def test_unsafe_paths_refused(bad):
     with pytest.raises(UnsafePathError):
         check_relative_path(bad)

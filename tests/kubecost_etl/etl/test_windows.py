@@ -103,7 +103,9 @@ def test_bad_windows_are_refused_naming_the_problem(text, problem):
 
 def test_the_period_in_progress_may_be_repaired_but_not_beyond():
     assert resolve_window("2026-01-14T00:00:00Z,2026-01-15T00:00:00Z", NOW, MAX_DAYS).end == at("2026-01-15")
-    assert resolve_window("2026-01-14T00:00:00Z,2026-01-14T11:00:00Z", NOW, MAX_DAYS).end == at("2026-01-14T11:00")
+    assert resolve_window("2026-01-14T00:00:00Z,2026-01-14T11:00:00Z", NOW, MAX_DAYS).end == at(
+        "2026-01-14T11:00"
+    )
     assert resolve_window("3h", at("2026-01-14T10:00"), MAX_DAYS).end == at("2026-01-14T11:00")  # on the hour
     with pytest.raises(WindowError, match="reaches into the future"):
         resolve_window(f"{at('2026-01-14')},{int(NOW) + 5}", NOW, MAX_DAYS)

@@ -65,11 +65,17 @@ def _gcs(server, name: str) -> Bucket:
     raw = server.client()
     raw.create_bucket(name)
     proxy = FaultProxy(server.url).start()
-    client = storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": proxy.url})
+    client = storage.Client(
+        project="test-project", credentials=AnonymousCredentials(), client_options={"api_endpoint": proxy.url}
+    )
     store = GCSStore(client, name, USER_PREFIX, part_size=TEST_PART_SIZE)
-    return Bucket("gcs", store, proxy, lambda key: raw.bucket(name).blob(key).download_as_bytes(),
-                  lambda: [b.name for b in raw.list_blobs(name)])
+    return Bucket(
+        "gcs",
+        store,
+        proxy,
+        lambda key: raw.bucket(name).blob(key).download_as_bytes(),
+        lambda: [b.name for b in raw.list_blobs(name)],
+    )
 
 
 def _azure(server, name: str) -> Bucket:
@@ -80,24 +86,38 @@ def _azure(server, name: str) -> Bucket:
     proxy = FaultProxy(server.url).start()
     proxied = BlobServiceClient.from_connection_string(server.connection_string(proxy.url))
     store = AzureStore(proxied.get_container_client(name), USER_PREFIX, part_size=TEST_PART_SIZE)
-    return Bucket("azure", store, proxy, lambda key: raw.download_blob(key).readall(),
-                  lambda: [b.name for b in raw.list_blobs()])
+    return Bucket(
+        "azure",
+        store,
+        proxy,
+        lambda key: raw.download_blob(key).readall(),
+        lambda: [b.name for b in raw.list_blobs()],
+    )
 
 
 def _filesystem(root: Path) -> Bucket:
     from kubecost_etl.storage.filesystem import FilesystemStore
 
     store = FilesystemStore(root, USER_PREFIX, part_size=TEST_PART_SIZE)
-    return Bucket("filesystem", store, None, lambda key: (root / key).read_bytes(),
-                  lambda: sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                                 if p.is_file() and not p.name.startswith(".")))
+    return Bucket(
+        "filesystem",
+        store,
+        None,
+        lambda key: (root / key).read_bytes(),
+        lambda: sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        ),
+    )
 
 
 @pytest.fixture(params=["s3", "gcs", "azure"])
 def bucket(request, unique_bucket_name, tmp_path):
     kind = request.param
-    server = request.getfixturevalue({"s3": "moto_s3_server", "gcs": "gcs_emulator_server",
-                                      "azure": "azurite_server"}[kind])
+    server = request.getfixturevalue(
+        {"s3": "moto_s3_server", "gcs": "gcs_emulator_server", "azure": "azurite_server"}[kind]
+    )
     made = {"s3": _s3, "gcs": _gcs, "azure": _azure}[kind](server, unique_bucket_name)
     yield made
     made.proxy.stop()
@@ -138,8 +158,15 @@ def cluster(tmp_path, simulator) -> Cluster:
 def settings(**kw) -> FederatedSettings:
     from kubecost_etl.config import ObjectStoreRef
 
-    return FederatedSettings(**{"object_store": ObjectStoreRef(inline={}), "cluster_id": "prod-east",
-                                "layout": Layout.FEDERATED, "retention": {}, **kw})
+    return FederatedSettings(
+        **{
+            "object_store": ObjectStoreRef(inline={}),
+            "cluster_id": "prod-east",
+            "layout": Layout.FEDERATED,
+            "retention": {},
+            **kw,
+        }
+    )
 
 
 ME = Owner("prod-east", "install-a")

@@ -23,8 +23,11 @@ from .conftest import ME, USER_PREFIX, settings
 def bucket_digests(bucket, root: str) -> dict[str, str]:
     """Every object under ``<prefix>/<root>etl/bingen/``, read with the raw SDK, by ETL-relative path."""
     base = f"{USER_PREFIX}/{root}etl/"
-    return {name[len(base):]: hashlib.sha256(bucket.raw_read(name)).hexdigest()
-            for name in bucket.raw_names() if name.startswith(base + "bingen/")}
+    return {
+        name[len(base) :]: hashlib.sha256(bucket.raw_read(name)).hexdigest()
+        for name in bucket.raw_names()
+        if name.startswith(base + "bingen/")
+    }
 
 
 def carried_digests(etl_dir) -> dict[str, str]:
@@ -37,10 +40,16 @@ def test_push_is_exact_then_incremental(bucket, cluster):
     assert report.ok, report.problems
     expected = carried_digests(cluster.etl_dir)
     assert bucket_digests(bucket, "federated/prod-east/") == expected  # every key and byte, raw
-    assert {cluster.extras[r] for r in ("extra_pipeline", "weekly", "empty_set", "prefixed", "large")} <= set(expected)
+    assert {cluster.extras[r] for r in ("extra_pipeline", "weekly", "empty_set", "prefixed", "large")} <= set(
+        expected
+    )
     assert "readme.txt" not in {p["path"] for p in pushed.pushed}  # outside bingen/: no federated key
     assert report.coverage["networkinsights"]["1d"]["files"] == 1
-    assert report.coverage["allocations"]["1w"] == {**report.coverage["allocations"]["1w"], "files": 1, "days": 7}
+    assert report.coverage["allocations"]["1w"] == {
+        **report.coverage["allocations"]["1w"],
+        "files": 1,
+        "days": 7,
+    }
     stat = bucket.store.stat(f"federated/prod-east/etl/{cluster.extras['large']}")
     assert stat.size > 2 * (5 << 20) and stat.metadata["kcetlsha256"] == expected[cluster.extras["large"]]
 
@@ -49,8 +58,13 @@ def test_push_is_exact_then_incremental(bucket, cluster):
     assert report.ok and pushed.pushed == ()
     assert bucket.writes() == []  # counted on the wire: no PUT, POST or DELETE at all
 
-    changed = cluster.etl_dir / "bingen" / "allocations" / "1d" / sorted(
-        os.listdir(cluster.etl_dir / "bingen" / "allocations" / "1d"))[0]
+    changed = (
+        cluster.etl_dir
+        / "bingen"
+        / "allocations"
+        / "1d"
+        / sorted(os.listdir(cluster.etl_dir / "bingen" / "allocations" / "1d"))[0]
+    )
     data = bytearray(changed.read_bytes())
     data[-1] ^= 0xFF  # same size, new bytes, new mtime
     changed.write_bytes(bytes(data))
@@ -67,8 +81,9 @@ def test_push_is_exact_then_incremental(bucket, cluster):
 
 
 def test_durable_layout_and_filesystem_store(fs_bucket, cluster):
-    pushed, report, _ = federate(cluster.core, cluster.target, fs_bucket.store,
-                                 settings(layout=Layout.DURABLE), "prod-east", ME)
+    pushed, report, _ = federate(
+        cluster.core, cluster.target, fs_bucket.store, settings(layout=Layout.DURABLE), "prod-east", ME
+    )
     assert report.ok, report.problems
     assert bucket_digests(fs_bucket, "") == carried_digests(cluster.etl_dir)
     assert not any(n.startswith(f"{USER_PREFIX}/federated/") for n in fs_bucket.raw_names())
@@ -94,8 +109,15 @@ def test_retention_deletes_exactly_the_old_hourly_files_and_keeps_what_left_the_
 
     # The next push does not bring the expired hourly files back, nor delete anything else.
     s3_bucket.reset()
-    pushed, report, again = federate(cluster.core, cluster.target, s3_bucket.store, settings(retention=policy),
-                                     "prod-east", ME, now=cluster.now)
+    pushed, report, again = federate(
+        cluster.core,
+        cluster.target,
+        s3_bucket.store,
+        settings(retention=policy),
+        "prod-east",
+        ME,
+        now=cluster.now,
+    )
     assert report.ok, report.problems
     assert pushed.pushed == () and again.deleted == ()
     assert bucket_digests(s3_bucket, "federated/prod-east/") == after
@@ -112,8 +134,9 @@ def test_a_second_writer_is_refused_naming_both_unless_it_takes_over(s3_bucket, 
     assert "take_over" in message
     assert s3_bucket.writes() == []  # refused before any write
 
-    pushed, report, _ = federate(cluster.core, cluster.target, s3_bucket.store, settings(take_over=True),
-                                 "prod-west", other)
+    pushed, report, _ = federate(
+        cluster.core, cluster.target, s3_bucket.store, settings(take_over=True), "prod-west", other
+    )
     assert report.ok
     marker = FederatedLayout(Layout.FEDERATED, "prod-east").owner_key
     assert b'"prod-west"' in s3_bucket.store.read_bytes(marker)
@@ -132,7 +155,9 @@ def test_a_missing_bucket_is_refused_naming_cluster_and_field(moto_s3_server, cl
     from kubecost_etl.storage.s3 import S3Store
 
     store = S3Store(moto_s3_server.client(), "no-such-bucket-here", USER_PREFIX)
-    with pytest.raises(FederationRefused, match=r"cluster 'prod-east': federated\.object_store: .*NoSuchBucket"):
+    with pytest.raises(
+        FederationRefused, match=r"cluster 'prod-east': federated\.object_store: .*NoSuchBucket"
+    ):
         plan_push(cluster.core, cluster.target, store, settings(), "prod-east", ME)
 
 
@@ -147,7 +172,9 @@ def test_a_file_changing_while_read_is_read_again(fs_bucket, cluster):
     assert victim in pushed.reread
     key = f"{USER_PREFIX}/federated/prod-east/etl/{victim}"
     assert fs_bucket.raw_read(key) == bytes(data)
-    assert fs_bucket.store.stat(key.split("/", 1)[1]).metadata["kcetlsha256"] == hashlib.sha256(data).hexdigest()
+    assert (
+        fs_bucket.store.stat(key.split("/", 1)[1]).metadata["kcetlsha256"] == hashlib.sha256(data).hexdigest()
+    )
 
 
 def test_plan_round_trips_through_json(fs_bucket, cluster):

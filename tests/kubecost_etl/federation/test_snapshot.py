@@ -30,7 +30,10 @@ def back_up_bucket(bucket_store, repo_store, federated):
 def test_snapshot_of_the_federated_copy_equals_the_pod_and_is_incremental(s3_bucket, fs_bucket, cluster):
     federate(cluster.core, cluster.target, s3_bucket.store, settings(), "prod-east", ME)
     # An object Kubecost's own agent wrote: no metadata of ours, hashed by reading it once.
-    foreign, foreign_bytes = "bingen/allocations/1d/86400-172800", encode_empty_set("allocations", 86400, 172800)
+    foreign, foreign_bytes = (
+        "bingen/allocations/1d/86400-172800",
+        encode_empty_set("allocations", 86400, 172800),
+    )
     s3_bucket.store.put_bytes(f"federated/prod-east/etl/{foreign}", foreign_bytes)
 
     manifest, report = back_up_bucket(s3_bucket.store, fs_bucket.store, settings())

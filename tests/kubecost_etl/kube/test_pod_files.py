@@ -27,11 +27,15 @@ def pod(simulator, etl_dir):
 def test_a_file_vanishing_during_the_listing_is_listed_again_not_read_as_no_data(pod):
     sim, core, target, etl = pod
     expected = sorted(p.relative_to(etl).as_posix() for p in etl.rglob("*") if p.is_file())
-    sim.set_faults(exec_fail_pattern=r"^find \S+ -type f -exec stat", exec_fail_times=2, exec_fail_stderr=VANISHED)
+    sim.set_faults(
+        exec_fail_pattern=r"^find \S+ -type f -exec stat", exec_fail_times=2, exec_fail_stderr=VANISHED
+    )
     files, _ = list_files(core, target)
     assert [f.path for f in files] == expected
 
-    sim.set_faults(exec_fail_pattern=r"^find \S+ -type f -exec stat", exec_fail_times=5, exec_fail_stderr=VANISHED)
+    sim.set_faults(
+        exec_fail_pattern=r"^find \S+ -type f -exec stat", exec_fail_times=5, exec_fail_stderr=VANISHED
+    )
     with pytest.raises(ExecError) as failed:
         list_files(core, target)
     assert not isinstance(failed.value, EtlDirMissing) and "although it exists" in str(failed.value)

@@ -35,8 +35,9 @@ def test_command_probe_counts_any_exit_code_but_not_found(simulator):
 def test_debug_containers_off_means_tar_runs_in_cost_model_and_fails_clearly(simulator):
     sim = simulator(no_tar=True)
     core = sim.core_v1()
-    target = resolve_exec_target(core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), ETL,
-                                 mode="never")
+    target = resolve_exec_target(
+        core, find_cost_model_pod(core, "kubecost", "app=cost-analyzer"), ETL, mode="never"
+    )
     assert target.container == "cost-model" and not target.via_debug_container
     assert all(not pod["ephemeral_containers"] for pod in sim.state()["pods"])
     with pytest.raises(CommandNotFound):

@@ -21,8 +21,13 @@ def start_upload(kind, under_test, key):
     if kind == "s3":
         client, bucket = under_test.store.client, under_test.store.bucket
         upload = client.create_multipart_upload(Bucket=bucket, Key=f"{STORE_PREFIX}/{key}")
-        client.upload_part(Bucket=bucket, Key=f"{STORE_PREFIX}/{key}", UploadId=upload["UploadId"],
-                           PartNumber=1, Body=b"x" * 1024)
+        client.upload_part(
+            Bucket=bucket,
+            Key=f"{STORE_PREFIX}/{key}",
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * 1024,
+        )
     else:
         path = under_test.store.root / STORE_PREFIX / key
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,13 +37,18 @@ def start_upload(kind, under_test, key):
 def pending(kind, under_test) -> list[str]:
     if kind == "s3":
         return sorted(k.removeprefix(STORE_PREFIX + "/") for k in under_test.pending_uploads())
-    return sorted(n.removeprefix(STORE_PREFIX + "/") for n in under_test.raw_names() if n.endswith("-partial"))
+    return sorted(
+        n.removeprefix(STORE_PREFIX + "/") for n in under_test.raw_names() if n.endswith("-partial")
+    )
 
 
 @pytest.mark.parametrize("kind", ["s3", "filesystem"])
 def test_stale_uploads_under_the_repository_are_aborted(kind, request, unique_bucket_name, tmp_path):
-    under_test = (make_s3(request.getfixturevalue("moto_s3_server"), unique_bucket_name) if kind == "s3"
-                  else make_filesystem(tmp_path / "root"))
+    under_test = (
+        make_s3(request.getfixturevalue("moto_s3_server"), unique_bucket_name)
+        if kind == "s3"
+        else make_filesystem(tmp_path / "root")
+    )
     repo = Repository(under_test.store, CLUSTER)
     for key in (OURS, OTHERS):
         start_upload(kind, under_test, key)
@@ -48,7 +58,9 @@ def test_stale_uploads_under_the_repository_are_aborted(kind, request, unique_bu
     # Clocks relative to the upload's own start (moto reports one fixed time for every upload).
     [started] = {u.initiated for u in under_test.store.list_pending_uploads(ROOT)}
     margin = RetentionSettings(keep_last=1).margin
-    young = prune(repo, RetentionSettings(keep_last=1), dry_run=False, now=started + margin - timedelta(seconds=1))
+    young = prune(
+        repo, RetentionSettings(keep_last=1), dry_run=False, now=started + margin - timedelta(seconds=1)
+    )
     assert young.uploads_checked and young.uploads_aborted == ()  # started less than the margin ago
     assert pending(kind, under_test) == before
     later = started + margin + timedelta(seconds=1)

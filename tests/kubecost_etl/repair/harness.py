@@ -38,11 +38,17 @@ class RepairCluster:
         if with_backup is not None:
             self.with_backup = with_backup
         self.repair.update(repair)
-        cluster: dict = {"id": CLUSTER_ID, "kubeconfig": str(self.sim.kubeconfig), "hourly_hours": 49,
-                         "repair": self.repair}
+        cluster: dict = {
+            "id": CLUSTER_ID,
+            "kubeconfig": str(self.sim.kubeconfig),
+            "hourly_hours": 49,
+            "repair": self.repair,
+        }
         if self.with_backup:
-            cluster["backup"] = {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(self.backup_dir)}},
-                                 "verify_sample": 2}
+            cluster["backup"] = {
+                "object_store": {"type": "FILESYSTEM", "config": {"directory": str(self.backup_dir)}},
+                "verify_sample": 2,
+            }
         self.config_path.write_text(json.dumps({"clusters": [cluster]}))
 
     def core(self):
@@ -52,8 +58,11 @@ class RepairCluster:
 
     def repair_calls(self) -> list[tuple[str, dict]]:
         """Repair requests as the cost-model received them, in order (not the API server's proxy hops)."""
-        return [(entry["path"], entry["query"]) for entry in self.sim.request_log_lines()
-                if entry["path"].endswith("/repair") and not entry["path"].startswith("/api/")]
+        return [
+            (entry["path"], entry["query"])
+            for entry in self.sim.request_log_lines()
+            if entry["path"].endswith("/repair") and not entry["path"].startswith("/api/")
+        ]
 
     def wait_for_log(self, predicate, what: str) -> list[str]:
         """Poll the pod's log (through the API) until ``predicate(lines)``; fail after a deadline."""
@@ -100,5 +109,7 @@ def requested(window: str, step: str, profile: str = "v1") -> dict:
     """What the sensor of ``step`` watches: the preflight (no backup) and the step's request, run."""
     from kubecost_etl.airflow.stages import repair as stages
 
-    plan = stages.preflight({"cluster": CLUSTER_ID, "window": window, "profile": profile, "backup_first": False})
+    plan = stages.preflight(
+        {"cluster": CLUSTER_ID, "window": window, "profile": profile, "backup_first": False}
+    )
     return stages.request_step(plan, step)

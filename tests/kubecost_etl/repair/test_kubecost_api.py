@@ -10,7 +10,9 @@ from kubecost_etl.repair.profiles import PROFILES, get_profile
 from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
 
 V1 = get_profile("v1")
-WINDOW = "2026-01-01T00:00:00Z,2026-01-02T00:00:00Z"  # the simulator repairs nothing this old; it still answers
+WINDOW = (
+    "2026-01-01T00:00:00Z,2026-01-02T00:00:00Z"  # the simulator repairs nothing this old; it still answers
+)
 SECRET = "Bearer do-not-log-me"
 
 
@@ -18,11 +20,16 @@ def routes(cluster) -> dict[str, KubecostApi]:
     core = cluster.core()
     return {
         "service proxy :9090 /model": KubecostApi(
-            ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9090", "/model")),
+            ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9090", "/model")
+        ),
         "service proxy :9003": KubecostApi(
-            ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9003")),
-        "URL :9090 /model": KubecostApi(DirectHttp(cluster.sim.frontend_url + "/model", {"Authorization": SECRET},
-                                                        allow_insecure_http=True)),
+            ServiceProxyHttp(core.api_client, "kubecost", "kubecost-cost-analyzer:9003")
+        ),
+        "URL :9090 /model": KubecostApi(
+            DirectHttp(
+                cluster.sim.frontend_url + "/model", {"Authorization": SECRET}, allow_insecure_http=True
+            )
+        ),
         "URL :9003": KubecostApi(DirectHttp(cluster.sim.costmodel_url)),
     }
 
@@ -30,11 +37,12 @@ def routes(cluster) -> dict[str, KubecostApi]:
 def test_every_step_is_accepted_on_every_route(repair_cluster):
     steps = {step.name: step for profile in PROFILES.values() for step in profile.steps}
     expected_data = {
-        "asset": "Repairing Asset ETL", "allocation": "Repairing Allocation ETL",
+        "asset": "Repairing Asset ETL",
+        "allocation": "Repairing Allocation ETL",
         "cloudUsage": "Cloud Usage Repair process has begun for [2026-01-01T00:00:00+0000, "
-                      "2026-01-02T00:00:00+0000) for all providers",
+        "2026-01-02T00:00:00+0000) for all providers",
         "reconciliation": "Reconciliation Repair process has begun for [2026-01-01T00:00:00+0000, "
-                          "2026-01-02T00:00:00+0000) for all providers",
+        "2026-01-02T00:00:00+0000) for all providers",
         "cloudCost": "Rebuilding Cloud Usage For All Providers",
     }
     for route, api in routes(repair_cluster).items():
@@ -48,7 +56,9 @@ def test_every_step_is_accepted_on_every_route(repair_cluster):
 
 def test_provider_is_sent_only_to_steps_that_take_it(repair_cluster):
     api = routes(repair_cluster)["URL :9003"]
-    assert "for provider aws-123456789012" in api.repair(V1.step("cloudUsage"), WINDOW, "aws-123456789012").data
+    assert (
+        "for provider aws-123456789012" in api.repair(V1.step("cloudUsage"), WINDOW, "aws-123456789012").data
+    )
     api.repair(V1.step("asset"), WINDOW, "aws-123456789012")
     assert [query.get("provider") for _, query in repair_cluster.repair_calls()] == ["aws-123456789012", None]
     assert api.cloud_integration_keys() == ["aws-123456789012"]
@@ -65,7 +75,8 @@ def test_a_5xx_is_retryable_and_a_4xx_is_not(repair_cluster):
             api.repair(V1.step("cloudUsage"), WINDOW, "no-such-key")
         assert not refused.value.retryable, route
         assert "refused it with HTTP 400: Invalid parameter: provider: no cloud integration with key" in str(
-            refused.value)
+            refused.value
+        )
         with pytest.raises(RepairRequestFailed, match="illegal window") as illegal:
             api.repair(V1.step("allocation"), "last tuesday")
         assert not illegal.value.retryable
@@ -77,10 +88,13 @@ def test_proxy_and_url_mistakes_are_told_apart_from_kubecost_answers(repair_clus
     with pytest.raises(RepairRequestFailed) as missing:
         no_service.repair(V1.step("asset"), WINDOW)
     assert not missing.value.retryable
-    assert "service proxy answered HTTP 404" in str(missing.value) and "repair.kubecost_service" in str(missing.value)
+    assert "service proxy answered HTTP 404" in str(missing.value) and "repair.kubecost_service" in str(
+        missing.value
+    )
 
-    wrong_path = KubecostApi(DirectHttp(repair_cluster.sim.frontend_url, {"Authorization": SECRET},
-                                                allow_insecure_http=True))
+    wrong_path = KubecostApi(
+        DirectHttp(repair_cluster.sim.frontend_url, {"Authorization": SECRET}, allow_insecure_http=True)
+    )
     with pytest.raises(RepairRequestFailed) as not_found:
         wrong_path.repair(V1.step("asset"), WINDOW)  # port 9090 serves the API under /model only
     assert not not_found.value.retryable and "kubecost_api_path" in str(not_found.value)

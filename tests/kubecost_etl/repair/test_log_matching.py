@@ -34,35 +34,57 @@ def t(text: str) -> int:
 def w(start: str, end: str) -> str:
     """Kubecost's window rendering."""
     fmt = "%Y-%m-%dT%H:%M:%S+0000"
-    return (f"[{datetime.fromisoformat(start).strftime(fmt)}, "
-            f"{datetime.fromisoformat(end).strftime(fmt)})")
+    return f"[{datetime.fromisoformat(start).strftime(fmt)}, {datetime.fromisoformat(end).strftime(fmt)})"
 
 
-def expected(step: str, days: list[str], hours: list[int] | None = None, hourly: str = NONE,
-             keys: list[str] | None = None, profile: str = "v1") -> dict:
-    return {"profile": profile, "step": step, "days": [t(d) for d in days], "hours": hours or [],
-            "hourly": hourly, "provider_keys": keys}
+def expected(
+    step: str,
+    days: list[str],
+    hours: list[int] | None = None,
+    hourly: str = NONE,
+    keys: list[str] | None = None,
+    profile: str = "v1",
+) -> dict:
+    return {
+        "profile": profile,
+        "step": step,
+        "days": [t(d) for d in days],
+        "hours": hours or [],
+        "hourly": hourly,
+        "provider_keys": keys,
+    }
 
 
 DAYS = ["2023-01-01", "2023-01-02", "2023-01-03"]
 # The product documents' Asset example, verbatim apart from the time prefix.
 DOC_ASSET = [
     "ETL: Asset[1d]: ETLStore.Repair[cfDKJ]: repairing 2023-01-01 00:00:00 +0000 UTC, 2023-01-04 00:00:00 +0000 UTC",
-    *(f"ETL: Asset[1d]: AggregatedStore.Run[fvkKR]: run: aggregated {w(a, b)} from 19 to 3 in 68.417µs"
-      for a, b in (("2023-01-01", "2023-01-02"), ("2023-01-02", "2023-01-03"), ("2023-01-03", "2023-01-04"))),
+    *(
+        f"ETL: Asset[1d]: AggregatedStore.Run[fvkKR]: run: aggregated {w(a, b)} from 19 to 3 in 68.417µs"
+        for a, b in (("2023-01-01", "2023-01-02"), ("2023-01-02", "2023-01-03"), ("2023-01-03", "2023-01-04"))
+    ),
 ]
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("2023-05-24T19:41:34.57Z INF ETL: Asset[1d] is 100.0% complete", "ETL: Asset[1d] is 100.0% complete"),
-    ("INF ETL: Asset[1d]: x", "ETL: Asset[1d]: x"),
-    ("WRN ETL: Asset[1h]: Repair: error: cannot repair", "ETL: Asset[1h]: Repair: error: cannot repair"),
-    ("I0228 19:52:21.446753       1 log.go:62] [Info] ETL: Asset[1d]: x", "ETL: Asset[1d]: x"),
-    ("E0228 19:52:21.446753 1 log.go:62] MergeRange error: boundary error", "MergeRange error: boundary error"),
-    ('{"level":"info","time":"2023-05-24T19:41:34Z","message":"ETL: Asset[1d]: x"}', "ETL: Asset[1d]: x"),
-    ('{"level":"info","msg":"ETL: Asset[1d]: x"}', "ETL: Asset[1d]: x"),
-    ("[Error] ETL: CloudAsset[x]: no framing at all", "[Error] ETL: CloudAsset[x]: no framing at all"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "2023-05-24T19:41:34.57Z INF ETL: Asset[1d] is 100.0% complete",
+            "ETL: Asset[1d] is 100.0% complete",
+        ),
+        ("INF ETL: Asset[1d]: x", "ETL: Asset[1d]: x"),
+        ("WRN ETL: Asset[1h]: Repair: error: cannot repair", "ETL: Asset[1h]: Repair: error: cannot repair"),
+        ("I0228 19:52:21.446753       1 log.go:62] [Info] ETL: Asset[1d]: x", "ETL: Asset[1d]: x"),
+        (
+            "E0228 19:52:21.446753 1 log.go:62] MergeRange error: boundary error",
+            "MergeRange error: boundary error",
+        ),
+        ('{"level":"info","time":"2023-05-24T19:41:34Z","message":"ETL: Asset[1d]: x"}', "ETL: Asset[1d]: x"),
+        ('{"level":"info","msg":"ETL: Asset[1d]: x"}', "ETL: Asset[1d]: x"),
+        ("[Error] ETL: CloudAsset[x]: no framing at all", "[Error] ETL: CloudAsset[x]: no framing at all"),
+    ],
+)
 def test_messages_are_read_from_plain_glog_and_json_lines(line, message):
     assert read_message(line) == message
 
@@ -77,12 +99,18 @@ def test_documented_asset_lines_complete_a_daily_only_repair():
 
 def test_older_allocation_lines_and_a_build_line_count_as_progress():
     tracker = StepTracker(V1, expected("allocation", DAYS))
-    tracker.feed("ETL: Allocation[1d]: ETLStore.Repair[rptgQ]: repairing 2023-01-01 00:00:00 +0000 UTC, "
-                 "2023-01-04 00:00:00 +0000 UTC")
-    tracker.feed(f"ETL: Allocation[ETL[allocations][1d]]: Repair[rptgQ]: starting {w('2023-01-01', '2023-01-02')}")
+    tracker.feed(
+        "ETL: Allocation[1d]: ETLStore.Repair[rptgQ]: repairing 2023-01-01 00:00:00 +0000 UTC, "
+        "2023-01-04 00:00:00 +0000 UTC"
+    )
+    tracker.feed(
+        f"ETL: Allocation[ETL[allocations][1d]]: Repair[rptgQ]: starting {w('2023-01-01', '2023-01-02')}"
+    )
     assert not tracker.done and tracker.days_done() == 1
-    tracker.feed(f"ETL: Allocation[1d]: ETLStore[EyPBs]: build: completed {w('2023-01-01', '2023-01-04')} in 26ms: "
-                 f"coverage {w('2022-10-05', '2023-01-04')} (100.0% complete)")
+    tracker.feed(
+        f"ETL: Allocation[1d]: ETLStore[EyPBs]: build: completed {w('2023-01-01', '2023-01-04')} in 26ms: "
+        f"coverage {w('2022-10-05', '2023-01-04')} (100.0% complete)"
+    )
     assert tracker.done
 
 
@@ -96,25 +124,35 @@ def test_progress_before_the_step_starts_belongs_to_another_run():
 def test_a_daily_build_line_does_not_finish_a_step_whose_hourly_pass_is_due():
     hours = list(range(t("2023-01-03T00:00"), t("2023-01-03T03:00"), 3600))
     tracker = StepTracker(V1, expected("asset", ["2023-01-03"], hours, REQUIRED))
-    tracker.feed("ETL: Asset[1d]: ETLStore.Repair[aaaaa]: repairing 2023-01-03 00:00:00 +0000 UTC, "
-                 "2023-01-04 00:00:00 +0000 UTC")
-    tracker.feed(f"ETL: Asset[1d]: ETLStore[bbbbb]: build: completed {w('2023-01-03', '2023-01-04')} in 5ms: "
-                 f"coverage {w('2023-01-01', '2023-01-04')} (100.0% complete)")
+    tracker.feed(
+        "ETL: Asset[1d]: ETLStore.Repair[aaaaa]: repairing 2023-01-03 00:00:00 +0000 UTC, "
+        "2023-01-04 00:00:00 +0000 UTC"
+    )
+    tracker.feed(
+        f"ETL: Asset[1d]: ETLStore[bbbbb]: build: completed {w('2023-01-03', '2023-01-04')} in 5ms: "
+        f"coverage {w('2023-01-01', '2023-01-04')} (100.0% complete)"
+    )
     assert not tracker.done and "Asset[1h] not started, 0/3 done" in tracker.missing()
-    tracker.feed("ETL: Asset[1h]: ETLStore.Repair[ccccc]: repairing 2023-01-03 00:00:00 +0000 UTC, "
-                 "2023-01-03 03:00:00 +0000 UTC")
+    tracker.feed(
+        "ETL: Asset[1h]: ETLStore.Repair[ccccc]: repairing 2023-01-03 00:00:00 +0000 UTC, "
+        "2023-01-03 03:00:00 +0000 UTC"
+    )
     for hour in hours:
         start, end = datetime.fromtimestamp(hour, UTC), datetime.fromtimestamp(hour + 3600, UTC)
         assert not tracker.done
-        tracker.feed(f"ETL: Asset[1h]: AggregatedStore.Run[ddddd]: run: aggregated "
-                     f"{w(start.isoformat()[:19], end.isoformat()[:19])} from 9 to 2 in 1ms")
+        tracker.feed(
+            f"ETL: Asset[1h]: AggregatedStore.Run[ddddd]: run: aggregated "
+            f"{w(start.isoformat()[:19], end.isoformat()[:19])} from 9 to 2 in 1ms"
+        )
     assert tracker.done
 
 
 def test_an_optional_hourly_pass_is_followed_only_once_it_starts():
     hours = [t("2023-01-03T00:00")]
-    start_1d = ("ETL: Asset[1d]: ETLStore.Repair[a]: repairing 2023-01-03 00:00:00 +0000 UTC, "
-                "2023-01-04 00:00:00 +0000 UTC")
+    start_1d = (
+        "ETL: Asset[1d]: ETLStore.Repair[a]: repairing 2023-01-03 00:00:00 +0000 UTC, "
+        "2023-01-04 00:00:00 +0000 UTC"
+    )
     day = f"ETL: Asset[1d]: AggregatedStore.Run[b]: run: aggregated {w('2023-01-03', '2023-01-04')} from 1 to 1 in 1ms"
     quiet = StepTracker(V1, expected("asset", ["2023-01-03"], hours, OPTIONAL))
     quiet.feed(start_1d)
@@ -122,8 +160,10 @@ def test_an_optional_hourly_pass_is_followed_only_once_it_starts():
     assert quiet.done
     started = StepTracker(V1, expected("asset", ["2023-01-03"], hours, OPTIONAL))
     started.feed(start_1d)
-    started.feed("ETL: Asset[1h]: ETLStore.Repair[c]: repairing 2023-01-03 00:00:00 +0000 UTC, "
-                 "2023-01-03 01:00:00 +0000 UTC")
+    started.feed(
+        "ETL: Asset[1h]: ETLStore.Repair[c]: repairing 2023-01-03 00:00:00 +0000 UTC, "
+        "2023-01-03 01:00:00 +0000 UTC"
+    )
     started.feed(day)
     assert not started.done
 
@@ -143,7 +183,11 @@ def test_expectation_covers_the_window_and_stops_with_the_period_in_progress():
     assert asset["hourly"] == REQUIRED and asset["provider_keys"] is None
     cloud_window = RepairWindow("x", t("2022-12-20"), t("2022-12-22"))
     cloud = expectation(V1, "cloudUsage", cloud_window, NOW, 49, ["k"]).as_dict()
-    assert cloud["days"] == [t("2022-12-20"), t("2022-12-21")] and cloud["hours"] == [] and cloud["hourly"] == NONE
+    assert (
+        cloud["days"] == [t("2022-12-20"), t("2022-12-21")]
+        and cloud["hours"] == []
+        and cloud["hourly"] == NONE
+    )
     assert cloud["provider_keys"] == ["k"]
 
 
@@ -152,34 +196,43 @@ def test_keyed_steps_wait_for_every_named_integration():
     for key in ("aws-1", "other"):
         tracker.feed(f"ETL: CloudUsage[{key}]: Build[XPQMa]: QueryCloudUsage {w('2023-01-01', '2023-01-02')}")
     assert not tracker.done and "CloudUsage[gcp-2] not started" in tracker.missing()
-    tracker.feed(f"ETL: CloudUsage[gcp-2]: Build[YPQMa]: build: completed {w('2023-01-01', '2023-01-02')} in 2s: "
-                 f"coverage {w('2023-01-01', '2023-01-02')} (7.7 complete)")
+    tracker.feed(
+        f"ETL: CloudUsage[gcp-2]: Build[YPQMa]: build: completed {w('2023-01-01', '2023-01-02')} in 2s: "
+        f"coverage {w('2023-01-01', '2023-01-02')} (7.7 complete)"
+    )
     assert tracker.done
 
 
 def test_keyed_steps_learn_integrations_from_the_log_when_none_are_named():
     tracker = StepTracker(V1, expected("reconciliation", DAYS[:1]))
     assert not tracker.done and "no Reconciliation pass seen" in tracker.missing()
-    tracker.feed(f"ETL: Reconciliation[aws-1]: Reconcile[abcde]: reconciled {w('2023-01-01', '2023-01-02')}: "
-                 "17 of 19 assets matched in 3ms")
+    tracker.feed(
+        f"ETL: Reconciliation[aws-1]: Reconcile[abcde]: reconciled {w('2023-01-01', '2023-01-02')}: "
+        "17 of 19 assets matched in 3ms"
+    )
     assert tracker.done
 
 
 def test_v2_cloud_cost_lines():
     tracker = StepTracker(PROFILES["v2"], expected("cloudCost", DAYS[:1], keys=["aws-1"], profile="v2"))
-    tracker.feed(f"ETL: CloudCost[aws-1]: CloudCostIngestor[abcde]: ingested {w('2023-01-01', '2023-01-02')}: "
-                 "42 cloud costs in 3ms")
+    tracker.feed(
+        f"ETL: CloudCost[aws-1]: CloudCostIngestor[abcde]: ingested {w('2023-01-01', '2023-01-02')}: "
+        "42 cloud costs in 3ms"
+    )
     assert tracker.done
 
 
-@pytest.mark.parametrize("message", [
-    "ETL: Asset[1h]: Repair: error: cannot repair [2022-11-05T00:00:00+0000, 2022-11-06T00:00:00+0000): "
-    "coverage is [2022-12-01T21:00:00+0000, 2022-12-02T23:00:00+0000)",
-    "ETL: CloudAsset[abc]: Build[defgh]: MergeRange error: boundary error: requested "
-    "[2022-03-26T00:00:00+0000, 2022-04-02T00:00:00+0000); supported [2022-03-29T00:00:00+0000, "
-    "2022-04-30T00:00:00+0000)",
-    "ETL: failed to create bucket storage: missing bucket",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "ETL: Asset[1h]: Repair: error: cannot repair [2022-11-05T00:00:00+0000, 2022-11-06T00:00:00+0000): "
+        "coverage is [2022-12-01T21:00:00+0000, 2022-12-02T23:00:00+0000)",
+        "ETL: CloudAsset[abc]: Build[defgh]: MergeRange error: boundary error: requested "
+        "[2022-03-26T00:00:00+0000, 2022-04-02T00:00:00+0000); supported [2022-03-29T00:00:00+0000, "
+        "2022-04-30T00:00:00+0000)",
+        "ETL: failed to create bucket storage: missing bucket",
+    ],
+)
 def test_documented_failure_lines_fail_the_step(message):
     tracker = StepTracker(V1, expected("asset", DAYS))
     assert "failure during the Asset repair" in tracker.feed(message)
@@ -219,7 +272,7 @@ def test_a_read_cut_by_limit_bytes_keeps_the_partial_line_for_the_next_read():
     assert watch.consume(full[:200]) is None and watch.more_waiting
     assert watch.log_query()["sinceTime"] == "2023-01-04T10:00:00Z"
     consumed_so_far = watch.tracker.summary()[0]["done"]
-    outcome = watch.consume(full[full.index(b"\n") + 1:])
+    outcome = watch.consume(full[full.index(b"\n") + 1 :])
     assert consumed_so_far < 3 and outcome.status == "done"
 
 
@@ -230,8 +283,12 @@ def test_a_line_longer_than_a_read_grows_the_next_read():
 
 
 def test_a_full_read_of_old_lines_grows_the_read_then_skips_the_second():
-    watch = RepairLogWatch(expected("asset", DAYS), {"last_ns": parse_k8s_timestamp("2023-01-04T10:00:00.9Z"),
-                                                     "at_last": 1}, POD, limit_bytes=100)
+    watch = RepairLogWatch(
+        expected("asset", DAYS),
+        {"last_ns": parse_k8s_timestamp("2023-01-04T10:00:00.9Z"), "at_last": 1},
+        POD,
+        limit_bytes=100,
+    )
     burst = b"".join(line(f"00.{i}", "INF noise") for i in range(1, 10))  # one second, all seen already
     assert watch.consume(burst[:100]) is None and watch.limit_bytes == 200
     watch.limit_bytes = MAX_LIMIT_BYTES
@@ -243,7 +300,9 @@ def test_a_restart_is_the_pod_replaced_or_its_container_restarted():
     watch = RepairLogWatch(expected("asset", DAYS), None, POD)
     assert watch.check_pod(PodState("u", 0)) is None
     assert "kubecost/p was replaced (a restart) during the Asset repair" in watch.check_pod(None).message
-    assert "was replaced" in watch.check_pod(PodState("other-uid", 0)).message  # same name, new pod (StatefulSet)
+    assert (
+        "was replaced" in watch.check_pod(PodState("other-uid", 0)).message
+    )  # same name, new pod (StatefulSet)
     restarted = watch.check_pod(PodState("u", 1))
     assert restarted.status == "failed"
     assert "container of kubecost/p restarted during the Asset repair" in restarted.message
@@ -255,12 +314,18 @@ def test_a_log_answer_other_than_200_is_the_pod_gone_or_an_api_error():
     with pytest.raises(RuntimeError, match="pods/log answered HTTP 500: b'etcdserver: request timed out'"):
         watch.read(500, b"etcdserver: request timed out")
     assert watch.polls == 0  # neither answer was taken for log lines
-    assert watch.read(200, b"".join(line(f"0{i}.5", f"INF {m}") for i, m in enumerate(DOC_ASSET))).status == "done"
+    assert (
+        watch.read(200, b"".join(line(f"0{i}.5", f"INF {m}") for i, m in enumerate(DOC_ASSET))).status
+        == "done"
+    )
 
 
 def test_the_timeout_names_what_is_missing_only_once_the_deadline_has_passed():
     watch = RepairLogWatch(expected("asset", DAYS), None, POD)
     assert watch.overdue(time.time() + 60, 1) is None
     late = watch.overdue(time.time() - 1, 2.5)
-    assert late.status == "failed" and "did not finish within 2.5 minutes (repair.step_timeout_minutes)" in late.message
+    assert (
+        late.status == "failed"
+        and "did not finish within 2.5 minutes (repair.step_timeout_minutes)" in late.message
+    )
     assert "Asset[1d] not started, 0/3 done" in late.message

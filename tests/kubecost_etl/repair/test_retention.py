@@ -24,10 +24,20 @@ from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
 DAY = 86400
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("15d", 15 * DAY), ("97h", 97 * 3600), ("4d1h", 97 * 3600), ("2w", 14 * DAY), ("1y", 365 * DAY),
-    ("90m", 5400), ("30s", 30), ("1h30m", 5400), ("1500ms", 1),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("15d", 15 * DAY),
+        ("97h", 97 * 3600),
+        ("4d1h", 97 * 3600),
+        ("2w", 14 * DAY),
+        ("1y", 365 * DAY),
+        ("90m", 5400),
+        ("30s", 30),
+        ("1h30m", 5400),
+        ("1500ms", 1),
+    ],
+)
 def test_prometheus_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -38,15 +48,24 @@ def test_bad_durations_are_refused(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("text", "parsed"), [
-    ("15d", (15 * DAY, None)), ("15d or 10GiB", (15 * DAY, "10GiB")), ("10GiB", (None, "10GiB")),
-    ("512MB or 97h", (97 * 3600, "512MB")), ("0s or 1TB", (None, "1TB")), ("1.5GiB", (None, "1.5GiB")),
-])
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("15d", (15 * DAY, None)),
+        ("15d or 10GiB", (15 * DAY, "10GiB")),
+        ("10GiB", (None, "10GiB")),
+        ("512MB or 97h", (97 * 3600, "512MB")),
+        ("0s or 1TB", (None, "1TB")),
+        ("1.5GiB", (None, "1.5GiB")),
+    ],
+)
 def test_retention_texts_with_size_limits(text, parsed):
     assert parse_retention(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["", "15d or", "10GiB or 20GiB", "15d or 10GiB or 1d", "10 GiB", "0s", "15d and 1GB"])
+@pytest.mark.parametrize(
+    "text", ["", "15d or", "10GiB or 20GiB", "15d or 10GiB or 1d", "10 GiB", "0s", "15d and 1GB"]
+)
 def test_bad_retention_texts_are_refused(text):
     with pytest.raises(ValueError):
         parse_retention(text)
@@ -61,7 +80,10 @@ def test_what_prometheus_reports():
     assert _from_flags({"storage.tsdb.retention.time": "0s", "storage.tsdb.retention": "30d"}) == "30d"
     assert _from_flags({"storage.tsdb.retention.time": "0s", "storage.tsdb.retention.size": "0B"}) == "15d"
     assert _from_flags({"storage.tsdb.retention.time": "0s", "storage.tsdb.retention.size": "10GB"}) == "10GB"
-    assert _from_flags({"storage.tsdb.retention.time": "15d", "storage.tsdb.retention.size": "10GB"}) == "15d or 10GB"
+    assert (
+        _from_flags({"storage.tsdb.retention.time": "15d", "storage.tsdb.retention.size": "10GB"})
+        == "15d or 10GB"
+    )
 
 
 def test_a_size_limit_is_reported_and_only_the_time_part_bounds_the_window():

@@ -39,27 +39,34 @@ def manifest(*files: FileEntry, snapshot_id: str = "20260101T000000Z-aaaaaa") ->
     return Manifest(snapshot_id, CLUSTER, "2026-01-01T00:00:00Z", list(files))
 
 
-@pytest.mark.parametrize("tamper, problem", [
-    (lambda e: replace(e, path="../../etc/cron.d/x"), "not allowed"),
-    (lambda e: replace(e, path="/etc/passwd"), "only relative paths"),
-    (lambda e: replace(e, path="bingen/./x"), "not allowed"),
-    (lambda e: replace(e, object="objects/sha256/00/other.zst"), "not the key"),
-    (lambda e: replace(e, object="../../other-cluster/objects/x.zst"), "not the key"),
-    (lambda e: replace(e, sha256="ABC"), "64 lowercase hex"),
-    (lambda e: replace(e, size=-1), "size"),
-    (lambda e: replace(e, mtime="yesterday"), "mtime"),
-    (lambda e: replace(e, compression="lz4"), "unknown compression"),
-])
+@pytest.mark.parametrize(
+    "tamper, problem",
+    [
+        (lambda e: replace(e, path="../../etc/cron.d/x"), "not allowed"),
+        (lambda e: replace(e, path="/etc/passwd"), "only relative paths"),
+        (lambda e: replace(e, path="bingen/./x"), "not allowed"),
+        (lambda e: replace(e, object="objects/sha256/00/other.zst"), "not the key"),
+        (lambda e: replace(e, object="../../other-cluster/objects/x.zst"), "not the key"),
+        (lambda e: replace(e, sha256="ABC"), "64 lowercase hex"),
+        (lambda e: replace(e, size=-1), "size"),
+        (lambda e: replace(e, mtime="yesterday"), "mtime"),
+        (lambda e: replace(e, compression="lz4"), "unknown compression"),
+    ],
+)
 def test_tampered_entries_are_refused(tamper, problem):
-    problems = manifest_problems(manifest(entry("bingen/a"), tamper(entry("bingen/b"))), CLUSTER,
-                                 "20260101T000000Z-aaaaaa")
+    problems = manifest_problems(
+        manifest(entry("bingen/a"), tamper(entry("bingen/b"))), CLUSTER, "20260101T000000Z-aaaaaa"
+    )
     assert any(problem in p for p in problems), problems
 
 
 def test_structural_problems_are_refused():
     snapshot = "20260101T000000Z-aaaaaa"
     assert any("twice" in p for p in manifest_problems(manifest(entry("a"), entry("a")), CLUSTER, snapshot))
-    assert any("as a directory" in p for p in manifest_problems(manifest(entry("a"), entry("a/b")), CLUSTER, snapshot))
+    assert any(
+        "as a directory" in p
+        for p in manifest_problems(manifest(entry("a"), entry("a/b")), CLUSTER, snapshot)
+    )
     assert any("no files" in p for p in manifest_problems(manifest(), CLUSTER, snapshot))
     assert any("names snapshot" in p for p in manifest_problems(manifest(entry("a")), "other", snapshot))
     assert manifest_problems(manifest(entry("bingen/a"), entry("bingen/b")), CLUSTER, snapshot) == []
@@ -74,8 +81,14 @@ def test_snapshot_ids_from_users_are_checked(bad):
 def test_latest_means_newest_verified_before_the_run_and_a_pinned_manifest_cannot_change(fs_store):
     repo = Repository(fs_store, CLUSTER)
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    ids = {name: (now + delta).strftime("%Y%m%dT%H%M%SZ") + "-abcdef" for name, delta in
-           [("old", timedelta(days=-2)), ("unverified", timedelta(days=-1)), ("after_start", timedelta(minutes=5))]}
+    ids = {
+        name: (now + delta).strftime("%Y%m%dT%H%M%SZ") + "-abcdef"
+        for name, delta in [
+            ("old", timedelta(days=-2)),
+            ("unverified", timedelta(days=-1)),
+            ("after_start", timedelta(minutes=5)),
+        ]
+    }
     for name, snapshot_id in ids.items():
         repo.commit(manifest(entry("bingen/a"), snapshot_id=snapshot_id))
         repo.record_verification(snapshot_id, {"ok": name != "unverified"})
@@ -94,7 +107,9 @@ def test_latest_means_newest_verified_before_the_run_and_a_pinned_manifest_canno
         load_pinned(repo, ids["old"], pinned.sha256)
     with pytest.raises(RestoreRefused, match="not allowed"):
         load_pinned(repo, ids["old"])
-    repo.store.put_bytes(repo.manifest_key(ids["old"]), b'{"format": "kubecost-etl-backup/v1", "files": [{}]}')
+    repo.store.put_bytes(
+        repo.manifest_key(ids["old"]), b'{"format": "kubecost-etl-backup/v1", "files": [{}]}'
+    )
     with pytest.raises(RestoreRefused, match="not readable"):
         load_pinned(repo, ids["old"])
 
@@ -125,9 +140,12 @@ def test_fill_missing_plan_writes_only_absent_files_and_never_through_links():
     plan = plan_restore(FILL_MISSING, "s", files, pod, None)
     assert [f["path"] for f in plan.add] == ["b/gone"]
     assert [f["path"] for f in plan.keep] == ["b/here"] and plan.keep[0]["differs"]
-    assert plan.lines() == ["add      b/gone (1 bytes)",
-                            "keep     b/here (differs from the snapshot; exists in the pod, so left as it is)",
-                            "skip     f/under-a-file (the pod has a file at f)", "skip     d (the pod has a directory there)"]
+    assert plan.lines() == [
+        "add      b/gone (1 bytes)",
+        "keep     b/here (differs from the snapshot; exists in the pod, so left as it is)",
+        "skip     f/under-a-file (the pod has a file at f)",
+        "skip     d (the pod has a directory there)",
+    ]
     assert {f["path"] for f in plan.blocked} == {"f/under-a-file", "d"}
     assert plan.remove == [] and plan.replace == []
     with pytest.raises(RestoreRefused, match="link or special"):
@@ -154,18 +172,28 @@ def test_retention_expiry_of_set_files():
 
 
 def test_dir_names_are_siblings_stable_per_run():
-    dirs = RestoreDirs("/proc/1/root/var/configs/db/etl", restore_token("20260101T000000Z-aaaaaa", "manual__1"))
+    dirs = RestoreDirs(
+        "/proc/1/root/var/configs/db/etl", restore_token("20260101T000000Z-aaaaaa", "manual__1")
+    )
     assert dirs.parent == "/proc/1/root/var/configs/db"
     assert dirs.staging.startswith("/proc/1/root/var/configs/db/etl.restore-20260101T000000Z-aaaaaa-")
-    assert dirs.token == restore_token("20260101T000000Z-aaaaaa", "manual__1") != restore_token("x", "manual__2")
-    assert {dirs.staging, dirs.previous, dirs.discarded} == {dirs.live + s + dirs.token for s in
-                                                              (".restore-", ".previous-", ".discarded-")}
-    assert dirs.as_dict() == {"live": dirs.live, "staging": dirs.staging, "previous": dirs.previous,
-                              "discarded": dirs.discarded}
+    assert (
+        dirs.token == restore_token("20260101T000000Z-aaaaaa", "manual__1") != restore_token("x", "manual__2")
+    )
+    assert {dirs.staging, dirs.previous, dirs.discarded} == {
+        dirs.live + s + dirs.token for s in (".restore-", ".previous-", ".discarded-")
+    }
+    assert dirs.as_dict() == {
+        "live": dirs.live,
+        "staging": dirs.staging,
+        "previous": dirs.previous,
+        "discarded": dirs.discarded,
+    }
 
 
 def fake_apis(pod_owner: tuple[str, str] | None, replica_set_owner: tuple[str, str] | None = None):
     """Core and apps APIs that know one pod (and its ReplicaSet), owned as given: (kind, name)."""
+
     def metadata(owner):
         refs = [SimpleNamespace(kind=owner[0], name=owner[1], controller=True)] if owner else None
         return SimpleNamespace(metadata=SimpleNamespace(owner_references=refs))
@@ -178,17 +206,25 @@ def fake_apis(pod_owner: tuple[str, str] | None, replica_set_owner: tuple[str, s
 POD = PodRef("kubecost", "kc-7d9-abcde", "uid-1", "cost-model")
 
 
-@pytest.mark.parametrize("pod_owner, replica_set_owner, kind", [
-    (("ReplicaSet", "kc-7d9"), ("Deployment", "kc"), "Deployment"),
-    (("StatefulSet", "kc"), None, "StatefulSet"),
-])
+@pytest.mark.parametrize(
+    "pod_owner, replica_set_owner, kind",
+    [
+        (("ReplicaSet", "kc-7d9"), ("Deployment", "kc"), "Deployment"),
+        (("StatefulSet", "kc"), None, "StatefulSet"),
+    ],
+)
 def test_the_workload_to_restart_is_the_pods_deployment_or_statefulset(pod_owner, replica_set_owner, kind):
     assert owning_workload(*fake_apis(pod_owner, replica_set_owner), POD) == Workload(kind, "kc", "kubecost")
 
 
-@pytest.mark.parametrize("pod_owner, found", [
-    (None, "no controller"), (("ReplicaSet", "kc-7d9"), "ReplicaSet kc-7d9"), (("DaemonSet", "kc"), "DaemonSet kc"),
-])
+@pytest.mark.parametrize(
+    "pod_owner, found",
+    [
+        (None, "no controller"),
+        (("ReplicaSet", "kc-7d9"), "ReplicaSet kc-7d9"),
+        (("DaemonSet", "kc"), "DaemonSet kc"),
+    ],
+)
 def test_a_pod_not_run_by_a_deployment_or_statefulset_is_not_restarted(pod_owner, found):
     with pytest.raises(RolloutError, match=re.escape(f"not run by a Deployment or StatefulSet ({found})")):
         owning_workload(*fake_apis(pod_owner), POD)

@@ -64,13 +64,21 @@ def test_a_persistent_read_error_fails_without_a_verdict(repo_through_proxy):
 def test_a_read_error_that_passes_is_retried_and_content_decides(repo_through_proxy):
     proxy, repo = repo_through_proxy
     snapshot_id, keys = snapshot(repo, CONTENTS)
-    proxy.fail_next("GET", keys["misc/a.json"] + "$", times=S3_MAX_ATTEMPTS)  # one verify read fails, then not
+    proxy.fail_next(
+        "GET", keys["misc/a.json"] + "$", times=S3_MAX_ATTEMPTS
+    )  # one verify read fails, then not
     report = verify.verify_snapshot(repo, snapshot_id, full=True)
     assert report["ok"] and report["problems"] == []
 
     size = repo.object_sizes()[keys["misc/a.json"]]
-    repo.store.put_bytes(repo.key(keys["misc/a.json"]), b"x" * size)  # right size, content that does not match
+    repo.store.put_bytes(
+        repo.key(keys["misc/a.json"]), b"x" * size
+    )  # right size, content that does not match
     bad = verify.verify_snapshot(repo, snapshot_id, full=True)
-    assert not bad["ok"] and bad["problems"][0].startswith("misc/a.json: object") and "does not" in bad["problems"][0]
+    assert (
+        not bad["ok"]
+        and bad["problems"][0].startswith("misc/a.json: object")
+        and "does not" in bad["problems"][0]
+    )
     assert json.loads(repo.store.read_bytes(repo.verification_key(snapshot_id)))["ok"] is False
     assert repo.latest_good() is None

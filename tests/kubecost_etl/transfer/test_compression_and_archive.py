@@ -10,9 +10,9 @@ from kubecost_etl.transfer.compression import compress, decompress
 @pytest.mark.parametrize("kind", ["zstd", "gzip"])
 def test_round_trip_and_truncation(kind):
     data = os.urandom(1000) * 3000
-    packed = b"".join(compress((data[i:i + 65536] for i in range(0, len(data), 65536)), kind, 3))
+    packed = b"".join(compress((data[i : i + 65536] for i in range(0, len(data), 65536)), kind, 3))
     assert len(packed) < len(data) / 10
-    assert b"".join(decompress([packed[i:i + 4096] for i in range(0, len(packed), 4096)], kind)) == data
+    assert b"".join(decompress([packed[i : i + 4096] for i in range(0, len(packed), 4096)], kind)) == data
     with pytest.raises(Exception, match="truncated|incomplete|end"):
         b"".join(decompress([packed[: len(packed) // 2]], kind))
 
@@ -25,7 +25,7 @@ def test_chunk_reader_feeds_tarfile_and_drains():
             info.size = size
             tar.addfile(info, io.BytesIO(b"x" * size))
     raw = buffer.getvalue()
-    reader = ChunkReader(iter([raw[i:i + 777] for i in range(0, len(raw), 777)]))
+    reader = ChunkReader(iter([raw[i : i + 777] for i in range(0, len(raw), 777)]))
     with tarfile.open(fileobj=reader, mode="r|") as tar:
         names = [(m.name, len(tar.extractfile(m).read())) for m in tar]
     reader.drain()
@@ -39,7 +39,9 @@ def test_exec_commands_are_batched_by_url_bytes_and_count():
     from kubecost_etl.kube.exec import ExecError, command_batches
 
     base = ["tar", "cf", "-", "-C", "/proc/1/root/var/configs/db/etl"]
-    paths = [f"bingen/allocations/1h/{1_700_000_000 + i * 3600}-{1_700_003_600 + i * 3600}" for i in range(500)]
+    paths = [
+        f"bingen/allocations/1h/{1_700_000_000 + i * 3600}-{1_700_003_600 + i * 3600}" for i in range(500)
+    ]
     batches = list(command_batches(base, paths, max_url_bytes=8000))
     assert [p for b in batches for p in b] == paths  # nothing lost, order kept
     for batch in batches:

@@ -25,9 +25,14 @@ MTIME = 1_690_848_000
 
 def member(path: str, data: bytes, pieces: int = 3, **overrides) -> ArchiveFile:
     step = max(1, len(data) // pieces)
-    chunks = [data[i:i + step] for i in range(0, len(data), step)]
-    fields = {"path": path, "size": len(data), "mtime": MTIME, "sha256": hashlib.sha256(data).hexdigest(),
-              "content": lambda: iter(chunks)}
+    chunks = [data[i : i + step] for i in range(0, len(data), step)]
+    fields = {
+        "path": path,
+        "size": len(data),
+        "mtime": MTIME,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "content": lambda: iter(chunks),
+    }
     fields.update(overrides)
     return ArchiveFile(**fields)
 
@@ -49,8 +54,9 @@ FILES = {
 def test_gnu_tar_extracts_it_and_exits_at_the_end_marker_without_end_of_input(tmp_path):
     data = archive_bytes([member(p, d) for p, d in sorted(FILES.items())], uid=os.getuid(), gid=os.getgid())
     assert len(data) % RECORD == 0
-    tar = subprocess.Popen(["tar", "-x", "-f", "-", "-C", str(tmp_path)], stdin=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
+    tar = subprocess.Popen(
+        ["tar", "-x", "-f", "-", "-C", str(tmp_path)], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     tar.stdin.write(data)
     tar.stdin.flush()  # stdin stays open, as on a v4 exec that cannot signal its end
     try:
@@ -73,14 +79,23 @@ def test_members_are_directories_and_regular_files_only_with_fixed_modes_and_own
         members = archive.getmembers()
     assert {m.type for m in members} == {tarfile.DIRTYPE, tarfile.REGTYPE}
     assert [m.name for m in members if m.isdir()] == [
-        "stage", "stage/bingen", "stage/bingen/allocations", "stage/bingen/allocations/1d",
-        "stage/bingen/allocations/1h", "stage/bingen/assets", "stage/bingen/assets/1d", "stage/cloudcosts"]
+        "stage",
+        "stage/bingen",
+        "stage/bingen/allocations",
+        "stage/bingen/allocations/1d",
+        "stage/bingen/allocations/1h",
+        "stage/bingen/assets",
+        "stage/bingen/assets/1d",
+        "stage/cloudcosts",
+    ]
     assert all(m.uid == 1001 and m.gid == 1002 for m in members)
     assert all(m.mode == (0o755 if m.isdir() else 0o644) for m in members)
     assert all(m.name.startswith("stage/") or m.name == "stage" for m in members)
 
 
-@pytest.mark.parametrize("bad", ["/etc/passwd", "../escape", "bingen/../../x", "bingen//x", "-rf", "a/./b", ""])
+@pytest.mark.parametrize(
+    "bad", ["/etc/passwd", "../escape", "bingen/../../x", "bingen//x", "-rf", "a/./b", ""]
+)
 def test_refused_names_never_reach_the_stream(bad):
     sent = bytearray()
     files = [member("a/ok", b"fine"), member(bad, b"evil")]
@@ -106,11 +121,14 @@ def test_a_path_both_file_and_directory_or_listed_twice_is_refused():
         archive_bytes([member("b", b"1"), member("a", b"1")])
 
 
-@pytest.mark.parametrize("content, problem", [
-    (lambda: iter([b"short"]), "announced"),
-    (lambda: iter([b"exactly ten", b"and more"]), "longer"),
-    (lambda: iter([b"0123456789"]), "sha256"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (lambda: iter([b"short"]), "announced"),
+        (lambda: iter([b"exactly ten", b"and more"]), "longer"),
+        (lambda: iter([b"0123456789"]), "sha256"),
+    ],
+)
 def test_content_that_differs_from_its_announcement_is_caught(content, problem):
     announced = member("f", b"abcdefghij", content=content)
     with pytest.raises(ContentMismatch, match=problem):

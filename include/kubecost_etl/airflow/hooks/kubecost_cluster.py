@@ -38,8 +38,12 @@ def connection_credentials(conn_id: str | None) -> tuple[dict[str, str], tuple[s
     conn = BaseHook.get_connection(conn_id)
     headers = conn.extra_dejson.get("headers") or {}
     if not isinstance(headers, dict):
-        raise ConfigError(f"connection {conn_id!r}: extra.headers must be a mapping of header names to values")
-    return {str(k): str(v) for k, v in headers.items()}, ((conn.login, conn.password or "") if conn.login else None)
+        raise ConfigError(
+            f"connection {conn_id!r}: extra.headers must be a mapping of header names to values"
+        )
+    return {str(k): str(v) for k, v in headers.items()}, (
+        (conn.login, conn.password or "") if conn.login else None
+    )
 
 
 class KubecostClusterHook(BaseHook):
@@ -54,8 +58,9 @@ class KubecostClusterHook(BaseHook):
     conn_type = "kubernetes"
     hook_name = "Kubecost cluster"
 
-    def __init__(self, kubernetes_conn_id: str | None = None, kubeconfig: str | None = None,
-                 context: str | None = None):
+    def __init__(
+        self, kubernetes_conn_id: str | None = None, kubeconfig: str | None = None, context: str | None = None
+    ):
         super().__init__()
         self.kubernetes_conn_id = kubernetes_conn_id
         self.kubeconfig = kubeconfig
@@ -79,8 +84,13 @@ class KubecostClusterHook(BaseHook):
         if self.kubernetes_conn_id:
             return KubernetesHook(conn_id=self.kubernetes_conn_id, client_configuration=Configuration())
         if self.kubeconfig:
-            return KubernetesHook(conn_id=None, kubernetes_conn_id=None, config_file=self.kubeconfig,
-                                  cluster_context=self.context, client_configuration=Configuration())
+            return KubernetesHook(
+                conn_id=None,
+                kubernetes_conn_id=None,
+                config_file=self.kubeconfig,
+                cluster_context=self.context,
+                client_configuration=Configuration(),
+            )
         # Neither given: the provider's default connection (in-cluster credentials when absent).
         return KubernetesHook(client_configuration=Configuration())
 
@@ -112,20 +122,33 @@ class KubecostClusterHook(BaseHook):
 
         if settings.kubecost_url:
             headers, auth = connection_credentials(settings.kubecost_conn_id)
-            return DirectHttp(settings.kubecost_url + settings.kubecost_api_path, headers, auth, settings.tls_verify,
-                              settings.request_timeout_seconds, allow_insecure_http=settings.allow_insecure_http)
-        return ServiceProxyHttp(self.api_client, namespace, settings.kubecost_service,
-                                settings.kubecost_api_path, settings.request_timeout_seconds)
+            return DirectHttp(
+                settings.kubecost_url + settings.kubecost_api_path,
+                headers,
+                auth,
+                settings.tls_verify,
+                settings.request_timeout_seconds,
+                allow_insecure_http=settings.allow_insecure_http,
+            )
+        return ServiceProxyHttp(
+            self.api_client,
+            namespace,
+            settings.kubecost_service,
+            settings.kubecost_api_path,
+            settings.request_timeout_seconds,
+        )
 
     def prometheus_http(self, namespace: str, settings: RepairSettings) -> DirectHttp | ServiceProxyHttp:
         """Prometheus (or a Thanos Query) at ``repair.prometheus_url``, else its service through the cluster's API."""
         from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
 
         if settings.prometheus_url:
-            return DirectHttp(settings.prometheus_url, verify=settings.tls_verify,
-                              timeout=settings.request_timeout_seconds)
-        return ServiceProxyHttp(self.api_client, namespace, settings.prometheus_service,
-                                timeout=settings.request_timeout_seconds)
+            return DirectHttp(
+                settings.prometheus_url, verify=settings.tls_verify, timeout=settings.request_timeout_seconds
+            )
+        return ServiceProxyHttp(
+            self.api_client, namespace, settings.prometheus_service, timeout=settings.request_timeout_seconds
+        )
 
     # The repair log watch, one poll at a time (the poking sensor).
 
@@ -145,8 +168,14 @@ class KubecostClusterHook(BaseHook):
                 state = None
             if restarted := watch.check_pod(state):
                 return restarted
-            answer = raw_get(self.api_client, watch.log_path(), watch.log_query(), "text/plain", LOG_READ_TIMEOUT,
-                             "pods/log")
+            answer = raw_get(
+                self.api_client,
+                watch.log_path(),
+                watch.log_query(),
+                "text/plain",
+                LOG_READ_TIMEOUT,
+                "pods/log",
+            )
             outcome = watch.read(answer.status, answer.body)
             if outcome is not None or not watch.more_waiting:
                 return outcome
@@ -160,8 +189,9 @@ class AsyncKubecostClusterHook(BaseHook):
 
     hook_name = "Kubecost cluster (async)"
 
-    def __init__(self, kubernetes_conn_id: str | None = None, kubeconfig: str | None = None,
-                 context: str | None = None):
+    def __init__(
+        self, kubernetes_conn_id: str | None = None, kubeconfig: str | None = None, context: str | None = None
+    ):
         super().__init__()
         self.kubernetes_conn_id = kubernetes_conn_id
         self.kubeconfig = kubeconfig
@@ -177,7 +207,11 @@ class AsyncKubecostClusterHook(BaseHook):
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
 
         # One hook for the whole wait: it reads the connection once and reloads exec credentials itself.
-        return AsyncKubernetesHook(conn_id=self.kubernetes_conn_id) if self.kubernetes_conn_id else AsyncKubernetesHook()
+        return (
+            AsyncKubernetesHook(conn_id=self.kubernetes_conn_id)
+            if self.kubernetes_conn_id
+            else AsyncKubernetesHook()
+        )
 
     @asynccontextmanager
     async def api_client(self) -> AsyncIterator[Any]:
@@ -185,8 +219,9 @@ class AsyncKubecostClusterHook(BaseHook):
             from kubernetes_asyncio import client, config
 
             configuration = client.Configuration()
-            await config.load_kube_config(config_file=self.kubeconfig, context=self.context,
-                                          client_configuration=configuration)
+            await config.load_kube_config(
+                config_file=self.kubeconfig, context=self.context, client_configuration=configuration
+            )
             async with client.ApiClient(configuration) as api:
                 yield api
         else:
@@ -201,7 +236,9 @@ class AsyncKubecostClusterHook(BaseHook):
         pod = watch.pod
         async with self.api_client() as api:
             try:
-                state = pod_state(await CoreV1Api(api).read_namespaced_pod(pod.name, pod.namespace), pod.container)
+                state = pod_state(
+                    await CoreV1Api(api).read_namespaced_pod(pod.name, pod.namespace), pod.container
+                )
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -209,11 +246,18 @@ class AsyncKubecostClusterHook(BaseHook):
             if restarted := watch.check_pod(state):
                 return restarted
             response = await api.call_api(
-                watch.log_path(), "GET", query_params=list(watch.log_query().items()),
-                header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
-                _preload_content=False, _return_http_data_only=True, _request_timeout=LOG_READ_TIMEOUT,
+                watch.log_path(),
+                "GET",
+                query_params=list(watch.log_query().items()),
+                header_params={"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=LOG_READ_TIMEOUT,
             )
             async with response:
                 raw = await response.read()
-        self.log.debug("%s repair: pods/log answered HTTP %d, %d bytes", watch.title, response.status, len(raw))
+        self.log.debug(
+            "%s repair: pods/log answered HTTP %d, %d bytes", watch.title, response.status, len(raw)
+        )
         return watch.read(response.status, raw)

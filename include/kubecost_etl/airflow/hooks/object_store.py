@@ -88,11 +88,12 @@ def open_store(ref: ObjectStoreRef) -> ObjectStore:
 def check_store_ref(cluster: ClusterConfig) -> None:
     """Fail early, naming the cluster, if its store cannot be configured (no network involved)."""
     if cluster.backup is None:
-        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)")
+        raise ConfigError(
+            f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)"
+        )
     ref = cluster.backup.object_store
     try:
         if ref.conn_id:
-
             try:
                 BaseHook.get_connection(ref.conn_id)
             except AirflowNotFoundException:
@@ -105,7 +106,9 @@ def check_store_ref(cluster: ClusterConfig) -> None:
 
 def open_repository(cluster: ClusterConfig) -> Repository:
     if cluster.backup is None:
-        raise ConfigError(f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)")
+        raise ConfigError(
+            f"cluster {cluster.id!r}: backup.object_store: missing (no object store configured)"
+        )
     try:
         store = open_store(cluster.backup.object_store)
     except StorageConfigError as exc:

@@ -65,8 +65,11 @@ class RepairLogSensor(BaseSensorOperator):
         else:
             if first_look.is_done:
                 return first_look.xcom_value
-        self.log.info("%s repair running; waiting in the triggerer (no worker slot) until %s",
-                      watch.title, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(watch.deadline)))
+        self.log.info(
+            "%s repair running; waiting in the triggerer (no worker slot) until %s",
+            watch.title,
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(watch.deadline)),
+        )
         self.defer(
             trigger=RepairLogTrigger.for_watch(watch),  # from the request on: it rebuilds the progress
             method_name="execute_complete",
@@ -100,10 +103,19 @@ class RepairLogSensor(BaseSensorOperator):
     def _finish(self, event: WatchEvent | dict) -> dict:
         event = WatchEvent.from_dict(event)
         for sweep in event.passes:
-            self.log.info("%s: %d/%d done%s", sweep["pass"], sweep["done"], sweep["expected"],
-                          f", missing {', '.join(sweep['missing'])}" if sweep["missing"] else "")
-        self.log.info("log read: %d polls, %d bytes (at most %d per poll)", event.polls, event.bytes_read,
-                      event.max_bytes_per_poll)
+            self.log.info(
+                "%s: %d/%d done%s",
+                sweep["pass"],
+                sweep["done"],
+                sweep["expected"],
+                f", missing {', '.join(sweep['missing'])}" if sweep["missing"] else "",
+            )
+        self.log.info(
+            "log read: %d polls, %d bytes (at most %d per poll)",
+            event.polls,
+            event.bytes_read,
+            event.max_bytes_per_poll,
+        )
         if event.status != "done":
             raise AirflowFailException(event.message)
         self.log.info("%s", event.message)

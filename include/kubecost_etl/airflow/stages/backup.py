@@ -55,8 +55,14 @@ def _find_target(cluster, core) -> ExecTarget:
     from kubecost_etl.kube.target import resolve_exec_target
 
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image,
-                               lifetime_seconds=cluster.debug_container_seconds)
+    return resolve_exec_target(
+        core,
+        pod,
+        cluster.etl_path,
+        cluster.use_debug_container,
+        cluster.debug_image,
+        lifetime_seconds=cluster.debug_container_seconds,
+    )
 
 
 @refusals_fail_at_once
@@ -68,13 +74,19 @@ def find_pod(cluster_id: str, source: str | None = None) -> dict:
     cluster = _config(cluster_id)
     if (source or (cluster.backup.source if cluster.backup else "pod")) == "federated":
         ref = cluster.federated
-        log.info("cluster %s: backing up its federated copy (%s, cluster id %s), not the pod", cluster_id,
-                 ref.layout.value, ref.cluster_id)
+        log.info(
+            "cluster %s: backing up its federated copy (%s, cluster id %s), not the pod",
+            cluster_id,
+            ref.layout.value,
+            ref.cluster_id,
+        )
         return FederatedTarget(ref.layout.value, ref.cluster_id).as_dict()
     cluster, core = _cluster(cluster_id)
     target = _find_target(cluster, core)
     pod = target.pod
-    log.info("cluster %s: pod %s, exec in %s, ETL root %s", cluster_id, pod.name, target.container, target.etl_root)
+    log.info(
+        "cluster %s: pod %s, exec in %s, ETL root %s", cluster_id, pod.name, target.container, target.etl_root
+    )
     return target.as_dict()
 
 
@@ -94,7 +106,9 @@ def _live_target(cluster, core, target: ExecTarget | dict) -> ExecTarget:
 
     pod = target.pod
     if pod_uid(core, pod.namespace, pod.name) == pod.uid:
-        return ensure_running(core, target, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds)
+        return ensure_running(
+            core, target, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds
+        )
     log.warning("pod %s was replaced since it was found; finding the new one", pod.name)
     return _find_target(cluster, core)
 
@@ -116,8 +130,9 @@ def plan(cluster_id: str, target: dict) -> dict:
         from kubecost_etl.federation.snapshot import plan_from_bucket
 
         cluster = _config(cluster_id)
-        return plan_from_bucket(_federated_store(cluster), cluster.federated, open_repository(cluster),
-                                cluster.backup).as_dict()
+        return plan_from_bucket(
+            _federated_store(cluster), cluster.federated, open_repository(cluster), cluster.backup
+        ).as_dict()
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
     return plan_backup(core, live, open_repository(cluster), cluster.backup).as_dict()
@@ -135,8 +150,13 @@ def stream(cluster_id: str, target: dict, plan: dict) -> dict:
         from kubecost_etl.federation.snapshot import stream_from_bucket
 
         cluster = _config(cluster_id)
-        return stream_from_bucket(_federated_store(cluster), cluster.federated, open_repository(cluster),
-                                  plan.transfer, cluster.backup).as_dict()
+        return stream_from_bucket(
+            _federated_store(cluster),
+            cluster.federated,
+            open_repository(cluster),
+            plan.transfer,
+            cluster.backup,
+        ).as_dict()
     cluster, core = _cluster(cluster_id)
     live = _live_target(cluster, core, target)
     return stream_files(core, live, open_repository(cluster), plan.transfer, cluster.backup).as_dict()
@@ -144,8 +164,13 @@ def stream(cluster_id: str, target: dict, plan: dict) -> dict:
 
 def snapshot_source(cluster, pod_name: str, via_debug_container: bool) -> dict:
     """Where a snapshot's files were read, as its manifest records it."""
-    return {"namespace": cluster.namespace, "pod": pod_name, "container": cluster.container,
-            "etl_path": cluster.etl_path, "via_debug_container": via_debug_container}
+    return {
+        "namespace": cluster.namespace,
+        "pod": pod_name,
+        "container": cluster.container,
+        "etl_path": cluster.etl_path,
+        "via_debug_container": via_debug_container,
+    }
 
 
 @refusals_fail_at_once
@@ -161,8 +186,9 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
         source = {"federated": _federated_store(cluster).description, **target.as_dict()}
     else:
         source = snapshot_source(cluster, target.pod.name, target.via_debug_container)
-    manifest = commit_snapshot(open_repository(cluster), Plan.from_dict(plan), streamed, source,
-                                      cluster.hourly_hours)
+    manifest = commit_snapshot(
+        open_repository(cluster), Plan.from_dict(plan), streamed, source, cluster.hourly_hours
+    )
     return manifest.snapshot_id
 
 
@@ -174,19 +200,36 @@ def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
 
     cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
     repo = open_repository(cluster)
-    report = VerificationReport.from_dict(verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full))
+    report = VerificationReport.from_dict(
+        verify_snapshot(repo, snapshot_id, cluster.backup.verify_sample, full)
+    )
     for store, cov in report.coverage.items():
-        log.info("coverage %s: %d files, %s h, windows %s, gaps %s %s", store, cov["files"], cov["covered_hours"],
-                 cov["windows"], cov["gaps"], "; ".join(cov["warnings"]))
+        log.info(
+            "coverage %s: %d files, %s h, windows %s, gaps %s %s",
+            store,
+            cov["files"],
+            cov["covered_hours"],
+            cov["windows"],
+            cov["gaps"],
+            "; ".join(cov["warnings"]),
+        )
     for finding in report.damaged:
         log.error("damaged in the pod itself (copied as found): %s: %s", finding["path"], finding["reason"])
     if not report.ok:
         findings = list(report.problems[:10]) + [f"{d['path']}: {d['reason']}" for d in report.damaged[:10]]
-        raise BackupFailed(f"verification of snapshot {snapshot_id} of {cluster_id} failed: " + "; ".join(findings))
-    log.info("snapshot %s of %s verified: %d objects present, %d re-hashed", snapshot_id, cluster_id,
-             report.objects_present, report.rehashed)
-    return VerifiedSnapshot(cluster_id, snapshot_id, repo.description, report.objects, report.rehashed,
-                            report.coverage).as_dict()
+        raise BackupFailed(
+            f"verification of snapshot {snapshot_id} of {cluster_id} failed: " + "; ".join(findings)
+        )
+    log.info(
+        "snapshot %s of %s verified: %d objects present, %d re-hashed",
+        snapshot_id,
+        cluster_id,
+        report.objects_present,
+        report.rehashed,
+    )
+    return VerifiedSnapshot(
+        cluster_id, snapshot_id, repo.description, report.objects, report.rehashed, report.coverage
+    ).as_dict()
 
 
 @refusals_fail_at_once
@@ -226,5 +269,7 @@ def report(cluster_ids: list[str], results: list[dict]) -> dict:
         log.info("%s", line)
     if failed:
         # The run's leaf task: failing here keeps a partly failed run from showing green.
-        raise BackupFailed(f"{len(failed)} of {len(cluster_ids)} cluster(s) not backed up: {', '.join(failed)}")
+        raise BackupFailed(
+            f"{len(failed)} of {len(cluster_ids)} cluster(s) not backed up: {', '.join(failed)}"
+        )
     return RunReport(tuple(sorted(done)), tuple(lines)).as_dict()

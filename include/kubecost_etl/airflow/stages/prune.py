@@ -34,7 +34,9 @@ def select_clusters(requested: list[str] | None) -> list[str]:
     for cluster in clusters:
         if cluster.retention is None:
             if requested:
-                raise ConfigError(f"cluster {cluster.id!r}: retention: missing (no policy, nothing to prune by)")
+                raise ConfigError(
+                    f"cluster {cluster.id!r}: retention: missing (no policy, nothing to prune by)"
+                )
             log.info("cluster %s has no retention policy: not pruned", cluster.id)
             continue
         check_store_ref(cluster)
@@ -81,8 +83,12 @@ def collect(cluster_id: str, forgotten: dict, dry_run: bool) -> dict:
 def report(cluster_id: str, forgotten: dict, collected: dict) -> dict:
     """The cluster's prune report: logged as a table, returned as the task's value."""
     cluster, repo = _open(cluster_id)
-    result = PruneReport.build(repo.description, cluster.retention, ForgetResult.from_dict(forgotten),
-                               CollectResult.from_dict(collected))
+    result = PruneReport.build(
+        repo.description,
+        cluster.retention,
+        ForgetResult.from_dict(forgotten),
+        CollectResult.from_dict(collected),
+    )
     for line in result.table().splitlines():
         log.info("%s", line)
     return result.as_dict()
@@ -106,9 +112,11 @@ def summary(cluster_ids: list[str], results: list[dict | None]) -> dict:
         if cid in done:
             r = done[cid]
             verb = "would forget" if r.dry_run else "forgot"
-            lines.append(f"{cid}: kept {len(r.kept)}, {verb} {len(r.forgotten)} snapshot(s); "
-                         f"{r.objects_deleted} object(s), {r.bytes_deleted / 1e6:.1f} MB "
-                         f"{'would be ' if r.dry_run else ''}deleted; {r.bytes_remaining / 1e6:.1f} MB remain")
+            lines.append(
+                f"{cid}: kept {len(r.kept)}, {verb} {len(r.forgotten)} snapshot(s); "
+                f"{r.objects_deleted} object(s), {r.bytes_deleted / 1e6:.1f} MB "
+                f"{'would be ' if r.dry_run else ''}deleted; {r.bytes_remaining / 1e6:.1f} MB remain"
+            )
         else:
             failed.append(cid)
             lines.append(f"{cid}: FAILED (see its tasks in this run)")

@@ -58,12 +58,19 @@ def preflight(params: dict, now: float | None = None) -> dict:
     try:
         cluster = load_config().cluster(params.get("cluster") or None)
         settings = cluster.repair
-        hook = KubecostClusterHook.for_cluster(cluster)  # connects only when a request goes through the cluster's API
+        hook = KubecostClusterHook.for_cluster(
+            cluster
+        )  # connects only when a request goes through the cluster's API
         profile = get_profile(params.get("profile") or DEFAULT_PROFILE)
         window = resolve_window(params.get("window"), now, settings.max_window_days)
         provider = _provider(params.get("provider"))
-        log.info("cluster %s, profile %s (%s), log patterns %s", cluster.id, profile.name, profile.description,
-                 profile.log_patterns.label)
+        log.info(
+            "cluster %s, profile %s (%s), log patterns %s",
+            cluster.id,
+            profile.name,
+            profile.description,
+            profile.log_patterns.label,
+        )
         log.info("window %s", window.describe())
         if params.get("backup_first", True) and not params.get("dry_run"):
             check_store_ref(cluster)
@@ -71,11 +78,22 @@ def preflight(params: dict, now: float | None = None) -> dict:
         retention = _retention(hook, cluster.namespace, settings)
         check_window(window, retention, now)
         oldest = retention.oldest_repairable(now)
-        log.info("Prometheus keeps %s (%s): %s", retention.describe(), retention.source,
-                 f"the oldest repairable time is {iso(oldest)}" if oldest is not None else
-                 "no time bound: the data it holds decides")
-        coverage = measure(hook.prometheus_http(cluster.namespace, settings), settings.required_metrics, window,
-                           now, cluster.hourly_hours, settings.min_coverage)
+        log.info(
+            "Prometheus keeps %s (%s): %s",
+            retention.describe(),
+            retention.source,
+            f"the oldest repairable time is {iso(oldest)}"
+            if oldest is not None
+            else "no time bound: the data it holds decides",
+        )
+        coverage = measure(
+            hook.prometheus_http(cluster.namespace, settings),
+            settings.required_metrics,
+            window,
+            now,
+            cluster.hourly_hours,
+            settings.min_coverage,
+        )
         log.info("%s", coverage.table())
         snapshot, where = _covering_snapshot(cluster, coverage, allowed_days)
         partial_days = refuse_if_short(coverage, allowed_days, snapshot, where)
@@ -85,18 +103,30 @@ def preflight(params: dict, now: float | None = None) -> dict:
     except (ValueError, Refusal, RetentionUnknown) as exc:
         raise AirflowFailException(f"preflight: {exc}") from None
     for day in partial_days:
-        log.warning("allow_partial_days: %s is repaired although Prometheus lacks metrics for it: %s; its ETL files "
-                    "will hold only what those hours give", day.date, day.describe())
+        log.warning(
+            "allow_partial_days: %s is repaired although Prometheus lacks metrics for it: %s; its ETL files "
+            "will hold only what those hours give",
+            day.date,
+            day.describe(),
+        )
     steps = []
     for step in profile.steps:
         request = api.describe(step, window.query, provider)
         steps.append(PlannedStep(step.name, step.title, request))
         log.info("step %d: %s", len(steps), request)
     plan = RepairPlan(
-        cluster_id=cluster.id, profile=profile.name, window=window, provider=provider,
-        backup_first=bool(params.get("backup_first", True)), dry_run=bool(params.get("dry_run", False)),
-        retention=retention, steps=tuple(steps), planned_at=now,
-        coverage=CoverageCheck(tuple(coverage.metrics), coverage.min_coverage, coverage.queries, coverage.source),
+        cluster_id=cluster.id,
+        profile=profile.name,
+        window=window,
+        provider=provider,
+        backup_first=bool(params.get("backup_first", True)),
+        dry_run=bool(params.get("dry_run", False)),
+        retention=retention,
+        steps=tuple(steps),
+        planned_at=now,
+        coverage=CoverageCheck(
+            tuple(coverage.metrics), coverage.min_coverage, coverage.queries, coverage.source
+        ),
         partial_days=tuple(partial_days),
     )
     if plan.dry_run:
@@ -113,8 +143,11 @@ def backup(plan: dict) -> dict:
     if not plan.backup_first:
         raise AirflowSkipException("backup_first is false: repairing without a fresh backup")
     result = backup_stages.run_backup(plan.cluster_id)
-    log.info("safety backup: snapshot %s of %s (restore it to undo this repair)",
-             VerifiedSnapshot.from_dict(result).snapshot_id, plan.cluster_id)
+    log.info(
+        "safety backup: snapshot %s of %s (restore it to undo this repair)",
+        VerifiedSnapshot.from_dict(result).snapshot_id,
+        plan.cluster_id,
+    )
     return result
 
 
@@ -149,8 +182,14 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     except PodNotFound as exc:
         raise AirflowFailException(f"{step.title}: {exc}") from None
     restarts = pod_state(core.read_namespaced_pod(pod.name, pod.namespace), pod.container).restarts
-    tail = core.read_namespaced_pod_log(pod.name, pod.namespace, container=pod.container, timestamps=True,
-                                        tail_lines=_TAIL_LINES, _preload_content=False).data
+    tail = core.read_namespaced_pod_log(
+        pod.name,
+        pod.namespace,
+        container=pod.container,
+        timestamps=True,
+        tail_lines=_TAIL_LINES,
+        _preload_content=False,
+    ).data
     cursor = LogCursor.after(tail)
 
     api = KubecostApi(hook.kubecost_http(cluster.namespace, settings))
@@ -158,17 +197,27 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
     if step.keyed:
         keys = [plan.provider] if plan.provider and step.accepts_provider else api.cloud_integration_keys()
         if keys is None:
-            log.warning("%s: cannot list the cloud integrations (/etl/status); the step counts as done once every "
-                        "integration seen in the log has covered the window", step.title)
+            log.warning(
+                "%s: cannot list the cloud integrations (/etl/status); the step counts as done once every "
+                "integration seen in the log has covered the window",
+                step.title,
+            )
     if not profile.step_log(step.name).confirmed:
-        log.warning("%s: no public example of its log lines exists; patterns %s are a best guess. If the step never "
-                    "completes although Kubecost finished, compare its log with them", step.title,
-                    profile.log_patterns.label)
+        log.warning(
+            "%s: no public example of its log lines exists; patterns %s are a best guess. If the step never "
+            "completes although Kubecost finished, compare its log with them",
+            step.title,
+            profile.log_patterns.label,
+        )
     expected = expectation(profile, step.name, window, now, cluster.hourly_hours, keys)
-    log.info("%s: following pod %s from the end of its log; expecting %d day(s)%s%s", step.title, pod.name,
-             len(expected.days),
-             f" and {len(expected.hours)} hour(s) ({expected.hourly})" if expected.hours else "",
-             f" for integrations {keys}" if keys else "")
+    log.info(
+        "%s: following pod %s from the end of its log; expecting %d day(s)%s%s",
+        step.title,
+        pod.name,
+        len(expected.days),
+        f" and {len(expected.hours)} hour(s) ({expected.hourly})" if expected.hours else "",
+        f" for integrations {keys}" if keys else "",
+    )
 
     requested_at = time.time()
     try:
@@ -179,12 +228,18 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
         raise AirflowFailException(str(exc)) from None
     log.info("%s -> HTTP %d, code %d: %s", answer.request, answer.status, answer.code, answer.data)
     return RepairWatch(
-        step=step.name, title=step.title, request=answer.request, answer=answer.as_dict(),
-        requested_at=requested_at, deadline=requested_at + settings.step_timeout_minutes * 60,
-        timeout_minutes=settings.step_timeout_minutes, poll_seconds=settings.poll_seconds,
+        step=step.name,
+        title=step.title,
+        request=answer.request,
+        answer=answer.as_dict(),
+        requested_at=requested_at,
+        deadline=requested_at + settings.step_timeout_minutes * 60,
+        timeout_minutes=settings.step_timeout_minutes,
+        poll_seconds=settings.poll_seconds,
         kube=KubeRef(cluster.kubernetes_conn_id, cluster.kubeconfig, cluster.context),
         pod=WatchedPod(pod.namespace, pod.name, pod.uid, pod.container, restarts),
-        cursor=cursor, expected=expected,
+        cursor=cursor,
+        expected=expected,
     ).as_dict()
 
 
@@ -192,7 +247,9 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
 def summary(plan: dict, results: list[dict | None]) -> dict:
     """One line per step: request, answer, days completed, duration; fails the run if a step did not finish."""
     if plan is None:
-        raise AirflowFailException("preflight did not pass: nothing was sent to Kubecost (see the preflight task)")
+        raise AirflowFailException(
+            "preflight did not pass: nothing was sent to Kubecost (see the preflight task)"
+        )
     plan = RepairPlan.from_dict(plan)
     by_step = {r.step: r for r in map(StepResult.from_dict, filter(None, results))}
     lines, unfinished = [], []
@@ -205,20 +262,32 @@ def summary(plan: dict, results: list[dict | None]) -> dict:
             lines.append(f"{planned.title}: NOT COMPLETED (see its request_/wait_ tasks): {planned.request}")
         else:
             answer = result.answer
-            lines.append(f"{result.title}: {result.request} -> HTTP {answer['status']} code {answer['code']} "
-                         f"{answer['data']!r}; days completed {result.days_done}/{result.days_expected}"
-                         + "".join(f", {p['pass']} {p['done']}/{p['expected']}" for p in result.passes)
-                         + f"; {result.seconds:.1f} s")
+            lines.append(
+                f"{result.title}: {result.request} -> HTTP {answer['status']} code {answer['code']} "
+                f"{answer['data']!r}; days completed {result.days_done}/{result.days_expected}"
+                + "".join(f", {p['pass']} {p['done']}/{p['expected']}" for p in result.passes)
+                + f"; {result.seconds:.1f} s"
+            )
     for day in plan.partial_days:
-        lines.append(f"allow_partial_days: {day.date} {'would be ' if plan.dry_run else ''}repaired although "
-                     f"Prometheus lacked metrics: {day.describe()}")
+        lines.append(
+            f"allow_partial_days: {day.date} {'would be ' if plan.dry_run else ''}repaired although "
+            f"Prometheus lacked metrics: {day.describe()}"
+        )
     for line in lines:
         log.info("%s", line)
     if unfinished:
-        raise AirflowFailException(f"repair of {plan.cluster_id} window {plan.window.query} incomplete: "
-                                   f"{', '.join(unfinished)} did not finish")
-    return RepairSummary(plan.cluster_id, plan.window.as_dict(), plan.profile, plan.dry_run, tuple(lines),
-                         tuple(day.date for day in plan.partial_days)).as_dict()
+        raise AirflowFailException(
+            f"repair of {plan.cluster_id} window {plan.window.query} incomplete: "
+            f"{', '.join(unfinished)} did not finish"
+        )
+    return RepairSummary(
+        plan.cluster_id,
+        plan.window.as_dict(),
+        plan.profile,
+        plan.dry_run,
+        tuple(lines),
+        tuple(day.date for day in plan.partial_days),
+    ).as_dict()
 
 
 def _provider(value) -> str | None:

@@ -95,8 +95,10 @@ def check_source(source: str) -> str:
 
 def _federated(cluster: ClusterConfig, source: str):
     if cluster.federated is None:
-        raise ConfigError(f"cluster {cluster.id!r}: federated: not configured, so there is no {source} mirror to "
-                          f"restore from (source {source}); add a federated: block or use source snapshot")
+        raise ConfigError(
+            f"cluster {cluster.id!r}: federated: not configured, so there is no {source} mirror to "
+            f"restore from (source {source}); add a federated: block or use source snapshot"
+        )
     return cluster.federated
 
 
@@ -110,12 +112,15 @@ def _mirror_store(cluster: ClusterConfig, source: str):
 
 def _verified_listing(ctx: RestoreContext, verified: dict | None) -> mirror.MirrorListing:
     if not verified or "listing" not in verified:
-        raise RestoreRefused(f"cluster {ctx.cluster_id!r}: no verified mirror listing was handed to this task "
-                             "(verify_snapshot's result): nothing is written unverified")
+        raise RestoreRefused(
+            f"cluster {ctx.cluster_id!r}: no verified mirror listing was handed to this task "
+            "(verify_snapshot's result): nothing is written unverified"
+        )
     listing = mirror.MirrorListing.from_dict(verified["listing"])
     if listing.digest != ctx.manifest_sha256 or not listing.verified:
-        raise RestoreRefused(f"cluster {ctx.cluster_id!r}: the verified mirror listing is not the one this restore "
-                             "pinned")
+        raise RestoreRefused(
+            f"cluster {ctx.cluster_id!r}: the verified mirror listing is not the one this restore pinned"
+        )
     return listing
 
 
@@ -126,12 +131,20 @@ def _source(cluster: ClusterConfig, ctx: RestoreContext, verified: dict | None) 
     listing = _verified_listing(ctx, verified)
     store = _mirror_store(cluster, ctx.source)
     by_path = listing.by_path()
-    return _Source(listing.entries(), None, lambda entry: mirror.content(store, by_path[entry.path], cluster.id))
+    return _Source(
+        listing.entries(), None, lambda entry: mirror.content(store, by_path[entry.path], cluster.id)
+    )
 
 
 def _resolve(core, cluster: ClusterConfig, pod: PodRef) -> ExecTarget:
-    return resolve_exec_target(core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image,
-                               lifetime_seconds=cluster.debug_container_seconds)
+    return resolve_exec_target(
+        core,
+        pod,
+        cluster.etl_path,
+        cluster.use_debug_container,
+        cluster.debug_image,
+        lifetime_seconds=cluster.debug_container_seconds,
+    )
 
 
 def _target(cluster: ClusterConfig, core, ctx: RestoreContext, ready: bool = True) -> ExecTarget:
@@ -148,10 +161,16 @@ def _target(cluster: ClusterConfig, core, ctx: RestoreContext, ready: bool = Tru
             raise
         pod = find_running_pod(core, cluster.namespace, cluster.selector, cluster.container)
     if pod.uid == known.pod.uid:
-        current = ensure_running(core, known, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds)
+        current = ensure_running(
+            core, known, cluster.debug_image, lifetime_seconds=cluster.debug_container_seconds
+        )
         if current.container != known.container:
-            log.info("debug container %s in pod %s no longer runs; using %s", known.container, pod.name,
-                     current.container)
+            log.info(
+                "debug container %s in pod %s no longer runs; using %s",
+                known.container,
+                pod.name,
+                current.container,
+            )
         return current
     log.info("pod %s replaced %s since preflight; resolving where to exec again", pod.name, known.pod.name)
     return _resolve(core, cluster, pod)
@@ -162,29 +181,52 @@ def _dirs(target: ExecTarget, ctx: RestoreContext) -> RestoreDirs:
 
 
 @refusals_fail_at_once
-def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, dry_run: bool, run_id: str,
-              created_before: datetime, source: str = SNAPSHOT_SOURCE) -> dict:
+def preflight(
+    cluster_id: str,
+    snapshot: str,
+    mode: str,
+    restart: bool | None,
+    dry_run: bool,
+    run_id: str,
+    created_before: datetime,
+    source: str = SNAPSHOT_SOURCE,
+) -> dict:
     """Check the configuration, the snapshot (or the mirror), the pod and what lies next to its ETL dir."""
     check_mode(mode)
     check_source(source)
     cluster, hook = _cluster(cluster_id or None)
     if source in MIRROR_SOURCES:
         if snapshot not in (LATEST, "", None):
-            raise ParamsError(f"snapshot: {snapshot!r} names a snapshot, but source {source} restores the cluster's "
-                              f"{source} mirror; leave snapshot at {LATEST!r} or use source snapshot")
+            raise ParamsError(
+                f"snapshot: {snapshot!r} names a snapshot, but source {source} restores the cluster's "
+                f"{source} mirror; leave snapshot at {LATEST!r} or use source snapshot"
+            )
         listing = mirror.list_mirror(_mirror_store(cluster, source), cluster.federated, source, cluster.id)
         snapshot_id, pinned_sha256 = f"{source}-{listing.federated_id}", listing.digest
         files, nbytes = len(listing.files), listing.total_bytes
-        log.info("restoring the %s mirror %s (%d files, %.1f MB, listing sha256 %s..) into cluster %s, mode %s%s",
-                 source, listing.location, files, nbytes / 1e6, pinned_sha256[:12], cluster.id, mode,
-                 " (dry run)" if dry_run else "")
+        log.info(
+            "restoring the %s mirror %s (%d files, %.1f MB, listing sha256 %s..) into cluster %s, mode %s%s",
+            source,
+            listing.location,
+            files,
+            nbytes / 1e6,
+            pinned_sha256[:12],
+            cluster.id,
+            mode,
+            " (dry run)" if dry_run else "",
+        )
     else:
         repo = open_repository(cluster)
         snapshot_id = resolve_snapshot(repo, snapshot, created_before)
         pinned = load_pinned(repo, snapshot_id)
         pinned_sha256, files, nbytes = pinned.sha256, len(pinned.files), pinned.manifest.total_bytes
-        log.info("restoring %s into cluster %s, mode %s%s", describe(pinned), cluster.id, mode,
-                 " (dry run)" if dry_run else "")
+        log.info(
+            "restoring %s into cluster %s, mode %s%s",
+            describe(pinned),
+            cluster.id,
+            mode,
+            " (dry run)" if dry_run else "",
+        )
     core = hook.core_v1
     pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
     target = _resolve(core, cluster, pod)
@@ -196,19 +238,36 @@ def preflight(cluster_id: str, snapshot: str, mode: str, restart: bool | None, d
     earlier_previous = [p for p in state.other_runs if f"{dirs.name}.previous-" in p]
     if not state.live and len(earlier_previous) == 1 and not dry_run:
         # Not changed here: this task does not hold the cluster's lease yet. plan puts it back, under the lease.
-        log.warning("%s is missing but %s exists: an earlier restore stopped between its two renames; its "
-                    "previous data is put back before this restore plans", dirs.live, earlier_previous[0])
+        log.warning(
+            "%s is missing but %s exists: an earlier restore stopped between its two renames; its "
+            "previous data is put back before this restore plans",
+            dirs.live,
+            earlier_previous[0],
+        )
     elif not state.live and earlier_previous:
         raise RestoreRefused(
             f"{dirs.live} is missing but {earlier_previous} exist: an earlier restore stopped between its two "
             f"renames. Its data is there; put it back first (kubectl exec -n {pod.namespace} {pod.name} -c "
-            f"{target.container} -- mv -T {earlier_previous[-1]} {dirs.live})")
+            f"{target.container} -- mv -T {earlier_previous[-1]} {dirs.live})"
+        )
     for leftover in state.other_runs:
-        log.warning("left by an earlier restore run (kept; remove it once you no longer need it): %s", leftover)
+        log.warning(
+            "left by an earlier restore run (kept; remove it once you no longer need it): %s", leftover
+        )
     return RestoreContext(
-        cluster_id=cluster.id, snapshot_id=snapshot_id, manifest_sha256=pinned_sha256, mode=mode,
-        restart=(mode == REPLACE) if restart is None else bool(restart), dry_run=bool(dry_run), token=token,
-        target=target, files=files, bytes=nbytes, leftovers=tuple(state.other_runs), source=source).as_dict()
+        cluster_id=cluster.id,
+        snapshot_id=snapshot_id,
+        manifest_sha256=pinned_sha256,
+        mode=mode,
+        restart=(mode == REPLACE) if restart is None else bool(restart),
+        dry_run=bool(dry_run),
+        token=token,
+        target=target,
+        files=files,
+        bytes=nbytes,
+        leftovers=tuple(state.other_runs),
+        source=source,
+    ).as_dict()
 
 
 @refusals_fail_at_once
@@ -221,11 +280,24 @@ def verify_snapshot(ctx: dict) -> dict:
     cluster, _ = _cluster(ctx.cluster_id)
     if ctx.from_mirror:
         store = _mirror_store(cluster, ctx.source)
-        listing, report = mirror.verify_mirror(store, cluster.federated, ctx.source, cluster.id, ctx.manifest_sha256)
-        log.info("%s mirror %s verified: %d objects re-hashed (%d against their metadata sha256, %d without any: "
-                 "hashed as read)", ctx.source, listing.location, report["rehashed"], report["verified_by_metadata"],
-                 report["unverifiable_against_metadata"])
-        return {**report, "snapshot_id": ctx.snapshot_id, "files": len(listing.files), "listing": listing.as_dict()}
+        listing, report = mirror.verify_mirror(
+            store, cluster.federated, ctx.source, cluster.id, ctx.manifest_sha256
+        )
+        log.info(
+            "%s mirror %s verified: %d objects re-hashed (%d against their metadata sha256, %d without any: "
+            "hashed as read)",
+            ctx.source,
+            listing.location,
+            report["rehashed"],
+            report["verified_by_metadata"],
+            report["unverifiable_against_metadata"],
+        )
+        return {
+            **report,
+            "snapshot_id": ctx.snapshot_id,
+            "files": len(listing.files),
+            "listing": listing.as_dict(),
+        }
     repo, pinned = _pinned(cluster, ctx)
     report = verify_pinned(repo, pinned)
     log.info("snapshot %s verified: %d objects re-hashed", ctx.snapshot_id, report["rehashed"])
@@ -271,20 +343,37 @@ def safety_backup(ctx: dict, plan: dict) -> dict:
     except EtlDirMissing:
         present = 0
     if present == 0:
-        raise AirflowSkipException(f"the pod's ETL dir {target.etl_root} is missing or has no files now "
-                                   "(checked with test -d and a listing): nothing to back up")
+        raise AirflowSkipException(
+            f"the pod's ETL dir {target.etl_root} is missing or has no files now "
+            "(checked with test -d and a listing): nothing to back up"
+        )
     source = snapshot_source(cluster, target.pod.name, target.via_debug_container)
-    manifest, report = back_up(core, target, open_repository(cluster), cluster.backup, source, full_verify=True,
-                               hourly_hours=cluster.hourly_hours)
+    manifest, report = back_up(
+        core,
+        target,
+        open_repository(cluster),
+        cluster.backup,
+        source,
+        full_verify=True,
+        hourly_hours=cluster.hourly_hours,
+    )
     snapshot_id = manifest.snapshot_id
     if not report["integrity_ok"]:
-        raise RuntimeError(f"the safety backup {snapshot_id} is not stored intact, nothing was restored: "
-                           + "; ".join(report["problems"][:10]))
+        raise RuntimeError(
+            f"the safety backup {snapshot_id} is not stored intact, nothing was restored: "
+            + "; ".join(report["problems"][:10])
+        )
     for finding in report["damaged"]:
-        log.warning("the pod's current data is damaged (kept as it is in the safety backup): %s: %s",
-                    finding["path"], finding["reason"])
-    log.info("safety backup of the current data: snapshot %s (%d objects re-hashed)", snapshot_id,
-             report["rehashed"])
+        log.warning(
+            "the pod's current data is damaged (kept as it is in the safety backup): %s: %s",
+            finding["path"],
+            finding["reason"],
+        )
+    log.info(
+        "safety backup of the current data: snapshot %s (%d objects re-hashed)",
+        snapshot_id,
+        report["rehashed"],
+    )
     return {"snapshot_id": snapshot_id, "objects": report["objects"], "damaged_files": len(report["damaged"])}
 
 
@@ -319,8 +408,9 @@ def check_staged(ctx: dict, plan: dict, staged: dict, verified: dict | None = No
     core = hook.core_v1
     files = _source(cluster, ctx, verified).files
     target = _target(cluster, core, ctx)
-    report = staging.check_staged(core, target, _files_to_write(files, ctx, plan), _dirs(target, ctx),
-                                cluster.backup.batch_files)
+    report = staging.check_staged(
+        core, target, _files_to_write(files, ctx, plan), _dirs(target, ctx), cluster.backup.batch_files
+    )
     log.info("staged files checked: %s", report)
     return report
 
@@ -335,8 +425,9 @@ def swap(ctx: dict, plan: dict) -> dict:
     dirs = _dirs(target, ctx)
     if ctx.mode == REPLACE:
         return swapping.swap_replace(core, target, dirs).as_dict()
-    return swapping.move_missing(core, target, dirs, sorted(f["path"] for f in plan["add"]),
-                                 cluster.backup.batch_files).as_dict()
+    return swapping.move_missing(
+        core, target, dirs, sorted(f["path"] for f in plan["add"]), cluster.backup.batch_files
+    ).as_dict()
 
 
 @refusals_fail_at_once
@@ -358,8 +449,9 @@ def _restart(cluster: ClusterConfig, hook: KubecostClusterHook, old: PodRef) -> 
         stamp = restart_workload(hook.apps_v1, owner)
         workload = {**owner.as_dict(), "restarted_at": stamp}
         log.info("rollout restart of %s %s/%s", owner.kind, owner.namespace, owner.name)
-    new_pod = wait_for_replacement(core, cluster.namespace, cluster.selector, cluster.container, old,
-                                   RESTART_TIMEOUT_S)
+    new_pod = wait_for_replacement(
+        core, cluster.namespace, cluster.selector, cluster.container, old, RESTART_TIMEOUT_S
+    )
     log.info("pod %s is Ready (replaced %s)", new_pod.name, old.name)
     return new_pod, workload
 
@@ -379,11 +471,21 @@ def post_check(ctx: dict, plan: dict, swapped: dict, verified: dict | None = Non
     if ctx.mode == REPLACE:
         swapped_at = pod_dirs.marked_at(core, target, dirs, dirs.live)
         if swapped_at is None:
-            raise checking.PostCheckFailed(f"{dirs.live} in pod {target.pod.name} is not this run's staged tree "
-                                           "(no marker): the snapshot is not in place")
+            raise checking.PostCheckFailed(
+                f"{dirs.live} in pod {target.pod.name} is not this run's staged tree "
+                "(no marker): the snapshot is not in place"
+            )
     expected = [e for e in _files_to_write(files, ctx, plan) if e.path not in set(swap.skipped)]
-    report = checking.check_restored(core, target, expected, datetime.now(UTC), cluster.hourly_hours, swapped_at,
-                                     cluster.backup.batch_files, report_extra=ctx.mode == REPLACE)
+    report = checking.check_restored(
+        core,
+        target,
+        expected,
+        datetime.now(UTC),
+        cluster.hourly_hours,
+        swapped_at,
+        cluster.backup.batch_files,
+        report_extra=ctx.mode == REPLACE,
+    )
     log.info("post-check passed: %s", report)
     return report.as_dict()
 
@@ -413,11 +515,17 @@ def finish(ctx: dict, checked: dict | None, swapped: dict | None) -> dict:
         actions = rolled["actions"]
         restarted_since_swap = swapped is not None and target.pod.uid != swapped["pod"]["uid"]
         if rolled["put_back"] and restarted_since_swap:
-            new_pod, _ = _restart(cluster, hook, target.pod)  # Kubecost loaded the restored files: reload the old
+            new_pod, _ = _restart(
+                cluster, hook, target.pod
+            )  # Kubecost loaded the restored files: reload the old
             actions.append(f"restarted Kubecost again ({new_pod.name}) to reload the previous data")
     except Exception as exc:
-        raise RuntimeError(f"finishing the restore failed ({exc}); to put the previous ETL data back by hand: "
-                           f"{dirs.manual_rollback(target.pod.namespace, target.pod.name, target.container)}") from exc
+        raise RuntimeError(
+            f"finishing the restore failed ({exc}); to put the previous ETL data back by hand: "
+            f"{dirs.manual_rollback(target.pod.namespace, target.pod.name, target.container)}"
+        ) from exc
     outcome = "rolled back" if rolled["put_back"] else "cleaned up"
-    log.warning("restore of %s did not complete: %s; %s", ctx.snapshot_id, outcome, actions or "nothing to undo")
+    log.warning(
+        "restore of %s did not complete: %s; %s", ctx.snapshot_id, outcome, actions or "nothing to undo"
+    )
     return {"outcome": outcome, "actions": actions}

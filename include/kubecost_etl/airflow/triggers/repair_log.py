@@ -35,8 +35,17 @@ class RepairLogTrigger(BaseTrigger):
     :param timeout_minutes: the step's timeout (named in the failure message).
     """
 
-    def __init__(self, kube: dict, pod: dict, expected: dict, cursor: dict | None, deadline: float,
-                 poll_seconds: float, timeout_minutes: float, limit_bytes: int = DEFAULT_LIMIT_BYTES):
+    def __init__(
+        self,
+        kube: dict,
+        pod: dict,
+        expected: dict,
+        cursor: dict | None,
+        deadline: float,
+        poll_seconds: float,
+        timeout_minutes: float,
+        limit_bytes: int = DEFAULT_LIMIT_BYTES,
+    ):
         super().__init__()
         self.kube = kube
         self.pod = pod
@@ -51,17 +60,31 @@ class RepairLogTrigger(BaseTrigger):
     def for_watch(cls, watch: RepairWatch | dict, **changes) -> RepairLogTrigger:
         """The trigger for a request task's result (``kubecost_etl.airflow.stages.repair.request_step``)."""
         watch = RepairWatch.from_dict(watch)
-        fields = {"kube": watch.kube.as_dict(), "pod": watch.pod.as_dict(), "expected": watch.expected.as_dict(),
-                  "cursor": watch.cursor.as_dict(), "deadline": watch.deadline, "poll_seconds": watch.poll_seconds,
-                  "timeout_minutes": watch.timeout_minutes}
+        fields = {
+            "kube": watch.kube.as_dict(),
+            "pod": watch.pod.as_dict(),
+            "expected": watch.expected.as_dict(),
+            "cursor": watch.cursor.as_dict(),
+            "deadline": watch.deadline,
+            "poll_seconds": watch.poll_seconds,
+            "timeout_minutes": watch.timeout_minutes,
+        }
         return cls(**{**fields, **changes})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {
-            "kube": self.kube, "pod": self.pod, "expected": self.expected, "cursor": self.cursor,
-            "deadline": self.deadline, "poll_seconds": self.poll_seconds, "timeout_minutes": self.timeout_minutes,
-            "limit_bytes": self.limit_bytes,
-        })
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "kube": self.kube,
+                "pod": self.pod,
+                "expected": self.expected,
+                "cursor": self.cursor,
+                "deadline": self.deadline,
+                "poll_seconds": self.poll_seconds,
+                "timeout_minutes": self.timeout_minutes,
+                "limit_bytes": self.limit_bytes,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RepairLogWatch(self.expected, self.cursor, self.pod, self.limit_bytes)
@@ -74,12 +97,19 @@ class RepairLogTrigger(BaseTrigger):
             except Exception as exc:  # the API may hiccup; only persistent failure ends the wait
                 errors_in_a_row += 1
                 error = f"{type(exc).__name__}: {exc}"
-                self.log.warning("reading the %s repair's progress failed (%d in a row): %s", watch.title,
-                                 errors_in_a_row, error)
+                self.log.warning(
+                    "reading the %s repair's progress failed (%d in a row): %s",
+                    watch.title,
+                    errors_in_a_row,
+                    error,
+                )
                 outcome = None
                 if errors_in_a_row >= API_ERRORS_IN_A_ROW:
-                    outcome = Outcome("failed", f"the Kubernetes API failed {errors_in_a_row} polls in a row while "
-                                      f"following the {watch.title} repair; last error: {error}")
+                    outcome = Outcome(
+                        "failed",
+                        f"the Kubernetes API failed {errors_in_a_row} polls in a row while "
+                        f"following the {watch.title} repair; last error: {error}",
+                    )
             outcome = outcome or watch.overdue(self.deadline, self.timeout_minutes)
             if outcome is not None:
                 yield TriggerEvent(watch.event(outcome).as_dict())

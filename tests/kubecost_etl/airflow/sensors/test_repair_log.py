@@ -23,8 +23,9 @@ def test_a_slow_repair_defers_to_the_triggerer_and_completes_from_the_log(repair
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
     # The worker is free again while Kubecost is still repairing (its last pass has not finished).
-    lines = repair_cluster.wait_for_log(lambda lines: any("Asset[1d]: ETLStore.Repair" in line for line in lines),
-                                        "the Asset repair to start")
+    lines = repair_cluster.wait_for_log(
+        lambda lines: any("Asset[1d]: ETLStore.Repair" in line for line in lines), "the Asset repair to start"
+    )
     assert not any("Asset[1h]: ETLStore[" in line and "build: completed" in line for line in lines)
     trigger = deferred.value.trigger
     assert isinstance(trigger, RepairLogTrigger) and deferred.value.method_name == "execute_complete"

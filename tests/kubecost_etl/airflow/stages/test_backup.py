@@ -10,9 +10,24 @@ from kubecost_etl.storage.filesystem import FilesystemStore
 
 def configure(monkeypatch, tmp_path, sim) -> None:
     config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(yaml.safe_dump({"clusters": [{
-        "id": "alpha", "kubeconfig": str(sim.kubeconfig),
-        "backup": {"object_store": {"type": "FILESYSTEM", "config": {"directory": str(tmp_path / "store")}}}}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [
+                    {
+                        "id": "alpha",
+                        "kubeconfig": str(sim.kubeconfig),
+                        "backup": {
+                            "object_store": {
+                                "type": "FILESYSTEM",
+                                "config": {"directory": str(tmp_path / "store")},
+                            }
+                        },
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
 
 

@@ -23,8 +23,15 @@ repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_
 
 
 def params(window, **extra) -> dict:
-    return {"cluster": CLUSTER_ID, "window": window, "profile": "v1", "provider": None, "backup_first": True,
-            "dry_run": False, **extra}
+    return {
+        "cluster": CLUSTER_ID,
+        "window": window,
+        "profile": "v1",
+        "provider": None,
+        "backup_first": True,
+        "dry_run": False,
+        **extra,
+    }
 
 
 def days_ago(count: int) -> str:
@@ -55,7 +62,9 @@ def test_a_window_older_than_prometheus_keeps_is_refused_before_any_repair_call(
 
 def test_a_configured_retention_overrides_prometheus(repair_cluster):
     repair_cluster.configure(prometheus_retention="1d")
-    with pytest.raises(AirflowFailException, match="keeps 1d of metrics .repair.prometheus_retention in the config"):
+    with pytest.raises(
+        AirflowFailException, match="keeps 1d of metrics .repair.prometheus_retention in the config"
+    ):
         stages.preflight(params("3d"))
     assert repair_cluster.sim.request_log_lines() == []
 
@@ -87,7 +96,9 @@ def test_cluster_config_and_param_mistakes_are_caught_in_preflight(repair_cluste
 def test_a_dry_run_plans_every_step_and_sends_nothing(repair_cluster):
     plan = stages.preflight(params("yesterday", dry_run=True, profile="v2"))
     assert [s["step"] for s in plan["steps"]] == ["asset", "allocation", "cloudCost"]
-    assert all(plan["window"]["query"].replace(":", "%3A").replace(",", "%2C") in s["request"] for s in plan["steps"])
+    assert all(
+        plan["window"]["query"].replace(":", "%3A").replace(",", "%2C") in s["request"] for s in plan["steps"]
+    )
     with pytest.raises(AirflowSkipException, match="dry run"):
         stages.backup(plan)
     assert stages.choose_steps(plan) is None
@@ -103,7 +114,9 @@ def test_a_request_returns_what_its_sensor_watches(repair_cluster):
     assert watch["expected"]["provider_keys"] == ["aws-123456789012"]  # learnt from /etl/status
     assert watch["pod"]["name"] == repair_cluster.sim.cost_model_pod() and watch["pod"]["restarts"] == 0
     assert watch["kube"]["kubeconfig"] == str(repair_cluster.sim.kubeconfig)
-    assert repair_cluster.repair_calls() == [("/model/etl/cloudUsage/repair", {"window": plan["window"]["query"]})]
+    assert repair_cluster.repair_calls() == [
+        ("/model/etl/cloudUsage/repair", {"window": plan["window"]["query"]})
+    ]
 
 
 def test_a_5xx_is_left_to_airflow_retries_and_a_4xx_fails_at_once(repair_cluster):
@@ -126,9 +139,16 @@ def test_a_step_requested_after_the_window_aged_out_is_refused(repair_cluster):
 
 def test_the_summary_fails_the_run_when_a_step_did_not_finish(repair_cluster):
     plan = stages.preflight(params("yesterday", backup_first=False, profile="v2"))
-    done = {"step": "asset", "title": "Asset", "request": "GET x", "seconds": 1.5, "days_done": 1, "days_expected": 1,
-            "answer": {"status": 200, "code": 200, "data": "Repairing Asset ETL"},
-            "passes": [{"pass": "Asset[1d]", "done": 1, "expected": 1}]}
+    done = {
+        "step": "asset",
+        "title": "Asset",
+        "request": "GET x",
+        "seconds": 1.5,
+        "days_done": 1,
+        "days_expected": 1,
+        "answer": {"status": 200, "code": 200, "data": "Repairing Asset ETL"},
+        "passes": [{"pass": "Asset[1d]", "done": 1, "expected": 1}],
+    }
     with pytest.raises(AirflowFailException, match="incomplete: Allocation, CloudCost did not finish"):
         stages.summary(plan, [done, None, None])
     with pytest.raises(AirflowFailException, match="preflight did not pass"):
@@ -153,17 +173,28 @@ class _RecordingKubecost(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logged(repair_cluster, monkeypatch,
-                                                                                   caplog):
-    monkeypatch.setenv("AIRFLOW_CONN_KUBECOST_INGRESS", json.dumps({
-        "conn_type": "http", "login": "svc", "password": "pw-secret", "extra": {"headers": {"X-Api-Key": "key-secret"}},
-    }))
+def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logged(
+    repair_cluster, monkeypatch, caplog
+):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBECOST_INGRESS",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "login": "svc",
+                "password": "pw-secret",
+                "extra": {"headers": {"X-Api-Key": "key-secret"}},
+            }
+        ),
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingKubecost)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        repair_cluster.configure(kubecost_url=f"http://127.0.0.1:{server.server_port}",
-                                 kubecost_conn_id="kubecost_ingress",
-                                 allow_insecure_http=True)  # a loopback test server: plain http
+        repair_cluster.configure(
+            kubecost_url=f"http://127.0.0.1:{server.server_port}",
+            kubecost_conn_id="kubecost_ingress",
+            allow_insecure_http=True,
+        )  # a loopback test server: plain http
         with caplog.at_level(logging.DEBUG):
             watch = stages.request_step(stages.preflight(params("yesterday", backup_first=False)), "asset")
     finally:
@@ -171,16 +202,23 @@ def test_a_kubecost_url_gets_the_connections_credentials_and_they_are_never_logg
     headers = _RecordingKubecost.seen[-1]
     assert headers["X-Api-Key"] == "key-secret"
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"svc:pw-secret").decode()
-    assert watch["request"].startswith(f"GET http://127.0.0.1:{server.server_port}/model/etl/asset/repair?window=")
+    assert watch["request"].startswith(
+        f"GET http://127.0.0.1:{server.server_port}/model/etl/asset/repair?window="
+    )
     assert "secret" not in caplog.text and "secret" not in json.dumps(watch)
 
 
 def test_a_connection_whose_headers_are_not_a_mapping_is_refused(repair_cluster, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_KUBECOST_INGRESS", json.dumps({
-        "conn_type": "http", "extra": {"headers": ["X-Api-Key: key-secret"]}}))
-    repair_cluster.configure(kubecost_url="http://127.0.0.1:9", kubecost_conn_id="kubecost_ingress",
-                             allow_insecure_http=True)  # a loopback test server: plain http
-    with pytest.raises(AirflowFailException, match="'kubecost_ingress': extra.headers must be a mapping") as refused:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBECOST_INGRESS",
+        json.dumps({"conn_type": "http", "extra": {"headers": ["X-Api-Key: key-secret"]}}),
+    )
+    repair_cluster.configure(
+        kubecost_url="http://127.0.0.1:9", kubecost_conn_id="kubecost_ingress", allow_insecure_http=True
+    )  # a loopback test server: plain http
+    with pytest.raises(
+        AirflowFailException, match="'kubecost_ingress': extra.headers must be a mapping"
+    ) as refused:
         stages.preflight(params("yesterday", backup_first=False))
     assert "secret" not in str(refused.value)
     assert repair_cluster.repair_calls() == []

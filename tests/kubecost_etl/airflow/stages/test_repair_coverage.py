@@ -19,8 +19,15 @@ repair_cluster, repair_cluster_factory = harness.repair_cluster, harness.repair_
 
 
 def params(window, **extra) -> dict:
-    return {"cluster": CLUSTER_ID, "window": window, "profile": "v2", "provider": None, "backup_first": False,
-            "dry_run": False, **extra}
+    return {
+        "cluster": CLUSTER_ID,
+        "window": window,
+        "profile": "v2",
+        "provider": None,
+        "backup_first": False,
+        "dry_run": False,
+        **extra,
+    }
 
 
 def today() -> int:
@@ -41,7 +48,9 @@ def range_queries(cluster) -> list[dict]:
     return [e for e in cluster.sim.request_log_lines() if e["path"] == "/api/v1/query_range"]
 
 
-def test_after_a_wipe_old_days_are_refused_with_zero_repair_calls_and_a_window_inside_runs(repair_cluster, caplog):
+def test_after_a_wipe_old_days_are_refused_with_zero_repair_calls_and_a_window_inside_runs(
+    repair_cluster, caplog
+):
     repair_cluster.sim.set_faults(prometheus_data_from=today() - 3 * DAY)  # its retention still says 15d
     with caplog.at_level(logging.INFO), pytest.raises(AirflowFailException) as refused:
         stages.preflight(params(days(6, 4)))
@@ -59,8 +68,9 @@ def test_after_a_wipe_old_days_are_refused_with_zero_repair_calls_and_a_window_i
     assert watch["answer"]["code"] == 200 and len(repair_cluster.repair_calls()) == 1
 
 
-def test_a_gap_day_is_refused_alone_and_allow_partial_days_lets_it_through_into_the_summary(repair_cluster,
-                                                                                            caplog):
+def test_a_gap_day_is_refused_alone_and_allow_partial_days_lets_it_through_into_the_summary(
+    repair_cluster, caplog
+):
     gap = today() - 2 * DAY
     repair_cluster.sim.set_faults(prometheus_gap=[f"{gap},{gap + DAY}"])
     with pytest.raises(AirflowFailException) as refused:
@@ -77,7 +87,10 @@ def test_a_gap_day_is_refused_alone_and_allow_partial_days_lets_it_through_into_
     assert f"allow_partial_days: {date(2)} is repaired although Prometheus lacks metrics" in caplog.text
     summary = stages.summary(plan, [])
     assert summary["partial_days"] == [date(2)]
-    assert f"allow_partial_days: {date(2)} would be repaired although Prometheus lacked metrics" in summary["lines"][-1]
+    assert (
+        f"allow_partial_days: {date(2)} would be repaired although Prometheus lacked metrics"
+        in summary["lines"][-1]
+    )
     assert repair_cluster.repair_calls() == []
 
 
@@ -91,11 +104,14 @@ def test_the_refusal_names_the_newest_verified_snapshot_that_covers_the_short_da
     assert repair_cluster.repair_calls() == []
 
 
-@pytest.mark.parametrize(("faults", "problem"), [
-    ({"prometheus_http_status": 500}, "HTTP 500"),
-    ({"prometheus_http_status": 422}, "HTTP 422"),
-    ({"prometheus_body": "<html>proxy error</html>"}, "unreadable answer"),
-])
+@pytest.mark.parametrize(
+    ("faults", "problem"),
+    [
+        ({"prometheus_http_status": 500}, "HTTP 500"),
+        ({"prometheus_http_status": 422}, "HTTP 422"),
+        ({"prometheus_body": "<html>proxy error</html>"}, "unreadable answer"),
+    ],
+)
 def test_prometheus_faults_refuse_the_run_with_zero_repair_calls(repair_cluster, faults, problem):
     repair_cluster.sim.set_faults(**faults)
     with pytest.raises(AirflowFailException, match=f"preflight: Prometheus range query .*{problem}"):

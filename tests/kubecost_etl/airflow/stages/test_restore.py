@@ -80,6 +80,7 @@ class Outcome:
 @pytest.fixture
 def make_env(request, tmp_path, monkeypatch, simulator):
     """One cluster: a generated ETL tree in a simulated pod, configured with a filesystem or S3 store."""
+
     def make(no_tar: bool = False, store_kind: str = "filesystem", **tree) -> Env:
         etl = make_etl_dir(tmp_path, **{**RESTORE_TREE, **tree})
         sim = simulator(etl, no_tar=no_tar)
@@ -87,27 +88,57 @@ def make_env(request, tmp_path, monkeypatch, simulator):
             server = request.getfixturevalue("moto_s3_server")
             bucket = request.getfixturevalue("unique_bucket_name")
             own_client = make_s3(server, bucket).store
-            object_store = {"type": "S3", "prefix": STORE_PREFIX, "config": {
-                "bucket": bucket, "endpoint": server.url, "region": MOTO_REGION,
-                "access_key": MOTO_ACCESS_KEY, "secret_key": MOTO_SECRET_KEY}}
+            object_store = {
+                "type": "S3",
+                "prefix": STORE_PREFIX,
+                "config": {
+                    "bucket": bucket,
+                    "endpoint": server.url,
+                    "region": MOTO_REGION,
+                    "access_key": MOTO_ACCESS_KEY,
+                    "secret_key": MOTO_SECRET_KEY,
+                },
+            }
         else:
             own_client = request.getfixturevalue("fs_store")
-            object_store = {"type": "FILESYSTEM", "prefix": STORE_PREFIX,
-                            "config": {"directory": str(own_client.root)}}
+            object_store = {
+                "type": "FILESYSTEM",
+                "prefix": STORE_PREFIX,
+                "config": {"directory": str(own_client.root)},
+            }
         config = tmp_path / "kubecost-etl.yaml"
-        config.write_text(json.dumps({"clusters": [{
-            "id": CLUSTER, "kubeconfig": str(sim.kubeconfig), "backup": {"object_store": object_store}}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "clusters": [
+                        {
+                            "id": CLUSTER,
+                            "kubeconfig": str(sim.kubeconfig),
+                            "backup": {"object_store": object_store},
+                        }
+                    ]
+                }
+            )
+        )
         monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
         return Env(sim, etl, own_client)
 
     return make
 
 
-def restore(env: Env, snapshot: str = "latest", mode: str = "replace", restart: bool | None = None,
-            dry_run: bool = False, after_swap=None) -> Outcome:
+def restore(
+    env: Env,
+    snapshot: str = "latest",
+    mode: str = "replace",
+    restart: bool | None = None,
+    dry_run: bool = False,
+    after_swap=None,
+) -> Outcome:
     """The DAG's stages in order; any failure goes straight to the teardown, as in a run."""
     env.runs += 1
-    ctx = stages.preflight(CLUSTER, snapshot, mode, restart, dry_run, f"manual__{env.runs}", datetime.now(UTC))
+    ctx = stages.preflight(
+        CLUSTER, snapshot, mode, restart, dry_run, f"manual__{env.runs}", datetime.now(UTC)
+    )
     out = Outcome(ctx)
     checked = swapped = None
     try:
@@ -185,7 +216,10 @@ def test_replace_round_trip_is_byte_identical_keeps_mtimes_and_restarts(make_env
     assert tree_mtimes(env.etl) == mtimes  # the next incremental backup can reuse every entry
     assert env.siblings() == ["etl"]
     assert env.pod() != pod_before
-    assert out.results["check_staged"]["checksums"] and out.results["restart"]["workload"]["kind"] == "Deployment"
+    assert (
+        out.results["check_staged"]["checksums"]
+        and out.results["restart"]["workload"]["kind"] == "Deployment"
+    )
     assert out.finished["outcome"] == "restored"
     safety = out.results["safety_backup"]["snapshot_id"]
     assert safety != snapshot and {e.path: e.sha256 for e in env.repo.load_manifest(safety).files} == damaged
@@ -194,7 +228,9 @@ def test_replace_round_trip_is_byte_identical_keeps_mtimes_and_restarts(make_env
     assert env.repo.load_manifest(again).stats["transferred_files"] == 0
 
     refused = restore(env, snapshot=safety)  # its set files are damaged: never written back
-    assert isinstance(refused.failure, AirflowFailException) and "damaged in the source" in str(refused.failure)
+    assert isinstance(refused.failure, AirflowFailException) and "damaged in the source" in str(
+        refused.failure
+    )
     assert tree_digests(env.etl) == original and env.siblings() == ["etl"]
 
 
@@ -206,7 +242,9 @@ def test_a_safety_backup_not_stored_intact_stops_the_restore_before_the_pod_is_t
     changed.write_bytes(changed.read_bytes()[:-8] + b"changed!")  # header intact: the next backup passes
     os.utime(changed, (mtime + 1, mtime + 1))  # a current-period file may be rewritten within its second
     newer = env.backup()
-    entry = next(e for e in env.repo.load_manifest(newer).files if e.path == changed.relative_to(env.etl).as_posix())
+    entry = next(
+        e for e in env.repo.load_manifest(newer).files if e.path == changed.relative_to(env.etl).as_posix()
+    )
     stored = env.store.read_bytes(env.repo.key(entry.object))
     # Same size, other bytes: the safety backup reuses this entry and only its full re-read can tell.
     env.store.put_bytes(env.repo.key(entry.object), stored[:8] + bytes(len(stored) - 8))
@@ -262,7 +300,10 @@ def test_fill_missing_restores_exactly_the_deleted_files_and_leaves_changed_ones
     for path in hourly.iterdir():  # a whole directory gone: it moves back in one rename
         path.unlink()
     hourly.rmdir()
-    expected = {**original, files[3].relative_to(env.etl).as_posix(): hashlib.sha256(b"changed by Kubecost").hexdigest()}
+    expected = {
+        **original,
+        files[3].relative_to(env.etl).as_posix(): hashlib.sha256(b"changed by Kubecost").hexdigest(),
+    }
     pod = env.pod()
 
     out = restore(env, mode="fill-missing")
@@ -272,7 +313,10 @@ def test_fill_missing_restores_exactly_the_deleted_files_and_leaves_changed_ones
     assert tree_digests(env.etl) == expected
     added = {f["path"] for f in out.plan["add"]}
     assert {p.relative_to(env.etl).as_posix() for p in deleted} <= added
-    assert all(p.startswith("bingen/assets/1h/") for p in added - {p.relative_to(env.etl).as_posix() for p in deleted})
+    assert all(
+        p.startswith("bingen/assets/1h/")
+        for p in added - {p.relative_to(env.etl).as_posix() for p in deleted}
+    )
     assert env.siblings() == ["etl"]
 
     second = restore(env, mode="fill-missing")  # nothing is missing any more
@@ -334,14 +378,20 @@ def tamper_manifest(path: str):
         body = json.loads(repo.store.read_bytes(repo.manifest_key(snapshot)))
         body["files"][0]["path"] = path
         repo.store.put_bytes(repo.manifest_key(snapshot), json.dumps(body).encode())
+
     return tamper
 
 
-@pytest.mark.parametrize("break_snapshot, refused_at", [
-    (corrupt_object, "verify"), (delete_object, "verify"),
-    (tamper_manifest("../../../../etc/cron.d/evil"), "preflight"),
-    (tamper_manifest("/var/configs/db/evil"), "preflight"),
-], ids=["corrupted-object", "missing-object", "dot-dot-path", "absolute-path"])
+@pytest.mark.parametrize(
+    "break_snapshot, refused_at",
+    [
+        (corrupt_object, "verify"),
+        (delete_object, "verify"),
+        (tamper_manifest("../../../../etc/cron.d/evil"), "preflight"),
+        (tamper_manifest("/var/configs/db/evil"), "preflight"),
+    ],
+    ids=["corrupted-object", "missing-object", "dot-dot-path", "absolute-path"],
+)
 def test_a_broken_snapshot_is_refused_and_the_live_data_stays_identical(make_env, break_snapshot, refused_at):
     env = make_env()
     _, snapshot, before = back_up_then_damage(env)
@@ -365,7 +415,9 @@ def test_a_cut_stream_leaves_the_live_dir_untouched_and_no_staging_dir_and_a_ret
     ctx = preflight(snapshot, "cut")
     stages.verify_snapshot(ctx)
     plan = stages.plan(ctx)
-    env.sim.set_faults(exec_cut_stdin_after_bytes=300_000)  # of about 800 KB: the connection drops mid-archive
+    env.sim.set_faults(
+        exec_cut_stdin_after_bytes=300_000
+    )  # of about 800 KB: the connection drops mid-archive
     with pytest.raises(ExecStreamCut):
         stages.stage(ctx, plan)
     assert env.sim.faults()["exec_cut_stdin_after_bytes"] is None, "the cut never happened"
@@ -505,8 +557,9 @@ def test_rollout_restart_finds_the_deployment_and_waits_for_the_new_ready_pod(ma
     assert (workload.kind, workload.name) == ("Deployment", "kubecost-cost-analyzer")
     restart_workload(hook.apps_v1, workload)
     restart_workload(hook.apps_v1, workload)  # twice within a second: each one is a real restart
-    new = wait_for_replacement(hook.core_v1, "kubecost", "app=cost-analyzer", "cost-model", old, timeout_s=30,
-                               sleep=lambda s: None)
+    new = wait_for_replacement(
+        hook.core_v1, "kubecost", "app=cost-analyzer", "cost-model", old, timeout_s=30, sleep=lambda s: None
+    )
     assert new.uid != old.uid and env.sim.state()["restarts"] == 2
 
 
@@ -516,8 +569,16 @@ def test_waiting_for_a_replacement_that_never_comes_times_out(make_env):
     old = find_cost_model_pod(hook.core_v1, "kubecost", "app=cost-analyzer")
     ticks = itertools.count(0, 10)  # each look at the clock is 10 s later
     with pytest.raises(RolloutError, match=f"no Ready replacement for pod {old.name}.*still {old.name}"):
-        wait_for_replacement(hook.core_v1, "kubecost", "app=cost-analyzer", "cost-model", old, timeout_s=25,
-                             clock=lambda: next(ticks), sleep=lambda s: None)
+        wait_for_replacement(
+            hook.core_v1,
+            "kubecost",
+            "app=cost-analyzer",
+            "cost-model",
+            old,
+            timeout_s=25,
+            clock=lambda: next(ticks),
+            sleep=lambda s: None,
+        )
 
 
 def test_the_staged_archive_never_leaves_its_top_directory(make_env, monkeypatch):
@@ -528,7 +589,9 @@ def test_the_staged_archive_never_leaves_its_top_directory(make_env, monkeypatch
     plan = stages.plan(ctx)
     captured = bytearray()
     original = PodExec.write_stdin
-    monkeypatch.setattr(PodExec, "write_stdin", lambda self, data: (captured.extend(data), original(self, data))[1])
+    monkeypatch.setattr(
+        PodExec, "write_stdin", lambda self, data: (captured.extend(data), original(self, data))[1]
+    )
     stages.stage(ctx, plan)
     top = Path(ctx["dirs"]["staging"]).name
     with tarfile.open(fileobj=io.BytesIO(bytes(captured)), mode="r:") as archive:

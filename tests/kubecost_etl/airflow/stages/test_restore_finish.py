@@ -14,15 +14,26 @@ from kubecost_etl.restore.post_check import PostCheckReport
 from kubecost_etl.restore.swap import SwapResult
 
 POD = PodRef("kubecost", "kubecost-cost-analyzer-abc", "uid-1", "cost-model", "2026-01-01T00:00:00+00:00")
-CTX = RestoreContext(cluster_id="cluster-a", snapshot_id="20260101T000000Z-abcdef", manifest_sha256="0" * 64,
-                     mode="replace", restart=True, dry_run=False, token="20260101T000000Z-abcdef-12345678",
-                     target=ExecTarget(POD, "kubecost-etl-1a2b3c", "/proc/1/root/var/configs/db/etl", True),
-                     files=3, bytes=300, leftovers=("/var/configs/db/etl.restore-old",))
+CTX = RestoreContext(
+    cluster_id="cluster-a",
+    snapshot_id="20260101T000000Z-abcdef",
+    manifest_sha256="0" * 64,
+    mode="replace",
+    restart=True,
+    dry_run=False,
+    token="20260101T000000Z-abcdef-12345678",
+    target=ExecTarget(POD, "kubecost-etl-1a2b3c", "/proc/1/root/var/configs/db/etl", True),
+    files=3,
+    bytes=300,
+    leftovers=("/var/configs/db/etl.restore-old",),
+)
 
 
 def test_values_crossing_tasks_round_trip_through_json():
     assert RestoreContext.from_dict(json.loads(json.dumps(CTX.as_dict()))) == CTX
-    swap = SwapResult("swapped", POD.as_dict(), swapped_at=1_767_225_600, previous="/x.previous-t", skipped=("a",))
+    swap = SwapResult(
+        "swapped", POD.as_dict(), swapped_at=1_767_225_600, previous="/x.previous-t", skipped=("a",)
+    )
     assert SwapResult.from_dict(json.loads(json.dumps(swap.as_dict()))) == swap
     report = PostCheckReport(True, 3, True, 0, 1, 0, POD.as_dict(), swapped_at=1_767_225_600)
     assert PostCheckReport.from_dict(json.loads(json.dumps(report.as_dict()))) == report

@@ -61,7 +61,9 @@ def test_a_pod_restart_mid_step_fails_clearly_instead_of_waiting(repair_cluster)
 
 def test_the_step_timeout_names_what_is_still_missing(repair_cluster):
     repair_cluster.sim.set_faults(repair_seconds_per_day=60)
-    trigger = RepairLogTrigger.for_watch(requested("3d", "asset"), deadline=time.time() + 0.3, timeout_minutes=0.005)
+    trigger = RepairLogTrigger.for_watch(
+        requested("3d", "asset"), deadline=time.time() + 0.3, timeout_minutes=0.005
+    )
     event = first_event(trigger)
     assert event["status"] == "failed"
     assert "did not finish within 0.005 minutes (repair.step_timeout_minutes)" in event["message"]
@@ -76,7 +78,9 @@ def test_a_kubernetes_api_that_keeps_failing_ends_the_wait(repair_cluster, tmp_p
     config = json.loads(repair_cluster.sim.kubeconfig.read_text())
     config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{closed_port}"
     (tmp_path / "broken").write_text(json.dumps(config))
-    trigger = RepairLogTrigger.for_watch(watch, kube={"kubeconfig": str(tmp_path / "broken")}, poll_seconds=0.01)
+    trigger = RepairLogTrigger.for_watch(
+        watch, kube={"kubeconfig": str(tmp_path / "broken")}, poll_seconds=0.01
+    )
     event = first_event(trigger)
     assert event["status"] == "failed"
     assert f"the Kubernetes API failed {API_ERRORS_IN_A_ROW} polls in a row" in event["message"]
