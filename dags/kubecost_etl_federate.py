@@ -114,7 +114,8 @@ def kubecost_etl_federate():
         )
         return retained  # the report waits for it
 
-    @task(trigger_rule="all_done", on_failure_callback=None)
+    # Never retried: it only reads what the other tasks left, so a retry would say the same thing later.
+    @task(trigger_rule="all_done", on_failure_callback=None, retries=0)
     def report(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
             raise stages("federate").FederationFailed("no clusters were selected: see select_clusters")

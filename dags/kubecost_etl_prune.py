@@ -97,7 +97,8 @@ def kubecost_etl_prune():
         return result
 
     # The run's leaf: it fails whenever anything failed, so a partly failed run never shows green.
-    @task(trigger_rule="all_done", on_failure_callback=None)
+    # Never retried: it only reads what the other tasks left, so a retry would say the same thing later.
+    @task(trigger_rule="all_done", on_failure_callback=None, retries=0)
     def summary(cluster_ids: list[str] | None, ti=None) -> dict:
         if cluster_ids is None:
             raise stages("prune").PruneFailed("no clusters were selected: see select_clusters")
