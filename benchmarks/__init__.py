@@ -1,1 +1,4 @@
-"""Benchmarks: `make bench` (python -m benchmarks). They print numbers and write JSON; no pass/fail timing in tests."""
+"""Benchmarks: `make bench` (python -m benchmarks).
+
+They print numbers and write JSON; no pass/fail timing in tests.
+"""

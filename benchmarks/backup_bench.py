@@ -227,7 +227,8 @@ def run(large: bool = False, rss: bool = True) -> dict:
         started = time.perf_counter()
         tree = trees.large_tree(etl) if large else trees.default_tree(etl)
         print(
-            f"tree: {tree['files']} files, {tree['bytes'] / 1e6:.0f} MB (largest {tree['largest'] / 1e6:.0f} MB),"
+            f"tree: {tree['files']} files, {tree['bytes'] / 1e6:.0f} MB "
+            f"(largest {tree['largest'] / 1e6:.0f} MB),"
             f" generated in {time.perf_counter() - started:.1f} s"
         )
         with SimulatorProcess(etl_dir=etl, workdir=work / "sim") as sim, MotoS3Server() as moto:
@@ -258,7 +259,8 @@ def run(large: bool = False, rss: bool = True) -> dict:
             )
             again = home.dags_test("kubecost_etl_backup")
             print(
-                f"ours no-change: {again['task_sum_s']:.2f} s of tasks, {again['wall_s']:.2f} s wall {by_task(again)}"
+                f"ours no-change: {again['task_sum_s']:.2f} s of tasks, "
+                f"{again['wall_s']:.2f} s wall {by_task(again)}"
             )
             peer = restic_runs(restic, sim, moto, kubectl, pod) if restic else None
             print(f"restic: {peer}")

@@ -45,7 +45,8 @@ def run() -> dict:
             "heavy_modules": heavy_modules(runs[0]["added"]),
         }
     print(
-        f"{'DAG file (fresh interpreter, after import airflow.sdk)':56} {'median ms':>10} {'max ms':>8}  heavy imports"
+        f"{'DAG file (fresh interpreter, after import airflow.sdk)':56} "
+        f"{'median ms':>10} {'max ms':>8}  heavy imports"
     )
     for name, r in results.items():
         label = f"{name} (floor)" if name == trivial.name else name

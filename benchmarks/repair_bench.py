@@ -1,4 +1,5 @@
-"""Following a repair in the cost-model log: how fast the trigger notices completion, and what each poll reads.
+"""Following a repair in the cost-model log: how fast the trigger notices completion, and what each
+poll reads.
 
 1. Delay: from the line that completes a step appearing in the log (its Kubernetes timestamp) to
    the trigger's event, for several poll intervals. Repairs are slowed by random amounts so
@@ -34,7 +35,9 @@ NOISE_BATCH = 5000
 
 
 def _follow(step: str, window_text: str, poll_seconds: float) -> dict:
-    """Request one repair step with the DAG's own stages and follow it with the sensor's trigger; its event."""
+    """Request one repair step with the DAG's own stages and follow it with the sensor's trigger;
+    its event.
+    """
     from kubecost_etl.airflow.stages import repair as stages
     from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
 

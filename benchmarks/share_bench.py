@@ -157,7 +157,8 @@ def run(size_mb: int = 1024) -> dict:
     rows.append(
         (
             "import of that bundle (2 passes, zstd, verified)",
-            f"{result['import_seconds']} s, {result['import_mb_per_s']} MB/s, peak RSS {result['import_peak_rss_mb']} MB",
+            f"{result['import_seconds']} s, {result['import_mb_per_s']} MB/s, "
+            f"peak RSS {result['import_peak_rss_mb']} MB",
         )
     )
     for name, value in rows:

@@ -4,10 +4,10 @@ Scheduled daily (`prune_schedule` in the configuration) and triggerable with `cl
 every cluster with a `retention:` policy) and `dry_run` (report exactly what would go; delete
 nothing). Each cluster is a mapped task group, so one cluster failing neither stops nor hides the
 others: acquire_lease (the cluster's lease, shared with backup, repair, restore and other Airflow
-deployments; waits without a worker slot) -> forget (phase 1: the policy decides, forgotten manifests are deleted, then their
-verification records) -> collect (phase 2: objects no remaining manifest names and older than
-`gc_safety_margin`, stale records, unfinished uploads) -> release_lease (a teardown that always
-runs) and report (a table in the log, the
+deployments; waits without a worker slot) -> forget (phase 1: the policy decides, forgotten
+manifests are deleted, then their verification records) -> collect (phase 2: objects no remaining
+manifest names and older than `gc_safety_margin`, stale records, unfinished uploads) ->
+release_lease (a teardown that always runs) and report (a table in the log, the
 `PruneReport` as the task's value, an Asset event `kubecost-etl://<cluster>/prune` unless a dry
 run). The newest verified snapshot is always kept; see the README's "Retention" section.
 """

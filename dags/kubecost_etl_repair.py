@@ -88,8 +88,8 @@ def _held(plan: dict, lease: dict):
             [],
             type=["null", "array"],
             items={"type": "string", "pattern": r"^\d{4}-\d\d-\d\d$"},
-            description="Days (YYYY-MM-DD, UTC) to repair although Prometheus lacks metrics for some of their hours: "
-            "the preflight refuses them otherwise. Logged and named in the summary.",
+            description="Days (YYYY-MM-DD, UTC) to repair although Prometheus lacks metrics for some "
+            "of their hours: the preflight refuses them otherwise. Logged and named in the summary.",
         ),
     },
 )

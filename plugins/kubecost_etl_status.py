@@ -182,7 +182,8 @@ def status_json() -> dict:
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2em;color:#1b1f24}
 h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.4em 0} td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}
+table{border-collapse:collapse;margin:.4em 0}
+td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}
 .ok{color:#1a7f37}.bad{color:#cf222e}.warn{color:#9a6700}
 .map{display:flex;flex-wrap:wrap;gap:2px;max-width:60em}
 .slot,.key{width:11px;height:14px;border-radius:2px;background:#d0d7de;position:relative}
@@ -216,7 +217,8 @@ def _cluster_html(c: dict) -> str:
         parts.append(
             '<ul class="conditions">'
             + "".join(
-                f'<li class="bad condition" data-key="{_e(x["key"])}"><b>{_e(x["key"])}</b>: {_e(x["summary"])}</li>'
+                f'<li class="bad condition" data-key="{_e(x["key"])}">'
+                f"<b>{_e(x['key'])}</b>: {_e(x['summary'])}</li>"
                 for x in conditions
             )
             + "</ul>"
@@ -266,7 +268,10 @@ def _cluster_html(c: dict) -> str:
         slots = []
         for s in store["slots"]:
             cls = "gap" if s["gap"] else "pod" if s["pod"] else "snap-only" if s["snapshot"] else "none"
-            title = f"{s['start']}: pod {'yes' if s['pod'] else 'no'}, snapshot {'yes' if s['snapshot'] else 'no'}"
+            title = (
+                f"{s['start']}: pod {'yes' if s['pod'] else 'no'}, "
+                f"snapshot {'yes' if s['snapshot'] else 'no'}"
+            )
             slots.append(
                 f'<span class="slot {cls}" data-start="{_e(s["start"])}" title="{_e(title)}"></span>'
             )

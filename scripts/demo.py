@@ -298,7 +298,8 @@ def main() -> int:
             manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[-1])["Body"].read())
             print(
                 f"snapshot:     {manifest['snapshot_id']}: {len(manifest['files'])} files, "
-                f"{manifest['stats']['total_bytes'] / 1e6:.1f} MB -> {manifest['stats']['stored_bytes'] / 1e6:.1f} MB stored"
+                f"{manifest['stats']['total_bytes'] / 1e6:.1f} MB -> "
+                f"{manifest['stats']['stored_bytes'] / 1e6:.1f} MB stored"
             )
         federated = [
             o["Key"]
@@ -309,7 +310,8 @@ def main() -> int:
         for cluster_id in ("demo-cluster", "demo-cluster-2"):
             mine = [k for k in federated if k.startswith(f"federated/{cluster_id}/etl/bingen/")]
             print(
-                f"federated:    s3://{FEDERATED_BUCKET}/federated/{cluster_id}/etl/bingen/: {len(mine)} raw files"
+                f"federated:    s3://{FEDERATED_BUCKET}/federated/{cluster_id}/etl/bingen/: "
+                f"{len(mine)} raw files"
             )
         print(f"logs:         {work / 'logs'}; Airflow task logs under {home / 'logs'}")
         print(f"try:          KUBECONFIG={sim.kubeconfig} kubectl get pods -n kubecost")

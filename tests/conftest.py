@@ -63,7 +63,8 @@ def azurite_server():
     if not AzuriteServer.is_installed():
         if shutil.which("npm") is None:
             pytest.skip(
-                "Azurite is not installed and npm is missing: run scripts/install-azurite.sh on a machine with npm"
+                "Azurite is not installed and npm is missing: "
+                "run scripts/install-azurite.sh on a machine with npm"
             )
         # npm is here, so Azurite can and must be installed: a failing install fails the tests.
         subprocess.run(["bash", str(AZURITE_INSTALL_SCRIPT)], check=True, timeout=600)

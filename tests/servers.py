@@ -187,7 +187,9 @@ class GcsEmulatorServer(ServerProcess):
         ]  # fmt: skip
 
     def client(self, project: str = "test-project"):
-        """An anonymous google-cloud-storage client aimed at this emulator without touching the environment."""
+        """An anonymous google-cloud-storage client aimed at this emulator without touching the
+        environment.
+        """
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 

@@ -151,7 +151,10 @@ class Holder:
 
     def describe(self) -> str:
         index = f"[{self.map_index}]" if self.map_index >= 0 else ""
-        return f"{self.dag_id} run {self.run_id}{index} (try {self.try_number}, host {self.host}, pid {self.pid})"
+        return (
+            f"{self.dag_id} run {self.run_id}{index} "
+            f"(try {self.try_number}, host {self.host}, pid {self.pid})"
+        )
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,8 @@ class LeaseWaitExhausted(Refusal):
 
     def __init__(self, cluster_id: str, record: LeaseRecord, waited: timedelta, now: datetime) -> None:
         super().__init__(
-            f"cluster {cluster_id}: gave up after waiting {int(waited.total_seconds())}s (lease.wait) for the "
-            f"lease held by {record.describe(now)}"
+            f"cluster {cluster_id}: gave up after waiting {int(waited.total_seconds())}s (lease.wait) "
+            f"for the lease held by {record.describe(now)}"
         )
         self.cluster_id = cluster_id
         self.record = record

@@ -51,7 +51,8 @@ _PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
             + _SECRET_NAMES
             + r""")["']?)      # a key naming a secret
         (?P<sep>\s*[:=]\s*)                                              # : or =
-        (?!(?:expected|missing|must|required|needed|only|give|set|not|unknown|none|null|its|the|a|an)\b)  # a message, not a value
+        # not followed by a word that starts a message rather than a value:
+        (?!(?:expected|missing|must|required|needed|only|give|set|not|unknown|none|null|its|the|a|an)\b)
         (?!(?:[\w.-]*[._-])?(?:"""
             + _SECRET_NAMES
             + r""")\b)            # a key named in a message

@@ -26,7 +26,9 @@ SCHEDULE_PRESETS = (
 
 
 def check_schedule(value: Any, where: str = "backup_schedule") -> str | None:
-    """A cron expression (five fields) or an Airflow preset, or None (manual runs only); else a ConfigError."""
+    """A cron expression (five fields) or an Airflow preset, or None (manual runs only); else a
+    ConfigError.
+    """
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():

@@ -135,7 +135,10 @@ class Container:
         status = {
             "name": self.name,
             "image": self.spec.get("image", ""),
-            "imageID": f"{self.spec.get('image', '').split(':')[0]}@sha256:{_fake_digest(self.spec.get('image', ''))}",
+            "imageID": (
+                f"{self.spec.get('image', '').split(':')[0]}@sha256:"
+                f"{_fake_digest(self.spec.get('image', ''))}"
+            ),
             "containerID": f"containerd://{_fake_digest(f'{self.name}{self.started_at}')}",
             "ready": not self.ephemeral and ended is None,
             "restartCount": self.restart_count,
@@ -337,7 +340,10 @@ class Deployment:
                         "type": "Progressing",
                         "status": "True",
                         "reason": "NewReplicaSetAvailable",
-                        "message": f'ReplicaSet "{self.current.name if self.current else self.name}" has successfully progressed.',
+                        "message": (
+                            f'ReplicaSet "{self.current.name if self.current else self.name}" '
+                            "has successfully progressed."
+                        ),
                         "lastUpdateTime": condition_time,
                         "lastTransitionTime": rfc3339(self.created),
                     },

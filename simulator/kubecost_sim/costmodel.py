@@ -259,7 +259,9 @@ def _success_message(step: str, start: int, end: int, provider: str | None) -> s
         "asset": "Repairing Asset ETL",
         "allocation": "Repairing Allocation ETL",
         "cloudUsage": f"Cloud Usage Repair process has begun for {window_text(start, end)} {providers}",
-        "reconciliation": f"Reconciliation Repair process has begun for {window_text(start, end)} {providers}",
+        "reconciliation": (
+            f"Reconciliation Repair process has begun for {window_text(start, end)} {providers}"
+        ),
         "cloudCost": "Rebuilding Cloud Usage For All Providers",
     }[step]
 

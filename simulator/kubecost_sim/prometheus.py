@@ -47,7 +47,8 @@ _POD = {
     "container": "cost-model",
     "node": "sim-node-1",
 }
-# What cost-model's exporter, kube-state-metrics and cAdvisor export in the simulated cluster (one series each).
+# What cost-model's exporter, kube-state-metrics and cAdvisor export in the simulated cluster
+# (one series each).
 SERIES: dict[str, dict[str, str]] = {
     "up": {"instance": "localhost:9090", "job": "prometheus"},
     "node_total_hourly_cost": {**_NODE, "instance_type": "m5.large", "job": "kubecost"},
@@ -210,7 +211,9 @@ class Prometheus:
         return None
 
     def _evaluate(self, expression: _Expression, times: list[float], now: float) -> list[tuple[dict, list]]:
-        """``[(labels, [[t, "value"], ...])]``: the series with at least one point, as Prometheus returns them."""
+        """``[(labels, [[t, "value"], ...])]``: the series with at least one point, as Prometheus
+        returns them.
+        """
         labels = SERIES.get(expression.metric)
         if labels is None:
             return []

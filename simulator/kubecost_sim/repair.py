@@ -36,7 +36,7 @@ it never looks finished) ``restart_pod()`` is called and the step stops.
 
 Only Asset and Allocation write files: each repaired period's set file is replaced with new
 content and a new mtime. Periods starting before the Prometheus cutoff are not touched.
-"""
+"""  # noqa: E501 (two log formats above are quoted whole)
 
 from __future__ import annotations
 
@@ -149,7 +149,8 @@ class _RepairJob:
 
         complete = 100 * len(rebuildable) / len(periods) if periods else 100.0
         self._info(
-            f"ETL: {label}: ETLStore[{self._id()}]: build: completed {window_text(start, end)} in {self._took()}: "
+            f"ETL: {label}: ETLStore[{self._id()}]: build: completed {window_text(start, end)} "
+            f"in {self._took()}: "
             f"coverage {window_text(*self._disk_coverage(store.pipeline, resolution, start, end))} "
             f"({complete:.1f}% complete)"
         )
@@ -179,7 +180,8 @@ class _RepairJob:
             self.context.repairing.discard(path)
             self._progress(
                 f"ETL: {label}: {store.driver}[{run}]: run: aggregated {window_text(*period)} "
-                f"from {rng.randint(10, 40)} to {rng.randint(1, 9)} in {go_duration(rng.uniform(20e-6, 900e-6))}"
+                f"from {rng.randint(10, 40)} to {rng.randint(1, 9)} "
+                f"in {go_duration(rng.uniform(20e-6, 900e-6))}"
             )
 
     async def repair_cloud(self, key: str) -> None:
@@ -201,7 +203,8 @@ class _RepairJob:
             self._progress(f"{prefix}: Build[{run}]: QueryCloudUsage {window_text(*period)}")
         window = window_text(start, end)
         self._info(
-            f"{prefix}: Build[{run}]: build: completed {window} in {self._took()}: coverage {window} (100.0 complete)"
+            f"{prefix}: Build[{run}]: build: completed {window} in {self._took()}: "
+            f"coverage {window} (100.0 complete)"
         )
 
     async def _repair_cloud_store(self, key: str) -> None:

@@ -211,7 +211,9 @@ class SimulatorProcess:
         self.admin("POST", "log", {"lines": list(lines), "container": container})
 
     def rbac_report(self) -> dict:
-        """With ``rbac_role``: the Role's rules, what it grants, what was used by which rule, what was denied."""
+        """With ``rbac_role``: the Role's rules, what it grants, what was used by which rule, what
+        was denied.
+        """
         return self.admin("GET", "rbac")
 
     def request_log_lines(self) -> list[dict]:

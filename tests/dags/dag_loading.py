@@ -32,7 +32,8 @@ def load_dag_retrying(dag_id: str):
     from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS
 
     dag = load_dag(dag_id, retry_delay=timedelta(0), max_retry_delay=timedelta(seconds=1))
-    # The DAG's own retry counts stay: the defaults' on most tasks, some tasks their own (the lease's release).
+    # The DAG's own retry counts stay: the defaults' on most tasks, some tasks their own (the
+    # lease's release).
     assert DEFAULT_ARGS["retries"] > 0
     assert all(task.retries > 0 for task in dag.tasks if not _no_retry(task.task_id)), [
         (t.task_id, t.retries) for t in dag.tasks if t.retries == 0

@@ -394,7 +394,9 @@ def applies(pipeline: Pipeline, stage: str, fault: str) -> bool:
 
 
 def _rotate(pipeline: Pipeline, stages: list[str], offset: int) -> list[Cell]:
-    """One cell per stage: the fault that applies there and ran least so far (ties: FAULTS from ``offset``)."""
+    """One cell per stage: the fault that applies there and ran least so far (ties: FAULTS from
+    ``offset``).
+    """
     order = FAULTS[offset:] + FAULTS[:offset]
     used = dict.fromkeys(FAULTS, 0)
     cells = []
@@ -524,8 +526,8 @@ def print_matrix(write: Callable[[str], None]) -> None:
     if not OUTCOMES:
         return
     write(
-        f"fault matrix ({len(OUTCOMES)} cells run; outcome = run state / pod or snapshot state / tries of the "
-        "faulted stage; n/a: the fault cannot touch that stage; -: not run in this mode)"
+        f"fault matrix ({len(OUTCOMES)} cells run; outcome = run state / pod or snapshot state / "
+        "tries of the faulted stage; n/a: the fault cannot touch that stage; -: not run in this mode)"
     )
     for pipeline in PIPELINES.values():
         cells = {c: o for c, o in OUTCOMES.items() if c.pipeline == pipeline.name}

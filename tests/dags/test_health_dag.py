@@ -1,4 +1,6 @@
-"""kubecost_etl_health in a real Airflow (dag.test) against the simulator, a filesystem store and a local Slack API."""
+"""kubecost_etl_health in a real Airflow (dag.test) against the simulator, a filesystem store and
+a local Slack API.
+"""
 
 from __future__ import annotations
 

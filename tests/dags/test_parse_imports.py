@@ -82,7 +82,9 @@ import airflow.sdk  # noqa: F401
 before = set(sys.modules)
 from kubecost_etl.airflow.stages import backup
 assert backup.select_clusters(None) == ["x"]
-backup.report(["x"], [{"cluster_id": "x", "snapshot_id": "s", "objects": 1, "rehashed": 1, "repository": "r"}])
+backup.report(
+    ["x"], [{"cluster_id": "x", "snapshot_id": "s", "objects": 1, "rehashed": 1, "repository": "r"}]
+)
 print(json.dumps({"added": sorted(set(sys.modules) - before), "ms": 0}))
 """
 

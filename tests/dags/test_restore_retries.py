@@ -54,7 +54,9 @@ def tries(run) -> dict[str, tuple[str, int]]:
 
 
 def bad_repair(etl: Path) -> dict[str, str]:
-    """What a repair over days Prometheus no longer holds does: every file rewritten, newer than any backup."""
+    """What a repair over days Prometheus no longer holds does: every file rewritten, newer than any
+    backup.
+    """
     now = time.time() + 5
     for path in sorted(p for p in etl.rglob("*") if p.is_file()):
         path.write_bytes(b"BGST empty after a bad repair " + path.name.encode())

@@ -100,17 +100,18 @@ def test_what_the_role_refuses_gets_the_api_servers_403_and_is_recorded():
     user = f'User "{SERVICE_ACCOUNT_USER}"'
     cases = [
         ("DELETE", "/api/v1/namespaces/kubecost/pods/p1",
-         f'pods "p1" is forbidden: {user} cannot delete resource "pods" in API group "" in the namespace "kubecost"'),
+         f'pods "p1" is forbidden: {user} cannot delete resource "pods" in API group "" '
+         'in the namespace "kubecost"'),
         ("GET", "/api/v1/pods",
          f'pods is forbidden: {user} cannot list resource "pods" in API group "" at the cluster scope'),
         ("GET", "/api/v1/namespaces/default/pods",
          f'pods is forbidden: {user} cannot list resource "pods" in API group "" in the namespace "default"'),
         ("GET", "/api/v1/namespaces/kubecost/services/kubecost-grafana:80/proxy/",
-         f'services "kubecost-grafana:80" is forbidden: {user} cannot get resource "services/proxy" in API group '
-         '"" in the namespace "kubecost"'),
+         f'services "kubecost-grafana:80" is forbidden: {user} cannot get resource "services/proxy" '
+         'in API group "" in the namespace "kubecost"'),
         ("PATCH", "/apis/apps/v1/namespaces/kubecost/statefulsets/x",
-         f'statefulsets.apps "x" is forbidden: {user} cannot patch resource "statefulsets" in API group "apps" in '
-         'the namespace "kubecost"'),
+         f'statefulsets.apps "x" is forbidden: {user} cannot patch resource "statefulsets" '
+         'in API group "apps" in the namespace "kubecost"'),
         ("GET", "/metrics", f'forbidden: {user} cannot get path "/metrics"'),
     ]  # fmt: skip
     for method, path, message in cases:

@@ -69,7 +69,8 @@ def test_a_valid_file_exits_0_with_a_summary(tmp_path):
         ),
         (
             lambda c: c["defaults"]["backup"]["object_store"]["config"].update(prefix="x"),
-            "cluster 'prod-east': backup.object_store: inline object_store: config.prefix: prefix must be a top-level key",
+            "cluster 'prod-east': backup.object_store: inline object_store: "
+            "config.prefix: prefix must be a top-level key",
         ),
     ],
 )
@@ -84,7 +85,8 @@ def test_a_mistake_exits_1_naming_the_cluster_and_the_field(tmp_path, change, me
 def test_a_yaml_mistake_is_located_without_quoting_the_secret_on_its_line(tmp_path):
     path = tmp_path / "kubecost-etl.yaml"
     path.write_text(
-        f'clusters:\n  - id: a\n    backup: {{object_store: {{type: S3, config: {{secret_key: "{SECRET}" x}}}}}}\n'
+        "clusters:\n  - id: a\n"
+        f'    backup: {{object_store: {{type: S3, config: {{secret_key: "{SECRET}" x}}}}}}\n'
     )
     done = check_config(path)
     assert done.returncode == 1 and "is not valid YAML: line 3, column " in done.stderr

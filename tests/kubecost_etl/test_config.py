@@ -242,7 +242,8 @@ def test_settings_reprs_never_show_inline_store_secrets():
 def test_a_yaml_mistake_names_the_line_but_never_quotes_it(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        'clusters:\n  - id: a\n    backup: {object_store: {type: S3, config: {secret_key: "Zq8TkXr2Wv9" x}}}\n'
+        "clusters:\n  - id: a\n"
+        '    backup: {object_store: {type: S3, config: {secret_key: "Zq8TkXr2Wv9" x}}}\n'
     )
     with pytest.raises(ConfigError) as refused:
         load_config(bad)

@@ -181,9 +181,11 @@ def test_days_outside_prometheus_retention_are_not_touched(tmp_path):
 
         found = messages(harness.lines)
         assert found[1:3] == [
-            "ETL: Asset[1d]: Repair: error: cannot repair [2023-01-02T00:00:00+0000, 2023-01-03T00:00:00+0000): "
+            "ETL: Asset[1d]: Repair: error: cannot repair "
+            "[2023-01-02T00:00:00+0000, 2023-01-03T00:00:00+0000): "
             "coverage is [2023-01-04T00:00:00+0000, 2023-01-11T00:00:00+0000)",
-            "ETL: Asset[1d]: Repair: error: cannot repair [2023-01-03T00:00:00+0000, 2023-01-04T00:00:00+0000): "
+            "ETL: Asset[1d]: Repair: error: cannot repair "
+            "[2023-01-03T00:00:00+0000, 2023-01-04T00:00:00+0000): "
             "coverage is [2023-01-04T00:00:00+0000, 2023-01-11T00:00:00+0000)",
         ]
         assert PATTERNS["progress"].match(found[3]) and found[4].endswith("(33.3% complete)")

@@ -248,7 +248,10 @@ def test_exit_codes_and_shell_operators(pod: Pod):
 
 
 def test_shell_expansions(pod: Pod):
-    script = f'd=$(mktemp -d) && cd $d && echo "in ${{d:-none}}" > note && cat note | wc -c && ls {ETL}/bingen/*/1d'
+    script = (
+        'd=$(mktemp -d) && cd $d && echo "in ${d:-none}" > note && '
+        f"cat note | wc -c && ls {ETL}/bingen/*/1d"
+    )
     result = pod.sh(script)
     assert result.code == 0, result.err
     lines = result.text.splitlines()

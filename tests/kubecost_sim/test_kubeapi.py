@@ -253,7 +253,8 @@ def test_pod_logs_options(kube: Api, sim: SimulatorProcess):
     assert (status, body["message"]) == (400, f"container nope is not valid for pod {pod}")
     status, body = kube.get(f"{NS}/pods/{pod}/log")
     assert status == 400 and body["message"] == (
-        f"a container name must be specified for pod {pod}, choose one of: [cost-model cost-analyzer-frontend]"
+        f"a container name must be specified for pod {pod}, "
+        "choose one of: [cost-model cost-analyzer-frontend]"
     )
     assert kube.get(path + "&sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z")[0] == 422
 

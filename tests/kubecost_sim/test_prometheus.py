@@ -1,4 +1,6 @@
-"""The simulated Prometheus over real sockets: retention endpoints, the data it holds, range queries, faults."""
+"""The simulated Prometheus over real sockets: retention endpoints, the data it holds, range
+queries, faults.
+"""
 
 import asyncio
 import json
@@ -169,7 +171,8 @@ def test_samples_exist_only_from_data_from_although_the_retention_says_15d(tmp_p
 
 def test_a_gap_removes_exactly_its_hours_and_counts_are_per_scrape(tmp_path):
     gap = (TODAY - 2 * DAY, TODAY - DAY)
-    # Evaluated one second before each hour's end, (t - 1h, t] is the hour [h, h + 1h) of whole-second scrapes.
+    # Evaluated one second before each hour's end, (t - 1h, t] is the hour [h, h + 1h) of
+    # whole-second scrapes.
     hours = hours_with_samples(
         tmp_path, {"prometheus_gap": [f"{gap[0]},{gap[1]}"]}, start=TODAY - 3 * DAY + HOUR - 1, end=TODAY - 1
     )

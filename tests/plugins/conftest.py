@@ -1,4 +1,5 @@
-"""One real Airflow API server (SQLite, SimpleAuthManager) with the project's plugin, shared by the plugin tests.
+"""One real Airflow API server (SQLite, SimpleAuthManager) with the project's plugin, shared by the
+plugin tests.
 
 It serves a simulated cluster backed up by a real ``airflow dags test kubecost_etl_backup`` run in the
 same metadata DB, and a second cluster whose bucket never answers (a socket that accepts and stays silent).

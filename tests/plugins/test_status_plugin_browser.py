@@ -1,4 +1,5 @@
-"""A real browser (headless Chromium over the DevTools protocol) logged in with the UI's cookie reads the page.
+"""A real browser (headless Chromium over the DevTools protocol) logged in with the UI's cookie reads
+the page.
 
 Debian's ``chromium`` is installed when missing (``apt-get install -y chromium`` as root); the test is
 skipped, saying why, only where that is impossible.

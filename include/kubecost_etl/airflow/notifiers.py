@@ -37,7 +37,9 @@ def notify_failure(context) -> None:
 
 
 def redacted_context(context) -> dict:
-    """The context with its exception replaced by the exception's redacted text (what ``{{ exception }}`` shows)."""
+    """The context with its exception replaced by the exception's redacted text (what
+    ``{{ exception }}`` shows).
+    """
     exception = context.get("exception")
     if exception is None:
         return context

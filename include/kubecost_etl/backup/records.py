@@ -13,7 +13,9 @@ if TYPE_CHECKING:  # the light tasks (report) read these records without the Kub
 
 @dataclass(frozen=True)
 class FederatedTarget:
-    """``backup.source: federated``: the files are read from the cluster's federated bucket copy, not a pod."""
+    """``backup.source: federated``: the files are read from the cluster's federated bucket copy,
+    not a pod.
+    """
 
     layout: str
     federated_id: str  # the cluster id the federated layout is keyed by

@@ -36,7 +36,9 @@ _DEFAULT_LEVEL = {Compression.ZSTD: 3, Compression.GZIP: 6}
 
 @dataclass(frozen=True)
 class ObjectStoreRef:
-    """Where a cluster's backups go: a Thanos ``object-store.yaml`` (file or inline) or an Airflow connection."""
+    """Where a cluster's backups go: a Thanos ``object-store.yaml`` (file or inline) or an Airflow
+    connection.
+    """
 
     config_file: str | None = None
     # A Thanos-format mapping written straight into the config file: it holds keys, so no repr shows it.

@@ -119,7 +119,9 @@ def ceil_to(seconds: int, unit: int) -> int:
 
 
 def resolve_window(text: str, now: float, max_days: int) -> RepairWindow:
-    """Parse ``text`` as Kubecost would and apply a repair's rules; raise ``WindowError`` naming the problem."""
+    """Parse ``text`` as Kubecost would and apply a repair's rules; raise ``WindowError`` naming
+    the problem.
+    """
     if isinstance(text, str) and len(text) > MAX_TEXT:
         _check_text(text)  # refused by its length, before even a copy is made
     if not isinstance(text, str) or not text.strip():

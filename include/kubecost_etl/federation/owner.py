@@ -71,7 +71,9 @@ def check_owner(store: ObjectStore, layout: FederatedLayout, me: Owner, take_ove
 
 
 def claim(store: ObjectStore, layout: FederatedLayout, me: Owner, take_over: bool) -> Owner:
-    """Check, then write our marker if it is not there yet (the run's first write). No write when it is ours."""
+    """Check, then write our marker if it is not there yet (the run's first write). No write when
+    it is ours.
+    """
     found = check_owner(store, layout, me, take_over)
     if found is not None and found.same_writer(me):
         return found

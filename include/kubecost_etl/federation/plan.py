@@ -132,7 +132,9 @@ def plan_push(
     me: Owner,
     now: float | None = None,
 ) -> FederatePlan:
-    """What to push; refuses (before any write) a pod without its ETL dir, a missing bucket, another writer."""
+    """What to push; refuses (before any write) a pod without its ETL dir, a missing bucket,
+    another writer.
+    """
     now = time.time() if now is None else now
     layout = FederatedLayout(settings.layout, settings.cluster_id)
     files, refused = pod_listing(core_api, target, cluster_id)

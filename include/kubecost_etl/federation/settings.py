@@ -5,7 +5,8 @@ are mirrored into Kubecost's federated (or durable-backup) bucket layout.
 federated:
   object_store: {config_file: /etc/kubecost/federated-store.yaml}   # same forms as backup.object_store
   cluster_id: prod-east        # Kubecost's cluster id; defaults to the cluster's own id
-  layout: federated            # federated: [<prefix>/]federated/<id>/etl/bingen/...; durable: [<prefix>/]etl/bingen/...
+  layout: federated            # federated: [<prefix>/]federated/<id>/etl/bingen/...;
+                               # durable: [<prefix>/]etl/bingen/...
   retention: {"1h": "7d", "10m": "7d"}   # resolutions deleted from the bucket once their end is older
   take_over: false             # true: replace another writer's owner marker
   install_id: null             # this installation's id in the owner marker (else an Airflow Variable)

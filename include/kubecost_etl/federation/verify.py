@@ -102,7 +102,8 @@ def verify_push(
             problems.append(f"{f.path}: object {key} metadata sha256 differs from the bytes pushed")
         else:
             checked[f.path] = remote
-    # A different pseudo-random sample each run (seeded by the plan's time), so every object is re-read over time.
+    # A different pseudo-random sample each run (seeded by the plan's time), so every object is
+    # re-read over time.
     paths = sorted(checked)
     size = len(paths) if full else min(settings.verify_sample if sample is None else sample, len(paths))
     chosen = random.Random(plan.planned_at).sample(paths, size)

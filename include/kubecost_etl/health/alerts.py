@@ -65,7 +65,8 @@ def alert_text(cluster_id: str, decision: AlertDecision) -> str | None:
     lines = []
     for condition in decision.fire:
         lines.append(
-            f":rotating_light: Kubecost ETL health, cluster {cluster_id}: {condition.key}: {condition.summary}"
+            f":rotating_light: Kubecost ETL health, cluster {cluster_id}: "
+            f"{condition.key}: {condition.summary}"
         )
     for entry in decision.recovered:
         lines.append(

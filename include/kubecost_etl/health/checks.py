@@ -119,7 +119,9 @@ def missing_days(pod_paths: Iterable[str], now: datetime) -> dict[str, list[str]
 def hourly_coverage(
     pod_paths: Iterable[str], now: datetime, hourly_hours: int = DEFAULT_HOURLY_HOURS
 ) -> dict[str, int]:
-    """Per hourly store: how many of the last ``hourly_hours`` hours (the current one included) have a file."""
+    """Per hourly store: how many of the last ``hourly_hours`` hours (the current one included)
+    have a file.
+    """
     current = int(now.timestamp()) - int(now.timestamp()) % HOUR
     wanted = set(range(current - (hourly_hours - 1) * HOUR, current + 1, HOUR))
     stores = _by_store(pod_paths)

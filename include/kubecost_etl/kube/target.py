@@ -78,7 +78,8 @@ def resolve_exec_target(
     wait_seconds: float = 120.0,
     lifetime_seconds: int = DEFAULT_DEBUG_CONTAINER_LIFETIME_S,
 ) -> ExecTarget:
-    """Where to run tar: in ``cost-model`` itself (mode never, or auto when it has tar), else a debug container.
+    """Where to run tar: in ``cost-model`` itself (mode never, or auto when it has tar), else a
+    debug container.
 
     With mode never and no tar in the image, the first tar exec fails with CommandNotFound.
     """
@@ -117,7 +118,9 @@ def _container_running(core_api, pod: PodRef, name: str) -> bool:
 
 
 def running_debug_container(core_api, pod: PodRef) -> str | None:
-    """A debug container this project added to the pod earlier that is still running (ended ones are skipped)."""
+    """A debug container this project added to the pod earlier that is still running (ended ones
+    are skipped).
+    """
     status = core_api.read_namespaced_pod(pod.name, pod.namespace).status
     for cs in status.ephemeral_container_statuses or []:
         if cs.name.startswith(DEBUG_CONTAINER_PREFIX) and cs.state and cs.state.running:

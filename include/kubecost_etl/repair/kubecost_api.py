@@ -105,7 +105,8 @@ def _check(step: Step, answer: HttpAnswer) -> tuple[int, str]:
         )
     if not isinstance(body, dict):
         raise RepairRequestFailed(
-            f"{what}: HTTP {answer.status} but the body is not Kubecost's JSON ({answer.content_type or 'no type'}: "
+            f"{what}: HTTP {answer.status} but the body is not Kubecost's JSON "
+            f"({answer.content_type or 'no type'}: "
             f"{answer.excerpt(120)}); does the URL reach the cost-model API?",
             retryable=False,
         )

@@ -82,7 +82,9 @@ def hourly_mode(window_start: int, now: int, hourly_hours: int) -> str:
 
 @dataclass(frozen=True)
 class Expectation:
-    """What must appear in the log for one step to be complete (JSON via ``as_dict``, carried by the trigger)."""
+    """What must appear in the log for one step to be complete (JSON via ``as_dict``, carried by
+    the trigger).
+    """
 
     profile: str
     step: str
@@ -319,7 +321,9 @@ class LogCursor:
 
 
 def split_lines(raw: bytes) -> list[tuple[int, str]]:
-    """``(ns, text)`` of the complete lines of a ``timestamps=true`` read (a cut last line is left for the next)."""
+    """``(ns, text)`` of the complete lines of a ``timestamps=true`` read (a cut last line is left
+    for the next).
+    """
     lines = []
     for row in raw[: raw.rfind(b"\n") + 1].decode("utf-8", "replace").splitlines():
         stamp, _, text = row.partition(" ")

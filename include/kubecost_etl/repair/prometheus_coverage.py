@@ -250,15 +250,16 @@ def refuse_if_short(
     refused = [d for d in short if d.date not in allowed_days]
     if refused:
         advice = (
-            f"restore those days from snapshot {snapshot} (the newest verified one that covers them{snapshot_where})"
+            f"restore those days from snapshot {snapshot} "
+            f"(the newest verified one that covers them{snapshot_where})"
             " with the restore DAG (mode fill-missing keeps the other days as they are)"
             if snapshot
             else "no verified snapshot covers them, so leave them as they are (the ETL files still hold what "
             "Kubecost built when the metrics existed)"
         )
         raise InsufficientCoverage(
-            f"Prometheus lacks metrics for {len(refused)} day(s) of the window; repairing them would overwrite "
-            f"their ETL files with empty or partial data (Kubecost issue #1920): "
+            f"Prometheus lacks metrics for {len(refused)} day(s) of the window; repairing them would "
+            f"overwrite their ETL files with empty or partial data (Kubecost issue #1920): "
             + "; ".join(d.describe() for d in refused)
             + f". Instead, {advice}. To repair such a day anyway, name it in allow_partial_days "
             f"(e.g. {[d.date for d in refused][:3]}); repair.min_coverage is {report.min_coverage:g}"

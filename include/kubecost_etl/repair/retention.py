@@ -122,8 +122,8 @@ def ask_prometheus(http) -> Retention:
         problems.append(f"{path}: no retention reported")
     raise RetentionUnknown(
         f"cannot tell how long Prometheus keeps metrics ({'; '.join(problems)}). Set repair.prometheus_url "
-        "to your Prometheus (or repair.prometheus_service to its service), or set repair.prometheus_retention "
-        "(e.g. 15d) for this cluster"
+        "to your Prometheus (or repair.prometheus_service to its service), or set "
+        "repair.prometheus_retention (e.g. 15d) for this cluster"
     )
 
 
@@ -157,8 +157,8 @@ def check_window(window: RepairWindow, retention: Retention, now: int) -> None:
     oldest = retention.oldest_repairable(now)
     if oldest is not None and window.first_day < oldest:
         raise OutsideRetention(
-            f"window {window.text!r} starts on {iso(window.first_day)[:10]}, but Prometheus keeps {retention.text} "
-            f"of metrics ({retention.source}): the oldest repairable time is {iso(oldest)}. Repairing earlier days "
-            "would overwrite their ETL files with empty data (Kubecost issue #1920); restore them from a backup "
-            "instead"
+            f"window {window.text!r} starts on {iso(window.first_day)[:10]}, but Prometheus keeps "
+            f"{retention.text} of metrics ({retention.source}): the oldest repairable time is "
+            f"{iso(oldest)}. Repairing earlier days would overwrite their ETL files with empty data "
+            "(Kubecost issue #1920); restore them from a backup instead"
         )

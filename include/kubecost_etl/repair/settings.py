@@ -9,7 +9,8 @@ clusters:
       kubecost_conn_id: kubecost_prod               # Airflow connection with credentials for kubecost_url
       kubecost_service: kubecost-cost-analyzer:9090 # service (name:port) reached through the proxy
       verify_tls: true                              # for kubecost_url and prometheus_url
-      allow_insecure_http: false                    # credentials over a plain http:// URL (refused unless true)
+      allow_insecure_http: false                    # credentials over a plain http:// URL
+                                                    # (refused unless true)
       ca_file: /etc/ssl/internal-ca.pem
       prometheus_url: http://prometheus.example:9090  # or a Thanos Query URL (the data check asks it)
       prometheus_service: kubecost-prometheus-server:80

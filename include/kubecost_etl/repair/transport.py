@@ -137,7 +137,9 @@ class ServiceProxyHttp:
 def raw_get(
     api_client, resource_path: str, params: dict[str, str] | None, accept: str, timeout: float, what: str
 ) -> HttpAnswer:
-    """A GET on the Kubernetes API with a (sync) ``kubernetes`` ApiClient, any status returned as an answer."""
+    """A GET on the Kubernetes API with a (sync) ``kubernetes`` ApiClient, any status returned as
+    an answer.
+    """
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 

@@ -21,8 +21,9 @@ class RestoreContext:
     files: int
     bytes: int
     leftovers: tuple[str, ...] = ()
-    # snapshot, or a mirror (federated | durable): then snapshot_id names the mirror ("<source>-<federated id>")
-    # and manifest_sha256 pins its listing (``restore.mirror.MirrorListing.digest``)
+    # snapshot, or a mirror (federated | durable): then snapshot_id names the mirror
+    # ("<source>-<federated id>") and manifest_sha256 pins its listing
+    # (``restore.mirror.MirrorListing.digest``)
     source: str = "snapshot"
 
     @property

@@ -1,4 +1,6 @@
-"""The restore modes and sources (a light module: the DAG file reads it at parse time for the trigger form)."""
+"""The restore modes and sources (a light module: the DAG file reads it at parse time for the
+trigger form).
+"""
 
 from __future__ import annotations
 

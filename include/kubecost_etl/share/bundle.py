@@ -152,7 +152,9 @@ class BundleWriter:
         self.file_bytes = 0
 
     def stream(self, files: Iterable[SourceFile], describe: dict) -> Iterator[bytes]:
-        """The whole bundle: ``TOP/``, every file, ``SHA256SUMS``, ``manifest.json`` (``describe`` + files)."""
+        """The whole bundle: ``TOP/``, every file, ``SHA256SUMS``, ``manifest.json`` (``describe`` +
+        files).
+        """
         yield from self._emit(_header(TOP + "/", tarfile.DIRTYPE, DIR_MODE, 0, self.now))
         for file in files:
             yield from self._file(file)

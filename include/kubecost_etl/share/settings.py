@@ -39,7 +39,9 @@ class ShareSettings:
 def parse_share_settings(
     raw: Any, where: str, parse_store: Callable[[Any, str], ObjectStoreRef]
 ) -> ShareSettings:
-    """``raw`` is the cluster's ``share`` mapping (None: defaults); ``parse_store`` reads an object_store form."""
+    """``raw`` is the cluster's ``share`` mapping (None: defaults); ``parse_store`` reads an
+    object_store form.
+    """
     if raw is None:
         return ShareSettings()
     where = f"{where}: share"

@@ -40,7 +40,9 @@ class _ReadFailed(Exception):
 
 @dataclass(frozen=True)
 class VerificationReport:
-    """A snapshot's verdict, as ``verify_snapshot`` records it (``verification.json``; ``as_dict`` is that form)."""
+    """A snapshot's verdict, as ``verify_snapshot`` records it (``verification.json``; ``as_dict``
+    is that form).
+    """
 
     snapshot_id: str
     ok: bool  # integrity_ok and nothing damaged

@@ -152,7 +152,9 @@ class StoreBase(ObjectStore):
         return f"{self.description}/{key}"
 
     def at_root(self) -> StoreBase:
-        """The same bucket through the same client, without this store's prefix (keys are full object names)."""
+        """The same bucket through the same client, without this store's prefix (keys are full
+        object names).
+        """
         twin = copy.copy(self)
         if self.prefix:
             twin.description = self.description[: -len(self.prefix)]  # drops "/<prefix>"

@@ -148,7 +148,8 @@ class AzureStore(StoreBase):
             ]
             if failed:
                 raise StorageError(
-                    f"delete failed for {len(failed)} object(s) in {self.description}: {', '.join(failed[:5])}"
+                    f"delete failed for {len(failed)} object(s) in {self.description}: "
+                    f"{', '.join(failed[:5])}"
                 )
 
     # --- conditional operations: If-None-Match: * and If-Match: <etag> -----------------------

@@ -265,7 +265,8 @@ class S3Store(StoreBase):
             ):
                 raise PreconditionFailed(
                     f"{operation} of {self.location(key)} refused: the object "
-                    f"{'is missing or ' if missing_fails else ''}{'exists' if operation == 'create' else 'changed'}"
+                    f"{'is missing or ' if missing_fails else ''}"
+                    f"{'exists' if operation == 'create' else 'changed'}"
                 ) from None
             raise
 

@@ -61,7 +61,8 @@ def test_keys_come_from_the_dataclass():
         ({"object_store": FS_STORE, "take_over": "yes"}, r"federated\.take_over: expected true or false"),
         (
             {"object_store": {"config_file": "/nonexistent/federated-store.yaml"}},
-            r"cluster 'a': federated\.object_store: config_file: /nonexistent/federated-store\.yaml does not exist",
+            r"cluster 'a': federated\.object_store: config_file: "
+            r"/nonexistent/federated-store\.yaml does not exist",
         ),
     ],
 )

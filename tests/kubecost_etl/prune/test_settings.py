@@ -1,4 +1,6 @@
-"""The ``retention:`` block: defaults, merging with ``defaults``, and every mistake named by cluster and field."""
+"""The ``retention:`` block: defaults, merging with ``defaults``, and every mistake named by
+cluster and field.
+"""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def expected(
 DAYS = ["2023-01-01", "2023-01-02", "2023-01-03"]
 # The product documents' Asset example, verbatim apart from the time prefix.
 DOC_ASSET = [
-    "ETL: Asset[1d]: ETLStore.Repair[cfDKJ]: repairing 2023-01-01 00:00:00 +0000 UTC, 2023-01-04 00:00:00 +0000 UTC",
+    "ETL: Asset[1d]: ETLStore.Repair[cfDKJ]: repairing 2023-01-01 00:00:00 +0000 UTC, "
+    "2023-01-04 00:00:00 +0000 UTC",
     *(
         f"ETL: Asset[1d]: AggregatedStore.Run[fvkKR]: run: aggregated {w(a, b)} from 19 to 3 in 68.417µs"
         for a, b in (("2023-01-01", "2023-01-02"), ("2023-01-02", "2023-01-03"), ("2023-01-03", "2023-01-04"))
@@ -153,7 +154,10 @@ def test_an_optional_hourly_pass_is_followed_only_once_it_starts():
         "ETL: Asset[1d]: ETLStore.Repair[a]: repairing 2023-01-03 00:00:00 +0000 UTC, "
         "2023-01-04 00:00:00 +0000 UTC"
     )
-    day = f"ETL: Asset[1d]: AggregatedStore.Run[b]: run: aggregated {w('2023-01-03', '2023-01-04')} from 1 to 1 in 1ms"
+    day = (
+        f"ETL: Asset[1d]: AggregatedStore.Run[b]: run: aggregated {w('2023-01-03', '2023-01-04')} "
+        "from 1 to 1 in 1ms"
+    )
     quiet = StepTracker(V1, expected("asset", ["2023-01-03"], hours, OPTIONAL))
     quiet.feed(start_1d)
     quiet.feed(day)

@@ -155,7 +155,9 @@ def test_through_the_service_proxy(repair_cluster):
         ),
         (
             {
-                "prometheus_body": '{"status": "success", "data": {"resultType": "matrix", "result": [{"values": [["x"]]}]}}'
+                "prometheus_body": (
+                    '{"status": "success", "data": {"resultType": "matrix", "result": [{"values": [["x"]]}]}}'
+                )
             },
             "unreadable answer",
         ),

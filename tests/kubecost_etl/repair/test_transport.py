@@ -1,4 +1,6 @@
-"""DirectHttp refuses bad headers and plain-http credentials before any request, without echoing a credential."""
+"""DirectHttp refuses bad headers and plain-http credentials before any request, without echoing
+a credential.
+"""
 
 from __future__ import annotations
 

@@ -99,7 +99,9 @@ def unpack(data: bytes, into: Path) -> Path:
 
 
 def download_etl_archive(etl: Path, workdir: Path) -> bytes:
-    """Exactly what Kubecost's download-etl.sh does after its kubectl cp: ``tar cfz kubecost-etl.tar.gz kc-etl-tmp``."""
+    """Exactly what Kubecost's download-etl.sh does after its kubectl cp:
+    ``tar cfz kubecost-etl.tar.gz kc-etl-tmp``.
+    """
     workdir.mkdir(parents=True)
     subprocess.run(["cp", "-a", str(etl), str(workdir / "kc-etl-tmp")], check=True)
     subprocess.run(["tar", "cfz", "kubecost-etl.tar.gz", "kc-etl-tmp"], cwd=workdir, check=True)

@@ -1,4 +1,6 @@
-"""Verify against a real S3 server (moto) behind a fault-injecting proxy: read errors never mark a snapshot bad."""
+"""Verify against a real S3 server (moto) behind a fault-injecting proxy: read errors never mark a
+snapshot bad.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Deterministic test payloads streamed in odd-sized chunks (so chunk, part and range boundaries never line up)."""
+"""Deterministic test payloads streamed in odd-sized chunks (so chunk, part and range boundaries
+never line up).
+"""
 
 from __future__ import annotations
 

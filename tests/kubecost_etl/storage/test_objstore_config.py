@@ -1,4 +1,6 @@
-"""Parsing and validating Thanos-format object-store.yaml, and building stores from it against real servers."""
+"""Parsing and validating Thanos-format object-store.yaml, and building stores from it against
+real servers.
+"""
 
 from __future__ import annotations
 
@@ -131,7 +133,8 @@ def test_prefix_inside_config_is_refused_with_an_explanation():
     ("document", "expected"),
     [
         ({"config": {"bucket": "b"}}, "type: missing"),
-        ({"type": "SWIFT", "config": {}}, "type: 'SWIFT' is not supported (supported: S3, GCS, AZURE, FILESYSTEM)"),
+        ({"type": "SWIFT", "config": {}},
+         "type: 'SWIFT' is not supported (supported: S3, GCS, AZURE, FILESYSTEM)"),
         ({"type": "S3"}, "config: missing"),
         ({"type": "S3", "config": "bucket=b"}, "config: expected a mapping"),
         ({"type": "S3", "config": {"endpoint": "x"}}, "config.bucket: missing (required)"),
@@ -139,21 +142,28 @@ def test_prefix_inside_config_is_refused_with_an_explanation():
         ({"type": "AZURE", "config": {"storage_account": "a"}}, "config.container: missing (required)"),
         ({"type": "AZURE", "config": {"container": "c"}}, "config.storage_account: missing (required)"),
         ({"type": "FILESYSTEM", "config": {}}, "config.directory: missing (required)"),
-        ({"type": "S3", "config": {"bucket": "b"}, "bucket": "b"}, "unknown top-level key(s) bucket (it belongs inside config: bucket)"),
+        ({"type": "S3", "config": {"bucket": "b"}, "bucket": "b"},
+         "unknown top-level key(s) bucket (it belongs inside config: bucket)"),
         (s3_doc(secert_key=SECRET), "config.secert_key: unknown setting (did you mean secret_key?)"),
         (s3_doc(insecure="yes please"), "config.insecure: expected true or false"),
         (s3_doc(part_size=1024), "config.part_size: must be at least 5242880 bytes"),
         (s3_doc(secret_key=SECRET), "access_key and secret_key must be given together"),
-        (s3_doc(http_config={"insecure_skip_verfy": True}), "config.http_config.insecure_skip_verfy: unknown setting"),
-        (s3_doc(sse_config={"type": "SSE-C", "encryption_key": "/k"}), "SSE-C (customer-provided keys) is not supported"),
-        (s3_doc(sse_config={"type": "SSE-KMS"}), "config.sse_config.kms_key_id: required when type is SSE-KMS"),
+        (s3_doc(http_config={"insecure_skip_verfy": True}),
+         "config.http_config.insecure_skip_verfy: unknown setting"),
+        (s3_doc(sse_config={"type": "SSE-C", "encryption_key": "/k"}),
+         "SSE-C (customer-provided keys) is not supported"),
+        (s3_doc(sse_config={"type": "SSE-KMS"}),
+         "config.sse_config.kms_key_id: required when type is SSE-KMS"),
         ({"type": "GCS", "config": {"bucket": "b", "chunk_size_bytes": 1000}}, "multiple of 262144 bytes"),
-        ({"type": "GCS", "config": {"bucket": "b", "service_account": "{" + SECRET}}, "config.service_account: not valid JSON"),
+        ({"type": "GCS", "config": {"bucket": "b", "service_account": "{" + SECRET}},
+         "config.service_account: not valid JSON"),
         (
-            {"type": "AZURE", "config": {"container": "c", "storage_account": "a", "storage_connection_string": SECRET}},
+            {"type": "AZURE",
+             "config": {"container": "c", "storage_account": "a", "storage_connection_string": SECRET}},
             "give either storage_connection_string or storage_account(+key), not both",
         ),
-        ({"type": "AZURE", "config": {"container": "c", "storage_account": "a", "client_secret": SECRET}}, "must be given together"),
+        ({"type": "AZURE", "config": {"container": "c", "storage_account": "a", "client_secret": SECRET}},
+         "must be given together"),
     ],
 )  # fmt: skip
 def test_validation_errors(document, expected):

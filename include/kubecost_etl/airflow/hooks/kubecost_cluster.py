@@ -139,7 +139,9 @@ class KubecostClusterHook(BaseHook):
         )
 
     def prometheus_http(self, namespace: str, settings: RepairSettings) -> DirectHttp | ServiceProxyHttp:
-        """Prometheus (or a Thanos Query) at ``repair.prometheus_url``, else its service through the cluster's API."""
+        """Prometheus (or a Thanos Query) at ``repair.prometheus_url``, else its service through the
+        cluster's API.
+        """
         from kubecost_etl.repair.transport import DirectHttp, ServiceProxyHttp
 
         if settings.prometheus_url:
@@ -229,7 +231,9 @@ class AsyncKubecostClusterHook(BaseHook):
                 yield api
 
     async def poll_repair_log(self, watch: RepairLogWatch) -> Outcome | None:
-        """The async ``KubecostClusterHook.poll_repair_log``: pod state, then one read of the new log lines."""
+        """The async ``KubecostClusterHook.poll_repair_log``: pod state, then one read of the new log
+        lines.
+        """
         from kubernetes_asyncio.client import CoreV1Api
         from kubernetes_asyncio.client.exceptions import ApiException
 

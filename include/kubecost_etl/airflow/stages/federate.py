@@ -59,7 +59,8 @@ def _check_store(cluster: ClusterConfig) -> None:
             BaseHook.get_connection(ref.conn_id)
         except AirflowNotFoundException:
             raise ConfigError(
-                f"cluster {cluster.id!r}: federated.object_store: Airflow connection {ref.conn_id!r} is not defined"
+                f"cluster {cluster.id!r}: federated.object_store: "
+                f"Airflow connection {ref.conn_id!r} is not defined"
             ) from None
 
 

@@ -28,7 +28,9 @@ class PruneFailed(KubecostEtlError, RuntimeError):
 
 @refusals_fail_at_once
 def select_clusters(requested: list[str] | None) -> list[str]:
-    """The clusters to prune: those named (each must have a ``retention`` policy), or every one with a policy."""
+    """The clusters to prune: those named (each must have a ``retention`` policy), or every one
+    with a policy.
+    """
     clusters = load_config().select(requested or None)  # a cluster named twice is refused there
     chosen = []
     for cluster in clusters:

@@ -1,8 +1,9 @@
 """The repair pipeline's stages as task callables (params and JSON values in, JSON values out).
 
 preflight (no call to Kubecost: window, cluster, retention, the metrics Prometheus really holds for
-every day of the window; ``allow_partial_days`` lets named short days through) -> backup (the backup pipeline's own
-code) -> per step: request_step (one repair call, answer checked) -> RepairLogSensor -> summary.
+every day of the window; ``allow_partial_days`` lets named short days through) -> backup (the
+backup pipeline's own code) -> per step: request_step (one repair call, answer checked) ->
+RepairLogSensor -> summary.
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ def preflight(params: dict, now: float | None = None) -> dict:
         snapshot, where = _covering_snapshot(cluster, coverage, allowed_days)
         partial_days = refuse_if_short(coverage, allowed_days, snapshot, where)
         api = KubecostApi(hook.kubecost_http(cluster.namespace, settings))  # its connection is checked here
-    # ValueError covers WindowError and a bad provider or URL; Refusal covers ConfigError, OutsideRetention and
-    # the coverage refusals (Prometheus cannot tell, or days lack metrics).
+    # ValueError covers WindowError and a bad provider or URL; Refusal covers ConfigError,
+    # OutsideRetention and the coverage refusals (Prometheus cannot tell, or days lack metrics).
     except (ValueError, Refusal, RetentionUnknown) as exc:
         raise AirflowFailException(f"preflight: {exc}") from None
     for day in partial_days:
@@ -245,7 +246,9 @@ def request_step(plan: dict, step_name: str, now: float | None = None) -> dict:
 
 @refusals_fail_at_once
 def summary(plan: dict, results: list[dict | None]) -> dict:
-    """One line per step: request, answer, days completed, duration; fails the run if a step did not finish."""
+    """One line per step: request, answer, days completed, duration; fails the run if a step did
+    not finish.
+    """
     if plan is None:
         raise AirflowFailException(
             "preflight did not pass: nothing was sent to Kubecost (see the preflight task)"

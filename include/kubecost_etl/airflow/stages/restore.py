@@ -237,7 +237,8 @@ def preflight(
         raise RestoreRefused(f"{dirs.live} in pod {pod.name} exists but is not a directory")
     earlier_previous = [p for p in state.other_runs if f"{dirs.name}.previous-" in p]
     if not state.live and len(earlier_previous) == 1 and not dry_run:
-        # Not changed here: this task does not hold the cluster's lease yet. plan puts it back, under the lease.
+        # Not changed here: this task does not hold the cluster's lease yet. plan puts it back,
+        # under the lease.
         log.warning(
             "%s is missing but %s exists: an earlier restore stopped between its two renames; its "
             "previous data is put back before this restore plans",
@@ -246,8 +247,9 @@ def preflight(
         )
     elif not state.live and earlier_previous:
         raise RestoreRefused(
-            f"{dirs.live} is missing but {earlier_previous} exist: an earlier restore stopped between its two "
-            f"renames. Its data is there; put it back first (kubectl exec -n {pod.namespace} {pod.name} -c "
+            f"{dirs.live} is missing but {earlier_previous} exist: an earlier restore stopped "
+            f"between its two renames. Its data is there; put it back first "
+            f"(kubectl exec -n {pod.namespace} {pod.name} -c "
             f"{target.container} -- mv -T {earlier_previous[-1]} {dirs.live})"
         )
     for leftover in state.other_runs:

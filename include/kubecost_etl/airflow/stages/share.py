@@ -105,7 +105,9 @@ def preflight(
     resolutions,
     created_before: datetime | None = None,
 ) -> dict:
-    """Everything checked before a byte is written: the cluster, both stores, the window, the source, the selection."""
+    """Everything checked before a byte is written: the cluster, both stores, the window, the
+    source, the selection.
+    """
     cluster = _cluster(cluster_id)
     resolved = share_window(window, datetime.now(UTC).timestamp(), cluster.share.max_window_days)
     share_store = _share_store(cluster)
@@ -158,7 +160,9 @@ def bundle(request: dict) -> dict:
 
 @_refusals_fail_without_retry
 def check_archive(cluster_id: str, archive: str) -> dict:
-    """Pass 1: the whole archive read and checked against the allow-list and bingen headers; nothing written."""
+    """Pass 1: the whole archive read and checked against the allow-list and bingen headers;
+    nothing written.
+    """
     cluster = _cluster(cluster_id)
     store = _repository(
         cluster, "an import"

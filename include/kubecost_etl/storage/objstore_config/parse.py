@@ -68,7 +68,8 @@ def parse_objstore_config(document: str | Mapping[str, Any], source: str = "<str
     if "prefix" in config:
         raise StorageConfigError(
             f"{source}: config.prefix: prefix must be a top-level key, next to type and config, "
-            "not inside config (Thanos and Kubecost ignore it there, so objects would land outside the prefix)"
+            "not inside config (Thanos and Kubecost ignore it there, so objects would land outside "
+            "the prefix)"
         )
     config.check_keys(known_keys, ignored_keys)
     prefix = section.string("prefix").strip("/")
@@ -270,7 +271,10 @@ _PARSERS = {
             "insecure", "signature_version2", "bucket_lookup_type", "part_size", "http_config",
             "put_user_metadata", "sse_config",
         },
-        {"trace", "list_objects_version", "sts_endpoint", "disable_dualstack", "send_content_md5", "disable_multipart"},
+        {
+            "trace", "list_objects_version", "sts_endpoint", "disable_dualstack", "send_content_md5",
+            "disable_multipart",
+        },
     ),
     "GCS": (
         _parse_gcs,

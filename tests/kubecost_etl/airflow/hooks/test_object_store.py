@@ -1,4 +1,6 @@
-"""`object_store_from_connection` with connections from AIRFLOW_CONN_<ID> env vars, against the real emulators."""
+"""`object_store_from_connection` with connections from AIRFLOW_CONN_<ID> env vars, against the
+real emulators.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The one mechanism: a Refusal fails the task at once; other errors are retried; no message carries a secret."""
+"""The one mechanism: a Refusal fails the task at once; other errors are retried; no message
+carries a secret.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The repair preflight asks Prometheus for the data itself (simulator, real sockets): short days are refused."""
+"""The repair preflight asks Prometheus for the data itself (simulator, real sockets): short days
+are refused.
+"""
 
 from __future__ import annotations
 

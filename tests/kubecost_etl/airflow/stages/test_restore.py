@@ -187,7 +187,9 @@ def back_up_then_damage(env: Env) -> tuple[dict, str, dict]:
 
 
 def preflight(snapshot: str, run: str) -> dict:
-    """The first stage alone (replace, no restart, no dry run), for tests that drive the later ones by hand."""
+    """The first stage alone (replace, no restart, no dry run), for tests that drive the later ones
+    by hand.
+    """
     return stages.preflight(CLUSTER, snapshot, "replace", False, False, f"manual__{run}", datetime.now(UTC))
 
 
