@@ -535,7 +535,7 @@ def test_restoring_twice_is_harmless(make_env):
     assert tree_digests(env.etl) == original and env.siblings() == ["etl"]
 
 
-def test_leftovers_of_an_interrupted_earlier_run_are_reported_or_block_until_put_back(make_env):
+def test_leftovers_of_an_interrupted_earlier_run_are_reported_removed_or_put_back(make_env):
     env = make_env()
     snapshot = env.backup()
     stale_staging = env.etl.parent / "etl.restore-older-run"
@@ -546,7 +546,17 @@ def test_leftovers_of_an_interrupted_earlier_run_are_reported_or_block_until_put
     stages.stage(ctx, stages.plan(ctx))
     assert not stale_staging.exists()  # a staging dir only ever holds a copy: removed
 
+    before = tree_digests(env.etl)
     env.etl.rename(env.etl.parent / "etl.previous-older-run")  # an earlier swap stopped half-way
+    with pytest.raises(AirflowFailException, match="put it back first"):  # a dry run changes nothing
+        stages.preflight(CLUSTER, snapshot, "replace", False, True, "manual__dry", datetime.now(UTC))
+    ctx = preflight(snapshot, "after-kill")  # not refused: the next run puts the data back, under the lease
+    assert not env.etl.exists()
+    stages.plan(ctx)
+    assert tree_digests(env.etl) == before and not (env.etl.parent / "etl.previous-older-run").exists()
+    (env.etl.parent / "etl.previous-a").mkdir()
+    (env.etl.parent / "etl.previous-b").mkdir()
+    env.etl.rename(env.etl.parent / "etl.previous-c")  # several candidates: which one was live is unknown
     with pytest.raises(AirflowFailException, match="put it back first"):
         preflight(snapshot, "blocked")
 
