@@ -15,15 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
-from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
-from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
-from kubecost_etl.repair.log_watch import RepairLogWatch
-from kubecost_etl.repair.steps import RepairWatch, StepResult, WatchEvent
+if TYPE_CHECKING:  # imported where used: the repair DAG file imports this module when it is parsed
+    from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+    from kubecost_etl.repair.log_watch import RepairLogWatch
+    from kubecost_etl.repair.steps import RepairWatch, WatchEvent
 
 _DEFER_GRACE = timedelta(minutes=5)  # the trigger reports its own timeout; this only backs it up
 
@@ -49,9 +49,13 @@ class RepairLogSensor(BaseSensorOperator):
     @property
     def _watch(self) -> RepairWatch:
         """The rendered ``watch`` (an XCom value until the task runs), typed."""
+        from kubecost_etl.repair.steps import RepairWatch
+
         return RepairWatch.from_dict(self.watch)
 
     def execute(self, context) -> Any:
+        from kubecost_etl.airflow.triggers.repair_log import RepairLogTrigger
+
         watch = self._watch
         self.poke_interval = watch.poll_seconds
         if not self.deferrable:
@@ -91,16 +95,22 @@ class RepairLogSensor(BaseSensorOperator):
 
     def _hook(self) -> KubecostClusterHook:
         if self._cluster_hook is None:
+            from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
+
             self._cluster_hook = KubecostClusterHook.for_watch(self._watch.kube)
         return self._cluster_hook
 
     def _follower_for_poke(self) -> RepairLogWatch:
         if self._follower is None:
+            from kubecost_etl.repair.log_watch import RepairLogWatch
+
             watch = self._watch
             self._follower = RepairLogWatch(watch.expected, watch.cursor.as_dict(), watch.pod)
         return self._follower
 
     def _finish(self, event: WatchEvent | dict) -> dict:
+        from kubecost_etl.repair.steps import StepResult, WatchEvent
+
         event = WatchEvent.from_dict(event)
         for sweep in event.passes:
             self.log.info(
