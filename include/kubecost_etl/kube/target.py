@@ -14,9 +14,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kubecost_etl.kube.exec import CommandNotFound, ExecError, PodExec
-from kubecost_etl.kube.pods import PodRef
+from kubecost_etl.kube.pods import PodRef, find_cost_model_pod
+
+if TYPE_CHECKING:
+    from kubecost_etl.config import ClusterConfig
 
 DEBUG_CONTAINER_PREFIX = "kubecost-etl-"
 DEFAULT_DEBUG_CONTAINER_LIFETIME_S = 4 * 3600  # the container's sleep: it ends by itself after the work
@@ -67,6 +71,21 @@ def has_command(core_api, pod: PodRef, container: str, command: list[str]) -> bo
         if exc.exit_code is None:
             raise
     return True
+
+
+def cluster_exec_target(core_api, cluster: ClusterConfig, pod: PodRef | None = None) -> ExecTarget:
+    """``resolve_exec_target`` with a configured cluster's settings (ETL path, debug container mode,
+    image and lifetime), for its cost-model pod: ``pod``, or the one its selector finds."""
+    if pod is None:
+        pod = find_cost_model_pod(core_api, cluster.namespace, cluster.selector, cluster.container)
+    return resolve_exec_target(
+        core_api,
+        pod,
+        cluster.etl_path,
+        cluster.use_debug_container,
+        cluster.debug_image,
+        lifetime_seconds=cluster.debug_container_seconds,
+    )
 
 
 def resolve_exec_target(

@@ -51,18 +51,9 @@ def _cluster(cluster_id: str):
 
 
 def _find_target(cluster, core) -> ExecTarget:
-    from kubecost_etl.kube.pods import find_cost_model_pod
-    from kubecost_etl.kube.target import resolve_exec_target
+    from kubecost_etl.kube.target import cluster_exec_target
 
-    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    return resolve_exec_target(
-        core,
-        pod,
-        cluster.etl_path,
-        cluster.use_debug_container,
-        cluster.debug_image,
-        lifetime_seconds=cluster.debug_container_seconds,
-    )
+    return cluster_exec_target(core, cluster)
 
 
 @refusals_fail_at_once

@@ -63,14 +63,10 @@ def last_failed(repo) -> dict | None:
 def pod_paths(cluster) -> list[str]:
     from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
     from kubecost_etl.kube.pod_files import list_files
-    from kubecost_etl.kube.pods import find_cost_model_pod
-    from kubecost_etl.kube.target import resolve_exec_target
+    from kubecost_etl.kube.target import cluster_exec_target
 
     core = KubecostClusterHook.for_cluster(cluster).core_v1
-    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    target = resolve_exec_target(
-        core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image
-    )
+    target = cluster_exec_target(core, cluster)
     files, _ = list_files(core, target)
     return [f.path for f in files]
 

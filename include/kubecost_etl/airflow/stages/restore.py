@@ -39,7 +39,7 @@ from kubecost_etl.kube.rollout import (
     restart_workload,
     wait_for_replacement,
 )
-from kubecost_etl.kube.target import ExecTarget, ensure_running, resolve_exec_target
+from kubecost_etl.kube.target import ExecTarget, cluster_exec_target, ensure_running
 from kubecost_etl.restore import mirror, pod_dirs
 from kubecost_etl.restore import post_check as checking
 from kubecost_etl.restore import stage as staging
@@ -137,14 +137,7 @@ def _source(cluster: ClusterConfig, ctx: RestoreContext, verified: dict | None) 
 
 
 def _resolve(core, cluster: ClusterConfig, pod: PodRef) -> ExecTarget:
-    return resolve_exec_target(
-        core,
-        pod,
-        cluster.etl_path,
-        cluster.use_debug_container,
-        cluster.debug_image,
-        lifetime_seconds=cluster.debug_container_seconds,
-    )
+    return cluster_exec_target(core, cluster, pod)
 
 
 def _target(cluster: ClusterConfig, core, ctx: RestoreContext, ready: bool = True) -> ExecTarget:

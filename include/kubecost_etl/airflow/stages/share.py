@@ -22,8 +22,7 @@ from kubecost_etl.airflow.hooks.kubecost_cluster import KubecostClusterHook
 from kubecost_etl.airflow.hooks.object_store import open_repository, open_store
 from kubecost_etl.config import BackupSettings, ClusterConfig, ConfigError, load_config
 from kubecost_etl.errors import Refusal
-from kubecost_etl.kube.pods import find_cost_model_pod
-from kubecost_etl.kube.target import ExecTarget, resolve_exec_target
+from kubecost_etl.kube.target import ExecTarget, cluster_exec_target
 from kubecost_etl.share import importer
 from kubecost_etl.share.importer import ArchiveCheck
 from kubecost_etl.share.pipeline import ShareRequest, make_bundle, plan_share, share_window
@@ -90,10 +89,7 @@ def _share_store(cluster: ClusterConfig) -> ObjectStore:
 
 def _target(cluster: ClusterConfig) -> tuple[object, ExecTarget]:
     core = KubecostClusterHook.for_cluster(cluster).core_v1
-    pod = find_cost_model_pod(core, cluster.namespace, cluster.selector, cluster.container)
-    return core, resolve_exec_target(
-        core, pod, cluster.etl_path, cluster.use_debug_container, cluster.debug_image
-    )
+    return core, cluster_exec_target(core, cluster)
 
 
 @_refusals_fail_without_retry
