@@ -1,7 +1,8 @@
 """Parsing a DAG file imports no client library: each file is executed in a fresh interpreter after
 `import airflow.sdk` (what the DAG processor and every task start pay), and the modules it added are
-compared with the heavy ones. `airflow.sdk` itself already imports some (zstandard): only what the
-DAG file adds counts."""
+compared with the heavy ones. `airflow.sdk` itself already imports some (zstandard, through httpx):
+those are hidden while the file runs (an `import` of them fails), so the DAG file cannot use them
+unseen either."""
 
 from __future__ import annotations
 
@@ -26,22 +27,29 @@ HEAVY = (
     "websocket",
 )
 
-# Runs in the child: import airflow.sdk, note sys.modules, execute the DAG file, report what it added.
+# Runs in the child: import airflow.sdk, hide the heavy modules it loaded (None in sys.modules makes
+# their import raise ImportError), execute the DAG file, report what it added and what was hidden.
 PROBE = """
 import json, runpy, sys, time
 import airflow.sdk  # noqa: F401
+heavy = json.loads(sys.argv[2])
+hidden = {m: sys.modules[m] for m in sys.modules if any(m == h or m.startswith(h + ".") for h in heavy)}
+sys.modules.update(dict.fromkeys(hidden))
 before = set(sys.modules)
 started = time.perf_counter()
 runpy.run_path(sys.argv[1], run_name="dag_file_under_test")
 elapsed = time.perf_counter() - started
-print(json.dumps({"added": sorted(set(sys.modules) - before), "ms": elapsed * 1000}))
+added = sorted(set(sys.modules) - before)
+sys.modules.update(hidden)
+print(json.dumps({"added": added, "hidden": sorted(hidden), "ms": elapsed * 1000}))
 """
 
 
 def parse_in_fresh_interpreter(path: Path, env: dict | None = None) -> dict:
-    """{"added": modules the file imported beyond airflow.sdk's, "ms": time to execute it}."""
+    """{"added": modules the file imported beyond airflow.sdk's, "hidden": heavy modules airflow.sdk loaded,
+    "ms": time to execute it}."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path)],
+        [sys.executable, "-c", PROBE, str(path), json.dumps(HEAVY)],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -66,6 +74,14 @@ def test_dag_file_imports_no_client_library(path, tmp_path):
     }
     found = heavy_modules(parse_in_fresh_interpreter(path, env)["added"])
     assert found == [], f"{path.name} imports at parse time: {found}"
+
+
+def test_a_heavy_module_airflow_sdk_already_loaded_cannot_be_used_unseen(tmp_path):
+    """zstandard comes with `import airflow.sdk`; a DAG file importing it at top level still fails."""
+    bad = tmp_path / "bad_dag.py"
+    bad.write_text("import zstandard  # noqa\nfrom airflow.sdk import dag\n")
+    with pytest.raises(AssertionError, match="import of zstandard halted"):
+        parse_in_fresh_interpreter(bad, {"AIRFLOW_HOME": str(tmp_path / "airflow")})
 
 
 def test_the_check_sees_a_heavy_import(tmp_path):
