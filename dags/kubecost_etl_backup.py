@@ -13,7 +13,15 @@ from datetime import timedelta
 
 from airflow.sdk import AssetAlias, Param, chain, dag, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
-from kubecost_etl.airflow.dag_parts import cluster_task, held, label, release_lease, stages
+from kubecost_etl.airflow.dag_parts import (
+    cluster_task,
+    clusters_param,
+    held,
+    label,
+    release_lease,
+    select_clusters,
+    stages,
+)
 from kubecost_etl.airflow.schedule import backup_schedule
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
@@ -30,12 +38,7 @@ SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "clusters": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            description="Cluster ids to back up; empty means every configured cluster.",
-        ),
+        "clusters": clusters_param("back up", "every configured cluster"),
         "full_verify": Param(
             False,
             type="boolean",
@@ -44,10 +47,6 @@ SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
     },
 )
 def kubecost_etl_backup():
-    @task
-    def select_clusters(params=None) -> list[str]:
-        return stages("backup").select_clusters(params["clusters"])
-
     @task_group
     def backup_cluster(cluster_id: str):
         @cluster_task()
@@ -105,7 +104,7 @@ def kubecost_etl_backup():
         results = ti.xcom_pull(task_ids="backup_cluster.verify", map_indexes=range(len(cluster_ids)))
         return stages("backup").report(cluster_ids, results)
 
-    cluster_ids = select_clusters()
+    cluster_ids = select_clusters("backup")()
     chain(backup_cluster.expand(cluster_id=cluster_ids), report(cluster_ids))
 
 

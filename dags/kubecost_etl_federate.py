@@ -13,7 +13,15 @@ from datetime import timedelta
 
 from airflow.sdk import AssetAlias, Param, chain, dag, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
-from kubecost_etl.airflow.dag_parts import cluster_task, held, label, release_lease, stages
+from kubecost_etl.airflow.dag_parts import (
+    cluster_task,
+    clusters_param,
+    held,
+    label,
+    release_lease,
+    select_clusters,
+    stages,
+)
 from kubecost_etl.airflow.schedule import federate_schedule
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
@@ -31,12 +39,7 @@ FEDERATED = AssetAlias("kubecost_federated")
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "clusters": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            description="Cluster ids to federate; empty means every cluster with a federated block.",
-        ),
+        "clusters": clusters_param("federate", "every cluster with a federated block"),
         "full_verify": Param(
             False,
             type="boolean",
@@ -45,10 +48,6 @@ FEDERATED = AssetAlias("kubecost_federated")
     },
 )
 def kubecost_etl_federate():
-    @task
-    def select_clusters(params=None) -> list[str]:
-        return stages("federate").select_clusters(params["clusters"])
-
     @task_group
     def federate_cluster(cluster_id: str):
         @cluster_task()
@@ -125,7 +124,7 @@ def kubecost_etl_federate():
         retained = ti.xcom_pull(task_ids="federate_cluster.retention", map_indexes=indexes)
         return stages("federate").report(cluster_ids, results, retained)
 
-    cluster_ids = select_clusters()
+    cluster_ids = select_clusters("federate")()
     chain(federate_cluster.expand(cluster_id=cluster_ids), report(cluster_ids))
 
 

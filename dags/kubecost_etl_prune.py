@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from airflow.sdk import AssetAlias, Param, chain, dag, task, task_group
 from kubecost_etl.airflow.dag_defaults import DEFAULT_ARGS, START_DATE
-from kubecost_etl.airflow.dag_parts import cluster_task, held, label, release_lease, stages
+from kubecost_etl.airflow.dag_parts import (
+    cluster_task,
+    clusters_param,
+    held,
+    label,
+    release_lease,
+    select_clusters,
+    stages,
+)
 from kubecost_etl.airflow.schedule import prune_schedule
 from kubecost_etl.airflow.sensors.lease import ClusterLeaseSensor
 
@@ -33,12 +41,7 @@ PRUNES = AssetAlias("kubecost_etl_prune")
     doc_md=__doc__,
     default_args=DEFAULT_ARGS,
     params={
-        "clusters": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            description="Cluster ids to prune; empty means every cluster with a retention policy.",
-        ),
+        "clusters": clusters_param("prune", "every cluster with a retention policy"),
         "dry_run": Param(
             False,
             type="boolean",
@@ -47,10 +50,6 @@ PRUNES = AssetAlias("kubecost_etl_prune")
     },
 )
 def kubecost_etl_prune():
-    @task
-    def select_clusters(params=None) -> list[str]:
-        return stages("prune").select_clusters(params["clusters"])
-
     @task_group
     def prune_cluster(cluster_id: str):
         @cluster_task()
@@ -106,7 +105,7 @@ def kubecost_etl_prune():
         results = ti.xcom_pull(task_ids="prune_cluster.report", map_indexes=range(len(cluster_ids)))
         return stages("prune").summary(cluster_ids, results)
 
-    cluster_ids = select_clusters()
+    cluster_ids = select_clusters("prune")()
     chain(prune_cluster.expand(cluster_id=cluster_ids), summary(cluster_ids))
 
 

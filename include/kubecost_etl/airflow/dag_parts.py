@@ -27,6 +27,27 @@ def cluster_param() -> Param:
     )
 
 
+def clusters_param(verb: str, empty_means: str) -> Param:
+    """The ``clusters`` form field of a DAG that runs over several clusters."""
+    return Param(
+        [],
+        type="array",
+        items={"type": "string"},
+        description=f"Cluster ids to {verb}; empty means {empty_means}.",
+    )
+
+
+def select_clusters(pipeline: str):
+    """The run's first task: the ``clusters`` param checked by the pipeline's stage module (an unknown or
+    duplicate id is a refusal: failed in one try) or every cluster the pipeline serves."""
+
+    @task(task_id="select_clusters")
+    def select(params=None) -> list[str]:
+        return stages(pipeline).select_clusters(params["clusters"])
+
+    return select
+
+
 def label(cluster_id: str) -> None:
     get_current_context()["cluster_id"] = cluster_id  # shown as the map index in the UI
 
