@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,38 +10,16 @@ from kubecost_etl.airflow.stages.backup import run_backup
 from kubecost_etl.snapshots.repository import Repository
 from kubecost_etl.storage.filesystem import FilesystemStore
 
-from tests.etl_trees import make_etl_dir, tree_digests
+from tests.etl_trees import tree_digests
 
 from .dag_loading import load_dag
-
-CLUSTER = "cluster-a"
+from .one_cluster import CLUSTER, filesystem_cluster
 
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch, simulator):
-    etl = make_etl_dir(tmp_path, days=4, hourly_hours=6, file_bytes=20_000, seed=3)
-    sim = simulator(etl)
-    config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "clusters": [
-                    {
-                        "id": CLUSTER,
-                        "kubeconfig": str(sim.kubeconfig),
-                        "backup": {
-                            "object_store": {
-                                "type": "FILESYSTEM",
-                                "config": {"directory": str(tmp_path / "store")},
-                            }
-                        },
-                    }
-                ]
-            }
-        )
-    )
-    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
-    return sim, etl, tmp_path / "store"
+    sim, etl, store = filesystem_cluster(tmp_path, monkeypatch, simulator, seed=3)
+    return sim, etl, store
 
 
 @pytest.fixture

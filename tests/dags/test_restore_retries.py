@@ -6,7 +6,6 @@ of tries, the trigger rules and the teardown are the DAG's own.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -14,38 +13,17 @@ from pathlib import Path
 import pytest
 from kubecost_etl.airflow.stages.backup import run_backup
 
-from tests.etl_trees import make_etl_dir, tree_digests
+from tests.etl_trees import tree_digests
 
 from .dag_loading import load_dag_retrying
+from .one_cluster import CLUSTER, filesystem_cluster
 
-CLUSTER = "cluster-a"
 SECOND_RENAME = r"^mv -T \S+\.restore-\S+ \S+$"  # staging -> live: the rename that puts the snapshot in place
 
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch, simulator):
-    etl = make_etl_dir(tmp_path, days=4, hourly_hours=6, file_bytes=20_000, seed=3)
-    sim = simulator(etl)
-    config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "clusters": [
-                    {
-                        "id": CLUSTER,
-                        "kubeconfig": str(sim.kubeconfig),
-                        "backup": {
-                            "object_store": {
-                                "type": "FILESYSTEM",
-                                "config": {"directory": str(tmp_path / "store")},
-                            }
-                        },
-                    }
-                ]
-            }
-        )
-    )
-    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
+    sim, etl, store = filesystem_cluster(tmp_path, monkeypatch, simulator, seed=3)
     return sim, etl
 
 

@@ -15,35 +15,13 @@ from tests.etl_trees import make_etl_dir, tree_digests
 from tests.kubecost_etl.share.env import download_etl_archive
 
 from .dag_loading import load_dag
-
-CLUSTER = "cluster-a"
+from .one_cluster import CLUSTER, filesystem_cluster
 
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch, simulator):
-    etl = make_etl_dir(tmp_path, days=4, hourly_hours=6, file_bytes=20_000, seed=5)
-    sim = simulator(etl)
-    config = tmp_path / "kubecost-etl.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "clusters": [
-                    {
-                        "id": CLUSTER,
-                        "kubeconfig": str(sim.kubeconfig),
-                        "backup": {
-                            "object_store": {
-                                "type": "FILESYSTEM",
-                                "config": {"directory": str(tmp_path / "store")},
-                            }
-                        },
-                    }
-                ]
-            }
-        )
-    )
-    monkeypatch.setenv("KUBECOST_ETL_CONFIG", str(config))
-    return sim, etl, FilesystemStore(tmp_path / "store")
+    sim, etl, store = filesystem_cluster(tmp_path, monkeypatch, simulator, seed=5)
+    return sim, etl, FilesystemStore(store)
 
 
 def states(run) -> dict[str, str]:
