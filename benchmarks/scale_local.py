@@ -46,7 +46,6 @@ DAG_ID = "kubecost_etl_backup"
 PARALLELISMS = (2, 4, 8)
 LIGHT = ("select_clusters", "report", "backup_cluster.acquire_lease", "backup_cluster.release_lease")
 HEAVY = (
-    "backup_cluster.find_pod",
     "backup_cluster.plan",
     "backup_cluster.stream",
     "backup_cluster.commit",

@@ -2,7 +2,7 @@
 
 One run backs up every configured cluster (or those named when triggering); each cluster is a
 mapped task group, so one cluster failing neither stops nor hides the others.
-Stages: acquire_lease -> find_pod -> plan -> stream -> commit -> verify -> release_lease, then one
+Stages: acquire_lease -> plan (finds the pod first) -> stream -> commit -> verify -> release_lease, then one
 report over all clusters. The cluster's lease (shared with repair, restore and other Airflow
 deployments) is held from acquire_lease to the release_lease teardown; each stage checks and renews it.
 """
@@ -49,17 +49,12 @@ SNAPSHOTS = AssetAlias("kubecost_etl_snapshots")
 def kubecost_etl_backup():
     @task_group
     def backup_cluster(cluster_id: str):
-        @cluster_task()
-        def find_pod(cluster_id: str, lease: dict) -> dict:
+        # Finds the pod (or the federated copy), then lists what changed: "target" and "plan".
+        @cluster_task(multiple_outputs=True)
+        def plan(cluster_id: str, lease: dict) -> dict:
             label(cluster_id)
             with held(cluster_id, lease):
-                return stages("backup").find_pod(cluster_id)
-
-        @cluster_task()
-        def plan(cluster_id: str, target: dict, lease: dict) -> dict:
-            label(cluster_id)
-            with held(cluster_id, lease):
-                return stages("backup").plan(cluster_id, target)
+                return stages("backup").find_and_plan(cluster_id)
 
         @cluster_task(execution_timeout=timedelta(hours=3))
         def stream(cluster_id: str, target: dict, plan: dict, lease: dict) -> dict:
@@ -86,12 +81,12 @@ def kubecost_etl_backup():
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output
-        target = find_pod(cluster_id, lease)
-        the_plan = plan(cluster_id, target, lease)
+        planned = plan(cluster_id, lease)
+        target, the_plan = planned["target"], planned["plan"]
         streamed = stream(cluster_id, target, the_plan, lease)
         snapshot_id = commit(cluster_id, target, the_plan, streamed, lease)
         verified = verify(cluster_id, snapshot_id, lease)
-        chain(acquire, target, verified, release_lease(cluster_id, lease).as_teardown(setups=acquire))
+        chain(acquire, planned, verified, release_lease(cluster_id, lease).as_teardown(setups=acquire))
 
     # The run's leaf: it must fail whenever anything failed, or the run would show green. No alert
     # of its own: its failure always follows a task that has alerted already. Never retried: it only

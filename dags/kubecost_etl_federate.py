@@ -3,8 +3,8 @@
 `[<prefix>/]federated/<cluster id>/etl/bingen/...` (or the durable layout `[<prefix>/]etl/bingen/...`),
 incrementally (only files whose size, mtime or sha256 differ from the object's metadata), then verified.
 Scheduled every 10 minutes by default (`federate_schedule`), or triggered with `clusters`.
-Per cluster: acquire_lease -> find_pod -> plan -> push -> verify -> retention -> release_lease, then one
-report over all clusters. The cluster's lease is the one backup, repair and restore take.
+Per cluster: acquire_lease -> plan (finds the pod first) -> push -> verify -> retention -> release_lease,
+then one report over all clusters. The cluster's lease is the one backup, repair and restore take.
 """
 
 from __future__ import annotations
@@ -50,17 +50,12 @@ FEDERATED = AssetAlias("kubecost_federated")
 def kubecost_etl_federate():
     @task_group
     def federate_cluster(cluster_id: str):
-        @cluster_task()
-        def find_pod(cluster_id: str, lease: dict) -> dict:
+        # Finds the pod, then lists what differs from the bucket: "target" and "plan".
+        @cluster_task(multiple_outputs=True)
+        def plan(cluster_id: str, lease: dict) -> dict:
             label(cluster_id)
             with held(cluster_id, lease):
-                return stages("federate").find_pod(cluster_id)
-
-        @cluster_task()
-        def plan(cluster_id: str, target: dict, lease: dict) -> dict:
-            label(cluster_id)
-            with held(cluster_id, lease):
-                return stages("federate").plan(cluster_id, target)
+                return stages("federate").find_and_plan(cluster_id)
 
         @cluster_task(execution_timeout=timedelta(hours=1))
         def push(cluster_id: str, target: dict, plan: dict, lease: dict) -> dict:
@@ -99,14 +94,14 @@ def kubecost_etl_federate():
 
         acquire = ClusterLeaseSensor(task_id="acquire_lease", cluster=cluster_id)
         lease = acquire.output
-        target = find_pod(cluster_id, lease)
-        the_plan = plan(cluster_id, target, lease)
+        planned = plan(cluster_id, lease)
+        target, the_plan = planned["target"], planned["plan"]
         pushed = push(cluster_id, target, the_plan, lease)
         retained = retention(cluster_id, lease)
         # retention deletes only after a verified copy
         chain(
             acquire,
-            target,
+            planned,
             verify(cluster_id, target, the_plan, pushed, lease),
             retained,
             release_lease(cluster_id, lease).as_teardown(setups=acquire),

@@ -118,8 +118,8 @@ def test_one_cluster_failing_does_not_stop_the_other(
     states = task_states(run)
     assert run.state == "failed"  # a failed cluster fails the run, so it alerts
     assert states[("backup_cluster.verify", 0)] == "success"
-    assert states[("backup_cluster.find_pod", 1)] == "failed"
-    assert states[("backup_cluster.plan", 1)] == "upstream_failed"
+    assert states[("backup_cluster.plan", 1)] == "failed"  # no pod matches its selector
+    assert states[("backup_cluster.stream", 1)] == "upstream_failed"
     assert states[("report", -1)] == "failed"  # ran (all_done), listed both, and failed the run
     manifests = [k for k in keys(s3) if k.endswith("/manifest.json")]
     assert len(manifests) == 1 and manifests[0].startswith("kubecost-etl-backup/healthy/snapshots/")

@@ -363,7 +363,10 @@ PIPELINES = {
             "commit": _STORE_ONLY,
             "verify": _STORE_ONLY,
         },
-        task_ids={stage: f"backup_cluster.{stage}" for stage in BACKUP_STAGES},
+        # find_pod runs inside the plan task (one task start for both); its faults are armed there.
+        task_ids={
+            stage: f"backup_cluster.{'plan' if stage == 'find_pod' else stage}" for stage in BACKUP_STAGES
+        },
         lost_status={"find_pod": r"^tar --help", "plan": r"^sha256sum", "stream": r"^tar c"},
     ),
     # backup_first: the backup pipeline's stages under the repair's lease; wait: Kubecost's pod restarts

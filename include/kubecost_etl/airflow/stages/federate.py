@@ -114,6 +114,12 @@ def plan(cluster_id: str, target: dict) -> dict:
     ).as_dict()
 
 
+def find_and_plan(cluster_id: str) -> dict:
+    """``find_pod`` then ``plan`` in one task start (see the backup stage of that name)."""
+    target = find_pod(cluster_id)
+    return {"target": target, "plan": plan(cluster_id, target)}
+
+
 def push(cluster_id: str, target: dict, plan: dict) -> dict:
     from kubecost_etl.federation.plan import FederatePlan
     from kubecost_etl.federation.push import push_files

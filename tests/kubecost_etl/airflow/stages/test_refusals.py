@@ -80,7 +80,17 @@ def test_airflow_control_flow_passes_through():
     [
         (
             backup,
-            ["select_clusters", "find_pod", "plan", "stream", "commit", "verify", "run_backup", "report"],
+            [
+                "select_clusters",
+                "find_pod",
+                "plan",
+                "find_and_plan",
+                "stream",
+                "commit",
+                "verify",
+                "run_backup",
+                "report",
+            ],
         ),
         (repair, ["preflight", "backup", "choose_steps", "request_step", "summary"]),
         (
