@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ from .repository import FileEntry, Repository
 
 log = logging.getLogger(__name__)
 READ_ATTEMPTS = 3
+READ_WORKERS = 4  # objects read back concurrently (the stream's upload workers are 4 too)
 READ_PAUSE_S = 1.0  # between read attempts (times the attempt number); the store's own client retries too
 
 
@@ -113,12 +115,15 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
     # A different pseudo-random sample each snapshot, so over time every object gets re-read.
     chosen = unique if full else random.Random(snapshot_id).sample(unique, min(sample, len(unique)))
     damaged: list[dict] = []
-    for entry in chosen:
-        if entry.object in stored:
-            problem, header = _check_with_retries(repo, entry)
-            problems.extend(problem)
-            if header:
-                damaged.append({"path": entry.path, "reason": header})
+    present = [e for e in chosen if e.object in stored]
+    # A few objects read back at once (each streamed in chunks: memory stays at a few chunks): a
+    # sample of small objects costs about one round trip per worker instead of one per object.
+    with ThreadPoolExecutor(max_workers=max(1, min(READ_WORKERS, len(present)))) as pool:
+        checked = list(pool.map(lambda e: _check_with_retries(repo, e), present))
+    for entry, (problem, header) in zip(present, checked, strict=True):
+        problems.extend(problem)
+        if header:
+            damaged.append({"path": entry.path, "reason": header})
     report = VerificationReport(
         snapshot_id=snapshot_id,
         ok=not problems and not damaged,
