@@ -26,10 +26,12 @@ from kubecost_etl.restore.pod_dirs import RestoreDirs
 from kubecost_etl.snapshots.pinned import RestoreRefused
 from kubecost_etl.snapshots.repository import FileEntry, Repository
 from kubecost_etl.transfer.compression import decompress
+from kubecost_etl.transfer.concurrent import prefetch
 from kubecost_etl.transfer.tar_stream import ArchiveFile, FrameSink, write_archive
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
+PREFETCH_CHUNKS = 8  # decompressed chunks read ahead per object (about 1 MB each)
 
 
 class StagingFailed(KubecostEtlError, RuntimeError):
@@ -125,7 +127,13 @@ def _stream(
 
 
 def _content(repo: Repository, entry: FileEntry):
-    return lambda: decompress(repo.store.open_read(repo.key(entry.object)), entry.compression)
+    # Downloaded and decompressed in a thread a few chunks ahead while the previous chunks are hashed
+    # and written into the exec: the store and the pod are both busy, not one after the other.
+    return lambda: prefetch(
+        decompress(repo.store.open_read(repo.key(entry.object)), entry.compression),
+        PREFETCH_CHUNKS,
+        name="restore-read",
+    )
 
 
 def _why_tar_stopped(session: PodExec, exc: BaseException) -> ExecError:

@@ -23,12 +23,14 @@ from kubecost_etl.etl import bingen
 from kubecost_etl.etl.layout import is_bingen_path
 from kubecost_etl.storage.base import ObjectNotFound
 from kubecost_etl.transfer.compression import decompress
+from kubecost_etl.transfer.concurrent import prefetch
 
 from .repository import FileEntry, Repository
 
 log = logging.getLogger(__name__)
 READ_ATTEMPTS = 3
 READ_WORKERS = 4  # objects read back concurrently (the stream's upload workers are 4 too)
+READ_AHEAD_CHUNKS = 4  # per object, about 1 MB each
 READ_PAUSE_S = 1.0  # between read attempts (times the attempt number); the store's own client retries too
 
 
@@ -184,7 +186,10 @@ def _check_object(repo: Repository, entry: FileEntry) -> tuple[list[str], str | 
     """Integrity problems of one stored object, and its bingen header problem if any."""
     digest, size, head = hashlib.sha256(), 0, bytearray()
     try:
-        for piece in decompress(_read(repo, entry), entry.compression):
+        # downloaded in a thread a few chunks ahead while the previous ones are decompressed and hashed
+        for piece in decompress(
+            prefetch(_read(repo, entry), READ_AHEAD_CHUNKS, "verify-read"), entry.compression
+        ):
             digest.update(piece)
             size += len(piece)
             if len(head) < bingen.HEADER_PROBE_BYTES:
