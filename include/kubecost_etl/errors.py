@@ -5,8 +5,8 @@ glue what to do with a failure:
 
 - ``Refusal``: bad input or a state no retry can change (a config mistake, an unknown cluster,
   bad trigger params, a bad window, a named snapshot that does not exist, a tampered manifest, a
-  window outside what Prometheus holds, a lease wait exhausted). The task fails at once, with one
-  alert, and is not retried (``kubecost_etl.airflow.stages._refusals``).
+  window outside what Prometheus holds, a lease wait exhausted, a snapshot verified damaged). The
+  task fails at once, with one alert, and is not retried (``kubecost_etl.airflow.stages._refusals``).
 - everything else (``TransientError`` and the plain ``KubecostEtlError`` subclasses: exec streams
   cut, storage 5xx, a pod restarting): retried with backoff by Airflow.
 

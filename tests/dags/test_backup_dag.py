@@ -159,3 +159,40 @@ def test_a_bad_config_fails_first_writes_nothing_and_alerts(
     assert "kubecost_etl_backup.select_clusters failed" in message["Subject"]
     body = message.get_body(("html", "plain")).get_content()
     assert "cluster 'twin': id: duplicate" in body
+
+
+def test_a_damaged_stored_object_fails_verify_in_one_try_and_the_snapshot_never_counts(
+    airflow_db, tmp_path, monkeypatch, simulator
+):
+    """Damage is a verdict, not a hiccup: verify records it and fails at once (the DAG's real retries)."""
+    from kubecost_etl.airflow.stages import backup as stages
+    from kubecost_etl.snapshots.repository import Repository
+    from kubecost_etl.storage.filesystem import FilesystemStore
+
+    from .dag_loading import load_dag_retrying
+    from .one_cluster import CLUSTER, filesystem_cluster
+
+    _, _, store = filesystem_cluster(tmp_path, monkeypatch, simulator, seed=5)
+    real_commit = stages.commit
+
+    def commit_then_damage(*args, **kwargs):
+        snapshot_id = real_commit(*args, **kwargs)
+        stored = max(
+            (p for p in store.rglob("*") if "/objects/" in p.as_posix()), key=lambda p: p.stat().st_size
+        )
+        stored.write_bytes(bytes(len(stored.read_bytes())))  # same size, other bytes: only a re-hash sees it
+        return snapshot_id
+
+    monkeypatch.setattr(stages, "commit", commit_then_damage)
+
+    run = load_dag_retrying("kubecost_etl_backup").test(run_conf={"full_verify": True})
+
+    tis = {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+    verify = tis[("backup_cluster.verify", 0)]
+    assert run.state == "failed"
+    assert (verify.state, verify.try_number) == ("failed", 1)  # not retried
+    assert tis[("backup_cluster.release_lease", 0)].state == "success"  # the teardown still ran
+    repo = Repository(FilesystemStore(str(store)), CLUSTER)
+    [snapshot_id] = repo.snapshot_ids()
+    assert repo.load_verification(snapshot_id)["ok"] is False  # the verdict is recorded
+    assert repo.latest_good() is None

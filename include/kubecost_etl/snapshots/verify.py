@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kubecost_etl.errors import TransientError
+from kubecost_etl.errors import Refusal, TransientError
 from kubecost_etl.etl import bingen
 from kubecost_etl.etl.layout import is_bingen_path
 from kubecost_etl.storage.base import ObjectNotFound
@@ -36,6 +36,12 @@ READ_PAUSE_S = 1.0  # between read attempts (times the attempt number); the stor
 
 class VerifyReadError(TransientError):
     """An object could not be read back (not a content problem); nothing was recorded."""
+
+
+class SnapshotDamaged(Refusal, RuntimeError):
+    """The verdict is recorded and says the snapshot is damaged (an object missing, of the wrong size or
+    content, or set files broken in the pod itself). Reading the same bytes again says the same: no retry,
+    one alert; the snapshot never becomes "latest good"."""
 
 
 class _ReadFailed(Exception):

@@ -199,7 +199,7 @@ def commit(cluster_id: str, target: dict, plan: dict, streamed: dict) -> str:
 def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
     from kubecost_etl.airflow.hooks.object_store import open_repository
     from kubecost_etl.backup.records import VerifiedSnapshot
-    from kubecost_etl.snapshots.verify import VerificationReport, verify_snapshot
+    from kubecost_etl.snapshots.verify import SnapshotDamaged, VerificationReport, verify_snapshot
 
     cluster = _config(cluster_id)  # no Kubernetes client: these stages only read the store
     repo = open_repository(cluster)
@@ -220,7 +220,7 @@ def verify(cluster_id: str, snapshot_id: str, full: bool = False) -> dict:
         log.error("damaged in the pod itself (copied as found): %s: %s", finding["path"], finding["reason"])
     if not report.ok:
         findings = list(report.problems[:10]) + [f"{d['path']}: {d['reason']}" for d in report.damaged[:10]]
-        raise BackupFailed(
+        raise SnapshotDamaged(
             f"verification of snapshot {snapshot_id} of {cluster_id} failed: " + "; ".join(findings)
         )
     log.info(
