@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from kubecost_etl.redact import redact
-
 log = logging.getLogger(__name__)
 
 MESSAGE = (
@@ -21,8 +19,10 @@ MESSAGE = (
 
 
 def notify_failure(context) -> None:
-    # imported at alert time: kubecost_etl.config imports every pipeline's settings
+    # imported at alert time: kubecost_etl.config imports every pipeline's settings, and redact compiles
+    # its patterns (every DAG file imports this module through dag_defaults)
     from kubecost_etl.config import load_alert_settings
+    from kubecost_etl.redact import redact
 
     try:
         alerts = load_alert_settings()
@@ -40,6 +40,8 @@ def redacted_context(context) -> dict:
     """The context with its exception replaced by the exception's redacted text (what
     ``{{ exception }}`` shows).
     """
+    from kubecost_etl.redact import redact
+
     exception = context.get("exception")
     if exception is None:
         return context
