@@ -24,7 +24,9 @@ strips plain, glog and JSON framing). Which lines exist, per the sources:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 # Kubecost's renderings: a window "[2023-01-01T00:00:00+0000, 2023-01-02T00:00:00+0000)" and a Go
 # time.Time "2023-01-01 00:00:00 +0000 UTC".
@@ -80,7 +82,11 @@ class RepairProfile:
     name: str
     description: str
     steps: tuple[Step, ...]
-    log_patterns: LogPatterns
+    patterns: Callable[[], LogPatterns]  # compiled when a repair first reads the log, not at DAG parse
+
+    @property
+    def log_patterns(self) -> LogPatterns:
+        return self.patterns()
 
     def step(self, name: str) -> Step:
         for step in self.steps:
@@ -117,22 +123,27 @@ def _keyed_log(component: str, progress: str, confirmed: bool) -> StepLog:
     )
 
 
-KUBECOST_LOG_V1 = LogPatterns(
-    name="kubecost-log",
-    version=1,
-    failures=(
-        re.compile(r"Repair: error: cannot repair"),
-        re.compile(r"MergeRange error: boundary error"),
-        re.compile(r"failed to create bucket storage"),
-    ),
-    steps={
-        "asset": _store_log("Asset"),
-        "allocation": _store_log("Allocation"),
-        "cloudUsage": _keyed_log("CloudUsage", "QueryCloudUsage", confirmed=True),
-        "reconciliation": _keyed_log("Reconciliation", "reconciled", confirmed=False),
-        "cloudCost": _keyed_log("CloudCost", "ingested", confirmed=False),
-    },
-)
+@cache
+def kubecost_log_v1() -> LogPatterns:
+    """Kubecost's log lines, version 1. Compiled once per process on first use: the repair DAG file
+    imports this module for the profiles' steps, and parsing it need not compile a dozen patterns."""
+    return LogPatterns(
+        name="kubecost-log",
+        version=1,
+        failures=(
+            re.compile(r"Repair: error: cannot repair"),
+            re.compile(r"MergeRange error: boundary error"),
+            re.compile(r"failed to create bucket storage"),
+        ),
+        steps={
+            "asset": _store_log("Asset"),
+            "allocation": _store_log("Allocation"),
+            "cloudUsage": _keyed_log("CloudUsage", "QueryCloudUsage", confirmed=True),
+            "reconciliation": _keyed_log("Reconciliation", "reconciled", confirmed=False),
+            "cloudCost": _keyed_log("CloudCost", "ingested", confirmed=False),
+        },
+    )
+
 
 ASSET = Step("asset", "Asset", "/etl/asset/repair", keyed=False, accepts_provider=False, hourly=True)
 CLOUD_USAGE = Step(
@@ -160,13 +171,13 @@ PROFILES = {
             "v1",
             "Asset, CloudUsage, Reconciliation, Allocation (the product documents, Kubecost 1.x)",
             (ASSET, CLOUD_USAGE, RECONCILIATION, ALLOCATION),
-            KUBECOST_LOG_V1,
+            kubecost_log_v1,
         ),
         RepairProfile(
             "v2",
             "Asset, Allocation, CloudCost (Kubecost 2.x)",
             (ASSET, ALLOCATION, CLOUD_COST),
-            KUBECOST_LOG_V1,
+            kubecost_log_v1,
         ),
     )
 }
