@@ -365,7 +365,8 @@ PIPELINES = {
         },
         # find_pod runs inside the plan task (one task start for both); its faults are armed there.
         task_ids={
-            stage: f"backup_cluster.{'plan' if stage == 'find_pod' else stage}" for stage in BACKUP_STAGES
+            **{stage: f"backup_cluster.{stage}" for stage in BACKUP_STAGES},
+            "find_pod": "backup_cluster.plan",
         },
         lost_status={"find_pod": r"^tar --help", "plan": r"^sha256sum", "stream": r"^tar c"},
     ),
