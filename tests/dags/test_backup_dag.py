@@ -196,3 +196,48 @@ def test_a_damaged_stored_object_fails_verify_in_one_try_and_the_snapshot_never_
     [snapshot_id] = repo.snapshot_ids()
     assert repo.load_verification(snapshot_id)["ok"] is False  # the verdict is recorded
     assert repo.latest_good() is None
+
+
+def test_the_next_backup_mends_a_damaged_object_instead_of_reusing_it(
+    airflow_db, tmp_path, monkeypatch, simulator
+):
+    """A damaged object is quarantined by the verify that found it; the next run (the DAG's real retries)
+    sends its file again under the same key, and the earlier snapshot naming it reads right again."""
+    from kubecost_etl.airflow.stages import backup as stages
+    from kubecost_etl.snapshots.repository import Repository
+    from kubecost_etl.snapshots.verify import verify_snapshot
+    from kubecost_etl.storage.filesystem import FilesystemStore
+
+    from .dag_loading import load_dag_retrying
+    from .one_cluster import CLUSTER, filesystem_cluster
+
+    _, _, store = filesystem_cluster(tmp_path, monkeypatch, simulator, seed=6)
+    real_commit = stages.commit
+    damaged = []
+
+    def commit_then_damage(*args, **kwargs):
+        snapshot_id = real_commit(*args, **kwargs)
+        stored = max(
+            (p for p in store.rglob("*") if "/objects/" in p.as_posix()), key=lambda p: p.stat().st_size
+        )
+        stored.write_bytes(bytes(len(stored.read_bytes())))
+        damaged.append(stored.relative_to(store / "kubecost-etl-backup" / CLUSTER).as_posix())
+        return snapshot_id
+
+    monkeypatch.setattr(stages, "commit", commit_then_damage)
+    first = load_dag_retrying("kubecost_etl_backup").test(run_conf={"full_verify": True})
+    assert first.state == "failed"
+    repo = Repository(FilesystemStore(str(store)), CLUSTER)
+    [first_id] = repo.snapshot_ids()
+    assert repo.load_verification(first_id)["quarantined"] == damaged
+    assert repo.quarantined() == set(damaged)
+
+    monkeypatch.setattr(stages, "commit", real_commit)
+    second = load_dag_retrying("kubecost_etl_backup").test(run_conf={"full_verify": True})
+
+    assert second.state == "success", [(ti.task_id, ti.state) for ti in second.get_task_instances()]
+    second_id = repo.snapshot_ids()[-1]
+    assert repo.latest_good() == second_id != first_id
+    assert repo.load_verification(second_id)["released"] == damaged
+    assert repo.quarantined() == set()
+    assert verify_snapshot(repo, first_id, full=True)["ok"]  # same key, right bytes: mended for both

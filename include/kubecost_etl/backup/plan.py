@@ -1,5 +1,6 @@
 """Planning a backup: list the pod's files, reuse what the last verified snapshot already holds,
-hash the rest in the pod, and skip content already stored."""
+hash the rest in the pod, and skip content already stored. An object in quarantine (a verify found
+it missing or wrong) is never reused: its file is hashed and sent again, which mends the object."""
 
 from __future__ import annotations
 
@@ -66,11 +67,13 @@ def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: Backup
         refuse_empty(repo.cluster_id, f"{target.etl_root} in pod {target.pod.name}")
     base_id = repo.latest_good()
     base = {e.path: e for e in repo.load_manifest(base_id).files} if base_id else {}
+    quarantined = repo.quarantined()
     reuse, changed = [], []
     for f in files:
         previous = base.get(f.path)
         if (
             previous
+            and previous.object not in quarantined
             and previous.size == f.size
             and previous.mtime == f.mtime
             and previous.compression == settings.compression
@@ -79,7 +82,7 @@ def plan_backup(core_api, target: ExecTarget, repo: Repository, settings: Backup
         else:
             changed.append(f)
     digests = hash_files(core_api, target, [f.path for f in changed], settings.batch_files) if changed else {}
-    stored = repo.object_sizes() if changed else {}
+    stored = repo.reusable_objects() if changed else {}
     transfer = []
     for f in changed:
         digest = digests[f.path]

@@ -212,10 +212,11 @@ def stream_files(
 def _already_stored(repo: Repository, pending: dict[str, dict], settings: BackupSettings) -> list[FileEntry]:
     """Entries for planned files whose object is stored already (an earlier try of this stream got that
     far), removed from ``pending``. Objects become visible only once complete, under their content's
-    hash: a stored, non-empty one is that content. Commit checks every object's size again."""
+    hash: a stored, non-empty one is that content, unless a verify put it in quarantine (then it is
+    sent again). Commit checks every object's size again."""
     if not pending:
         return []
-    stored = repo.object_sizes()
+    stored = repo.reusable_objects()
     entries = []
     for path, planned in list(pending.items()):
         key = object_key(planned["sha256"], settings.compression)

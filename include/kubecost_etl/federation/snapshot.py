@@ -62,7 +62,7 @@ def plan_from_bucket(
     state = remote_state(store, layout)
     base_id = repo.latest_good()
     base = {e.path: e for e in repo.load_manifest(base_id).files} if base_id else {}
-    stored = repo.object_sizes()
+    stored = repo.reusable_objects()  # all but the quarantined: their files are copied again
     reuse, transfer, refused = [], [], []
     for key, remote in sorted(state.files.items()):
         path = layout.relative_path(key)
@@ -73,6 +73,7 @@ def plan_from_bucket(
         previous = base.get(path)
         if (
             previous
+            and previous.object in stored
             and (previous.size, previous.mtime) == (size, mtime)
             and previous.compression == settings.compression
             and (sha256 is None or previous.sha256 == sha256)

@@ -329,6 +329,7 @@ def collect(
     ]
 
     deleted = deleted_bytes = spared = 0
+    deleted_keys: set[str] = set()
     seen = set(manifests)
     for batch in _batches(sorted(candidates), DELETE_BATCH):
         if on_batch is not None:
@@ -347,11 +348,14 @@ def collect(
             continue
         if not dry_run:
             repo.store.delete(repo.key(key) for key in batch)
+            deleted_keys.update(batch)
         deleted += len(batch)
         deleted_bytes += sum(candidates[key] for key in batch)
 
     if stale_records and not dry_run:
         repo.store.delete(repo.key(key) for key in stale_records)
+    if deleted_keys:  # a deleted object's quarantine record has nothing left to guard
+        repo.release(deleted_keys & repo.quarantined())
     uploads, checked = _stale_uploads(repo, cutoff, dry_run)
     result = CollectResult(
         repo.cluster_id,

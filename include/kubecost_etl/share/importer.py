@@ -442,7 +442,7 @@ def _write_objects(
     store: ObjectStore, repo: Repository, checked: ArchiveCheck, settings: BackupSettings, where: str
 ) -> None:
     expected = {f.path: f for f in checked.files}
-    stored = repo.object_sizes()
+    stored = repo.reusable_objects()  # a quarantined object is written again from the archive
     walk = _Walk(where, max(f.size for f in checked.files))
     written = 0
     stream = _ArchiveStream(store, checked.key, where)

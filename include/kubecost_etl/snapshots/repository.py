@@ -5,10 +5,18 @@ Layout under the store's prefix (readable by hand)::
     kubecost-etl-backup/<cluster>/objects/sha256/<aa>/<sha256><.zst|.gz>   file content, compressed
     kubecost-etl-backup/<cluster>/snapshots/<snapshot>/manifest.json       written last: the commit
     kubecost-etl-backup/<cluster>/snapshots/<snapshot>/verification.json   result of the verify step
+    kubecost-etl-backup/<cluster>/quarantine/objects/sha256/<aa>/<name>.json  an object a verify found bad
 
 A snapshot without ``manifest.json`` does not exist for anyone. "Latest good" means the newest
 snapshot whose verification passed. Objects are named by the sha256 of the uncompressed file,
 so an unchanged file is stored once however many snapshots list it.
+
+That sharing is also how one damaged object would spread: every later backup of the unchanged file
+would name it again. So a verify that finds an object missing, short or with other content puts it in
+quarantine (a small record next to the objects, written before the verdict); nothing that reuses
+stored objects (``reusable_objects``, a backup's plan and stream, an import) reuses a quarantined
+one: the file is read again and its object written again under the same key, which mends every
+snapshot naming it. Only a verify that re-reads the object and finds it right releases it.
 """
 
 from __future__ import annotations
@@ -150,6 +158,43 @@ class Repository:
         """Every stored object (key relative to the repository) and its size, in one listing."""
         prefix = self.key("objects/")
         return {info.key[len(self.root) :]: info.size for info in self.store.list(prefix)}
+
+    def reusable_objects(self) -> dict[str, int]:
+        """Stored objects a new snapshot may name without writing them again: all but the quarantined."""
+        stored = self.object_sizes()
+        for key in self.quarantined():
+            stored.pop(key, None)
+        return stored
+
+    def quarantine_key(self, object_key: str) -> str:
+        return self.key(f"quarantine/{object_key}.json")
+
+    def quarantined(self) -> set[str]:
+        """Object keys (relative to the repository) a verify found bad and no verify has cleared since."""
+        prefix = self.key("quarantine/")
+        return {
+            info.key[len(prefix) : -len(".json")]
+            for info in self.store.list(prefix)
+            if info.key.endswith(".json")
+        }
+
+    def quarantine(self, object_key: str, finding: str, snapshot_id: str) -> None:
+        record = {
+            "object": object_key,
+            "finding": finding,
+            "found_verifying": snapshot_id,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        self.store.put_bytes(
+            self.quarantine_key(object_key),
+            json.dumps(record, indent=1).encode(),
+            content_type="application/json",
+        )
+
+    def release(self, object_keys: list[str] | set[str]) -> None:
+        """Lift the quarantine of objects read back and found right (or deleted)."""
+        if object_keys:
+            self.store.delete(self.quarantine_key(k) for k in sorted(object_keys))
 
     def commit(self, manifest: Manifest) -> None:
         self.store.put_bytes(

@@ -1,10 +1,13 @@
-"""Verifying a committed snapshot: every object present with its size, a rotating sample (or all)
-re-downloaded, decompressed and re-hashed, bingen headers checked; the verdict is recorded.
+"""Verifying a committed snapshot: every object present, a rotating sample (or all) re-downloaded,
+decompressed and re-hashed, bingen headers checked; the verdict is recorded.
 
-Only content marks a snapshot bad: an object missing, of the wrong size, or whose bytes do not
-decompress to the manifest's sha256. A failure to *read* (a 500, a cut connection) says nothing
-about the content: the read is retried, and if it keeps failing ``VerifyReadError`` (transient)
-is raised before any verdict is written, so a good snapshot never drops out of "latest" for it.
+Only content marks a snapshot bad: an object missing, or whose bytes do not decompress to the
+manifest's sha256 and size (an object whose stored size differs from the manifest's is always
+re-read: it may have been written again, mended, with other compression settings). Objects found bad
+are put in quarantine (see ``Repository.quarantined``). A failure to *read* (a 500, a cut
+connection) says nothing about the content: the read is retried, and if it keeps failing
+``VerifyReadError`` (transient) is raised before any verdict is written, so a good snapshot never
+drops out of "latest" for it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class VerifyReadError(TransientError):
 
 
 class SnapshotDamaged(Refusal, RuntimeError):
-    """The verdict is recorded and says the snapshot is damaged (an object missing, of the wrong size or
+    """The verdict is recorded and says the snapshot is damaged (an object missing or of the wrong
     content, or set files broken in the pod itself). Reading the same bytes again says the same: no retry,
     one alert; the snapshot never becomes "latest good"."""
 
@@ -65,6 +68,8 @@ class VerificationReport:
     problems: tuple[str, ...]  # content problems in the store (the first 100)
     damaged: tuple[dict, ...]  # {path, reason}: set files whose bingen header is broken at the source
     coverage: dict  # per store, from the manifest
+    quarantined: tuple[str, ...] = ()  # objects found missing or wrong: no later snapshot reuses them
+    released: tuple[str, ...] = ()  # objects in quarantine, re-read and found right
 
     def as_dict(self) -> dict:
         return {
@@ -79,6 +84,8 @@ class VerificationReport:
             "problems": list(self.problems),
             "damaged": [dict(d) for d in self.damaged],
             "coverage": self.coverage,
+            "quarantined": list(self.quarantined),
+            "released": list(self.released),
         }
 
     @classmethod
@@ -97,6 +104,8 @@ class VerificationReport:
             tuple(data["problems"]),
             tuple(data["damaged"]),
             data["coverage"],
+            tuple(data.get("quarantined", ())),  # verdicts recorded before quarantine existed lack them
+            tuple(data.get("released", ())),
         )
 
 
@@ -105,33 +114,55 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
 
     ``integrity_ok`` says the stored copy matches what was read from the pod; ``damaged`` lists set
     files whose bingen header is broken (damage in the source itself). ``ok`` needs both clean.
+    Besides the sample, every object in quarantine and every object whose size is not the manifest's is
+    re-read: content decides. An object found missing or wrong is put in quarantine (before the verdict
+    is recorded), so no later snapshot reuses it; one re-read and found right is released.
     Returns the recorded document (``VerificationReport.from_dict`` reads it typed).
     """
     manifest = repo.load_manifest(snapshot_id)
     stored = repo.object_sizes()
-    problems = [
-        f"{e.path}: object {e.object} "
-        + (
-            "missing"
-            if e.object not in stored
-            else f"is {stored[e.object]} bytes, manifest says {e.stored_size}"
-        )
-        for e in manifest.files
-        if stored.get(e.object) != e.stored_size
-    ]
+    quarantined = repo.quarantined()
+    problems = [f"{e.path}: object {e.object} missing" for e in manifest.files if e.object not in stored]
     unique = sorted({e.object: e for e in manifest.files}.values(), key=lambda e: e.object)
     # A different pseudo-random sample each snapshot, so over time every object gets re-read.
     chosen = unique if full else random.Random(snapshot_id).sample(unique, min(sample, len(unique)))
+    # Content decides, not the size: an object may have been written again since (its quarantine lifted
+    # that way) with other compression settings.
+    resized = {e.object for e in unique if e.object in stored and stored[e.object] != e.stored_size}
+    must_read = (resized | quarantined) - {e.object for e in chosen}
+    chosen = chosen + [e for e in unique if e.object in must_read]
     damaged: list[dict] = []
     present = [e for e in chosen if e.object in stored]
     # A few objects read back at once (each streamed in chunks: memory stays at a few chunks): a
     # sample of small objects costs about one round trip per worker instead of one per object.
     with ThreadPoolExecutor(max_workers=max(1, min(READ_WORKERS, len(present)))) as pool:
         checked = list(pool.map(lambda e: _check_with_retries(repo, e), present))
+    bad = {e.object: f"missing (named by {e.path})" for e in unique if e.object not in stored}
     for entry, (problem, header) in zip(present, checked, strict=True):
         problems.extend(problem)
+        if problem:
+            bad[entry.object] = problem[0]
+        elif entry.object in resized:
+            log.info(
+                "%s is %d bytes where the manifest says %d; its content is right (written again since)",
+                entry.object,
+                stored[entry.object],
+                entry.stored_size,
+            )
         if header:
             damaged.append({"path": entry.path, "reason": header})
+    for key, finding in sorted(bad.items()):
+        repo.quarantine(key, finding, snapshot_id)
+    released = sorted((quarantined & {e.object for e in present}) - set(bad))
+    repo.release(released)
+    if bad or released:
+        log.warning(
+            "%d object(s) put in quarantine (the next backup writes them again): %s; %d released: %s",
+            len(bad),
+            sorted(bad)[:5],
+            len(released),
+            released[:5],
+        )
     report = VerificationReport(
         snapshot_id=snapshot_id,
         ok=not problems and not damaged,
@@ -144,6 +175,8 @@ def verify_snapshot(repo: Repository, snapshot_id: str, sample: int = 16, full: 
         problems=tuple(problems[:100]),
         damaged=tuple(damaged[:100]),
         coverage=manifest.coverage,
+        quarantined=tuple(sorted(bad)[:100]),
+        released=tuple(released[:100]),
     ).as_dict()
     repo.record_verification(snapshot_id, report)
     return report

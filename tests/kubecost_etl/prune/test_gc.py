@@ -105,6 +105,29 @@ def test_a_prune_stopped_after_forgetting_leaves_a_repository_that_verifies(fs_s
     assert object_keys(fs_store) == manifest_objects(fs_store, repo.snapshot_ids())
 
 
+def test_a_deleted_objects_quarantine_record_goes_with_it(fs_store, simulator, tmp_path):
+    """An object in quarantine that prune deletes (no kept snapshot names it) takes its record along; one a
+    kept snapshot still names stays in quarantine, so the next backup still writes it again."""
+    sim = simulator(make_etl_dir(tmp_path, days=3, hourly_hours=4, file_bytes=6000, seed=7))
+    repo = Repository(fs_store, CLUSTER)
+    trees = backups(sim, repo, 3)
+    kept = sorted(trees)[1:]
+    only_forgotten = sorted(manifest_objects(fs_store, sorted(trees)[:1]) - manifest_objects(fs_store, kept))[
+        0
+    ]
+    still_named = sorted(manifest_objects(fs_store, kept))[0]
+    for key in (only_forgotten, still_named):
+        repo.quarantine(key.removeprefix(ROOT), "found wrong", sorted(trees)[0])
+    now = max(i.last_modified for i in fs_store.list(ROOT)) + KEEP_TWO.margin + timedelta(seconds=1)
+
+    dry = prune(repo, KEEP_TWO, dry_run=True, now=now)
+    assert dry.objects_deleted and len(repo.quarantined()) == 2  # a dry run lifts nothing
+    prune(repo, KEEP_TWO, dry_run=False, now=now)
+
+    assert only_forgotten not in object_keys(fs_store)
+    assert repo.quarantined() == {still_named.removeprefix(ROOT)}
+
+
 KILLED_PRUNE = """
 import os, signal, sys
 from datetime import datetime

@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import pytest
+import zstandard
 from kubecost_etl.snapshots import pinned, verify
 from kubecost_etl.snapshots.repository import FileEntry, Manifest, Repository, new_snapshot_id, object_key
 from kubecost_etl.storage.s3 import S3Store
@@ -84,3 +85,31 @@ def test_a_read_error_that_passes_is_retried_and_content_decides(repo_through_pr
     )
     assert json.loads(repo.store.read_bytes(repo.verification_key(snapshot_id)))["ok"] is False
     assert repo.latest_good() is None
+
+
+def test_a_quarantined_object_is_reread_by_every_verify_until_found_right(repo_through_proxy):
+    """The sample may miss an object; quarantine may not: a second snapshot naming the damaged object
+    fails even with no sample at all, and passes once the object is right (content decides, not size)."""
+    _, repo = repo_through_proxy
+    first, keys = snapshot(repo, CONTENTS)
+    second, _ = snapshot(repo, CONTENTS)  # the same objects, as an incremental backup names them
+    victim = keys["misc/a.json"]
+    size = repo.object_sizes()[victim]
+    repo.store.put_bytes(repo.key(victim), b"x" * size)
+
+    found = verify.verify_snapshot(repo, first, full=True)
+    assert not found["ok"] and found["quarantined"] == [victim]
+    assert repo.quarantined() == {victim}
+    assert repo.reusable_objects().keys() == {keys["misc/b.json"]}
+
+    unsampled = verify.verify_snapshot(repo, second, sample=0)
+    assert not unsampled["ok"] and any(victim in p for p in unsampled["problems"])
+    assert repo.latest_good() is None
+
+    # Written again with other zstd settings (a checksum in the frame): another size, the right content.
+    rewritten = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(CONTENTS["misc/a.json"])
+    repo.store.put_bytes(repo.key(victim), rewritten)
+    assert repo.object_sizes()[victim] != size
+    mended = verify.verify_snapshot(repo, second, sample=0)
+    assert mended["ok"] and mended["released"] == [victim] and mended["quarantined"] == []
+    assert repo.quarantined() == set() and repo.latest_good() == second
