@@ -111,6 +111,31 @@ def test_lost_daily_files_alert_once_are_filled_and_recover(cluster, dags, slack
     assert triggered_fill(second.run_id) == [] and states(second)[("auto_fill", -1)] == "skipped"
 
 
+def test_a_quarantined_object_alerts_once_and_is_mended(cluster, dags, slack_api, tmp_path):  # noqa: F811
+    from kubecost_etl.snapshots.repository import Repository
+    from kubecost_etl.snapshots.verify import verify_snapshot
+    from kubecost_etl.storage.filesystem import FilesystemStore
+
+    health, _ = dags
+    snapshot = run_backup(CLUSTER)["snapshot_id"]
+    repo = Repository(FilesystemStore(str(tmp_path / "store")), CLUSTER)
+    victim = max(repo.load_manifest(snapshot).files, key=lambda f: f.stored_size).object
+    repo.store.put_bytes(repo.key(victim), bytes(repo.object_sizes()[victim]))  # same size, other bytes
+    assert not verify_snapshot(repo, snapshot, full=True)["ok"]  # e.g. a restore's verify finds it
+
+    first = health.test()
+    assert first.state == "success", states(first)
+    [message] = slack_api
+    assert "quarantine: 1 stored object(s) found damaged" in message["form"]["text"]
+
+    mended = run_backup(CLUSTER)["snapshot_id"]  # a sampled verify: it re-reads the quarantined object
+    assert repo.load_verification(mended)["released"] == [victim] and repo.latest_good() == mended
+    second = health.test()
+    assert second.state == "success", states(second)
+    assert len(slack_api) == 2 and "quarantine recovered" in slack_api[1]["form"]["text"]
+    assert ":rotating_light:" not in slack_api[1]["form"]["text"]
+
+
 def test_an_invalid_config_alerts_once_and_fails_the_run(cluster, dags, slack_api, tmp_path):  # noqa: F811
     sim, _, config = cluster
     health, _ = dags

@@ -35,7 +35,7 @@ def iso(ts: float) -> str:
 class Condition:
     """One thing wrong with one cluster; ``key`` is what alert bookkeeping deduplicates on."""
 
-    key: str  # config | stale | lost_files | missing_days | hourly_short | unreachable
+    key: str  # config | stale | quarantine | lost_files | missing_days | hourly_short | unreachable
     summary: str
     details: dict = field(default_factory=dict)
 
@@ -58,6 +58,21 @@ def staleness(latest_verified_at: datetime | None, now: datetime, max_age: timed
             "age_hours": round(age / timedelta(hours=1), 1),
             "max_backup_age_hours": max_age / timedelta(hours=1),
         },
+    )
+
+
+def quarantine(objects: Iterable[str]) -> Condition | None:
+    """Stored objects a verify found missing or wrong and no verify has found right since: every snapshot
+    naming one fails a restore's verify until the next backup writes the file again (if the pod still
+    has it)."""
+    objects = sorted(objects)
+    if not objects:
+        return None
+    return Condition(
+        "quarantine",
+        f"{len(objects)} stored object(s) found damaged by a verify; snapshots naming them cannot be "
+        "restored until the next backup writes them again from the pod",
+        {"objects": objects[:20]},
     )
 
 

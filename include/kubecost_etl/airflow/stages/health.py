@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from kubecost_etl.errors import KubecostEtlError
 from kubecost_etl.health.alerts import alert_text, reconcile
-from kubecost_etl.health.checks import Condition, check_pod, coverage_map, iso, staleness
+from kubecost_etl.health.checks import Condition, check_pod, coverage_map, iso, quarantine, staleness
 from kubecost_etl.health.records import AlertOutcome, FillRequest, HealthReport
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,11 @@ def inspect_cluster(cluster, settings, now: datetime | None = None, with_map: bo
         failed = last_failed(repo)
         made = snapshot_time(latest["id"]) if latest else None
         stale = staleness(made, now, settings.max_backup_age)
-        if stale:
-            conditions.append(stale)
+        damaged = quarantine(repo.quarantined())
+        conditions.extend(c for c in (stale, damaged) if c)
     except Exception as exc:  # noqa: BLE001 - any failure to read the store is reported, not raised
         conditions.append(Condition("unreachable", f"object store: {type(exc).__name__}: {exc}"[:500]))
-        unknown |= GAP_KEYS | {"stale"}
+        unknown |= GAP_KEYS | {"stale", "quarantine"}
     paths = None
     try:
         paths = pod_paths(cluster)
