@@ -143,15 +143,21 @@ class Repository:
             return None
 
     def latest_good(self, created_before: datetime | None = None) -> str | None:
-        """The newest snapshot whose verification passed (made no later than ``created_before``)."""
+        """The newest snapshot whose verification passed (made no later than ``created_before``) and that
+        names no quarantined object: one a later verify found damaged cannot be restored, whatever its
+        own verdict said when it was made (its sample may have missed the object)."""
+        quarantined = self.quarantined()
         for snapshot_id in reversed(self.snapshot_ids()):
             if created_before is not None:
                 made = snapshot_time(snapshot_id)
                 if made is None or made > created_before:
                     continue
             verification = self.load_verification(snapshot_id)
-            if verification and verification.get("ok"):
-                return snapshot_id
+            if not (verification and verification.get("ok")):
+                continue
+            if quarantined and any(e.object in quarantined for e in self.load_manifest(snapshot_id).files):
+                continue
+            return snapshot_id
         return None
 
     def object_sizes(self) -> dict[str, int]:

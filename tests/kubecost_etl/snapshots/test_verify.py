@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import zstandard
@@ -29,7 +30,7 @@ def repo_through_proxy(moto_s3_server, unique_bucket_name, monkeypatch):
         yield proxy, Repository(S3Store(client, unique_bucket_name, "backups"), CLUSTER)
 
 
-def snapshot(repo: Repository, contents: dict[str, bytes]) -> tuple[str, dict[str, str]]:
+def snapshot(repo: Repository, contents: dict[str, bytes], made=None) -> tuple[str, dict[str, str]]:
     """A committed snapshot of ``contents``; returns its id and each path's object key."""
     files, keys = [], {}
     for path, data in contents.items():
@@ -39,7 +40,7 @@ def snapshot(repo: Repository, contents: dict[str, bytes]) -> tuple[str, dict[st
         repo.store.put_bytes(repo.key(key), stored)
         files.append(FileEntry(path, len(data), 1_700_000_000, digest, key, len(stored), "zstd"))
         keys[path] = key
-    snapshot_id = new_snapshot_id()
+    snapshot_id = new_snapshot_id(made)
     repo.commit(Manifest(snapshot_id, CLUSTER, "2026-01-01T00:00:00Z", files))
     return snapshot_id, keys
 
@@ -113,3 +114,23 @@ def test_a_quarantined_object_is_reread_by_every_verify_until_found_right(repo_t
     mended = verify.verify_snapshot(repo, second, sample=0)
     assert mended["ok"] and mended["released"] == [victim] and mended["quarantined"] == []
     assert repo.quarantined() == set() and repo.latest_good() == second
+
+
+def test_latest_good_skips_a_snapshot_naming_an_object_found_damaged_later(repo_through_proxy):
+    """A snapshot's own sample may have passed over an object that a later verify finds damaged: it is no
+    longer "latest good" (what restore's `latest`, the next backup's base and the status page use)."""
+    _, repo = repo_through_proxy
+    day = datetime(2026, 1, 1, tzinfo=UTC)  # ids sort by their time: one second apart each
+    older, _ = snapshot(repo, CONTENTS, day)
+    newer, keys = snapshot(repo, {**CONTENTS, "misc/c.json": b'{"c": 3}' * 100}, day + timedelta(seconds=1))
+    assert verify.verify_snapshot(repo, older, full=True)["ok"]
+    assert verify.verify_snapshot(repo, newer, full=True)["ok"]
+    assert repo.latest_good() == newer
+
+    later, _ = snapshot(repo, {"misc/c.json": b'{"c": 3}' * 100}, day + timedelta(seconds=2))  # same object
+    victim = keys["misc/c.json"]
+    repo.store.put_bytes(repo.key(victim), b"x" * repo.object_sizes()[victim])
+    assert verify.verify_snapshot(repo, later, full=True)["quarantined"] == [victim]
+
+    assert repo.load_verification(newer)["ok"]  # its own verdict stands...
+    assert repo.latest_good() == older  # ...but it is not restorable
