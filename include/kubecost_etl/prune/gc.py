@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kubecost_etl.errors import KubecostEtlError, Refusal
-from kubecost_etl.prune.policy import VERIFIED, Decision, SnapshotState, apply_policy
+from kubecost_etl.prune.policy import QUARANTINED, VERIFIED, Decision, SnapshotState, apply_policy
 from kubecost_etl.prune.settings import RetentionSettings
 from kubecost_etl.snapshots.repository import Manifest, Repository, snapshot_time
 from kubecost_etl.storage.base import ObjectNotFound
@@ -235,11 +235,16 @@ class PruneReport:
 
 
 def survey(repo: Repository) -> list[SnapshotState]:
-    """Every committed snapshot with its time and verification status."""
+    """Every committed snapshot with its time and verification status (``quarantined``: verified, but it
+    names an object a later verify found damaged)."""
     states = []
+    quarantined = repo.quarantined()
     for snapshot_id in repo.snapshot_ids():
         verification = repo.load_verification(snapshot_id)
         status = "unverified" if verification is None else VERIFIED if verification.get("ok") else "failed"
+        if status == VERIFIED and quarantined:
+            if any(e.object in quarantined for e in repo.load_manifest(snapshot_id).files):
+                status = QUARANTINED
         states.append(SnapshotState(snapshot_id, snapshot_time(snapshot_id), status))
     return states
 

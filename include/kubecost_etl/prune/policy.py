@@ -19,6 +19,9 @@ safety rules, whatever the policy says:
 - unverified (no verification record) and failed (verification did not pass) snapshots are never
   restorable: older than the safety margin they are forgotten (reason ``unverified``/``failed``);
   younger they are left alone (``recent``), since their backup may still be verifying.
+- ``quarantine``: a verified snapshot naming an object a later verify found damaged (status
+  ``quarantined``) is not restorable now, so no rule counts it; but the next backup mends the object
+  if the pod still has the file, so it is kept while the quarantine lasts (the health DAG alerts).
 - ``undated``: a snapshot whose id carries no time is kept (never delete what cannot be dated).
 - ``no-verified-snapshot``: a repository without a single verified snapshot loses nothing. A
   source file damaged in the pod fails every verification; forgetting those failed snapshots
@@ -33,7 +36,7 @@ from datetime import datetime
 
 from kubecost_etl.prune.settings import RetentionSettings
 
-VERIFIED, UNVERIFIED, FAILED = "verified", "unverified", "failed"
+VERIFIED, UNVERIFIED, FAILED, QUARANTINED = "verified", "unverified", "failed", "quarantined"
 # Kept-by reasons; "policy" (no rule kept it), "unverified" and "failed" are forget reasons.
 RULES = ("last", "hourly", "daily", "weekly", "monthly", "within")
 
@@ -44,7 +47,7 @@ class SnapshotState:
 
     snapshot_id: str
     made: datetime | None  # from the id; None when the id carries no time
-    status: str  # verified | unverified | failed
+    status: str  # verified | unverified | failed | quarantined
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,11 @@ def apply_policy(
         kept = reasons[snap.snapshot_id]
         if snap.snapshot_id in in_use:
             kept.append("in-use")
+        if snap.status == QUARANTINED:
+            kept.append("quarantine")
         if snap.made is None:
             kept.append("undated")
-        elif snap.status != VERIFIED and snap.made > now - margin:
+        elif snap.status not in (VERIFIED, QUARANTINED) and snap.made > now - margin:
             kept.append("recent")
         elif not verified:
             kept.append("no-verified-snapshot")

@@ -106,26 +106,31 @@ def test_a_prune_stopped_after_forgetting_leaves_a_repository_that_verifies(fs_s
 
 
 def test_a_deleted_objects_quarantine_record_goes_with_it(fs_store, simulator, tmp_path):
-    """An object in quarantine that prune deletes (no kept snapshot names it) takes its record along; one a
-    kept snapshot still names stays in quarantine, so the next backup still writes it again."""
+    """The oldest snapshot's own verify found its new object damaged (failed, forgotten after the margin):
+    prune deletes the object and its quarantine record. An object the newest snapshot names stays in
+    quarantine, so the next backup still writes it again."""
     sim = simulator(make_etl_dir(tmp_path, days=3, hourly_hours=4, file_bytes=6000, seed=7))
     repo = Repository(fs_store, CLUSTER)
     trees = backups(sim, repo, 3)
-    kept = sorted(trees)[1:]
-    only_forgotten = sorted(manifest_objects(fs_store, sorted(trees)[:1]) - manifest_objects(fs_store, kept))[
-        0
-    ]
-    still_named = sorted(manifest_objects(fs_store, kept))[0]
-    for key in (only_forgotten, still_named):
-        repo.quarantine(key.removeprefix(ROOT), "found wrong", sorted(trees)[0])
+    oldest, newest = sorted(trees)[0], sorted(trees)[-1]
+    others = manifest_objects(fs_store, sorted(trees)[1:])
+    only_oldest = sorted(manifest_objects(fs_store, [oldest]) - others)[0]
+    only_newest = sorted(
+        manifest_objects(fs_store, [newest]) - manifest_objects(fs_store, sorted(trees)[:-1])
+    )[0]
+    failed = {**repo.load_verification(oldest), "ok": False, "integrity_ok": False}
+    repo.record_verification(oldest, failed)
+    for key, snapshot_id in ((only_oldest, oldest), (only_newest, newest)):
+        repo.quarantine(key.removeprefix(ROOT), "found wrong", snapshot_id)
     now = max(i.last_modified for i in fs_store.list(ROOT)) + KEEP_TWO.margin + timedelta(seconds=1)
 
     dry = prune(repo, KEEP_TWO, dry_run=True, now=now)
     assert dry.objects_deleted and len(repo.quarantined()) == 2  # a dry run lifts nothing
-    prune(repo, KEEP_TWO, dry_run=False, now=now)
+    report = prune(repo, KEEP_TWO, dry_run=False, now=now)
 
-    assert only_forgotten not in object_keys(fs_store)
-    assert repo.quarantined() == {still_named.removeprefix(ROOT)}
+    assert [d.snapshot_id for d in report.forgotten] == [oldest]
+    assert only_oldest not in object_keys(fs_store)
+    assert repo.quarantined() == {only_newest.removeprefix(ROOT)}
 
 
 KILLED_PRUNE = """
@@ -272,3 +277,23 @@ def test_an_unreadable_manifest_stops_the_collection_before_any_delete(fs_store,
     with pytest.raises(PruneRefused, match=rf"manifest of snapshot '{snapshots[0]}' .* cannot be read"):
         collect(repo, RetentionSettings(keep_last=1), dry_run=False, now=now)
     assert object_keys(fs_store) == before
+
+
+def test_prune_sees_a_snapshot_naming_a_quarantined_object_as_not_restorable(fs_store, simulator, tmp_path):
+    sim = simulator(make_etl_dir(tmp_path, days=3, hourly_hours=4, file_bytes=6000, seed=8))
+    repo = Repository(fs_store, CLUSTER)
+    trees = backups(sim, repo, 3)
+    newest = sorted(trees)[-1]
+    only_newest = sorted(
+        manifest_objects(fs_store, [newest]) - manifest_objects(fs_store, sorted(trees)[:-1])
+    )
+    repo.quarantine(only_newest[0].removeprefix(ROOT), "found wrong", newest)
+    now = max(i.last_modified for i in fs_store.list(ROOT)) + KEEP_TWO.margin + timedelta(seconds=1)
+
+    report = prune(repo, RetentionSettings(keep_last=1), dry_run=False, now=now)
+
+    assert {d.snapshot_id: d.reasons for d in report.kept} == {
+        newest: ("quarantine",),
+        sorted(trees)[1]: ("last", "newest-verified"),  # the newest restorable copy
+    }
+    assert repo.latest_good() == sorted(trees)[1]

@@ -180,3 +180,16 @@ def test_a_repository_without_any_verified_snapshot_loses_nothing():
     decisions = apply_policy(states(statuses), RetentionSettings(keep_last=1), NOW)
     assert all(d.keep for d in decisions)
     assert {d.reasons for d in decisions} == {("recent",), ("no-verified-snapshot",)}
+
+
+def test_a_quarantined_snapshot_counts_for_no_rule_but_stays_until_mended():
+    """s01 and s02 name an object a later verify found damaged: keep_last 2 keeps two restorable ones
+    (s03, s04) and the quarantined ones stay, so the next backup can mend them."""
+    statuses = {"s01": "quarantined", "s02": "quarantined"}
+    decisions = apply_policy(states(statuses), RetentionSettings(keep_last=2), NOW)
+    assert kept(decisions) == {
+        "s01": ("quarantine",),
+        "s02": ("quarantine",),
+        "s03": ("last", NV),
+        "s04": ("last",),
+    }
